@@ -1,0 +1,94 @@
+"""Benchmark the pure-PyTorch SVG renderer: forward and forward+backward time.
+
+Scenes are VectorFusion-like: closed 4-segment blobs with radius ~ canvas/12 (jittered), translucent
+fills, every other path stroked. Throughput is reported as evaluated path·pixels per second of
+the full canvas (paths × H × W / time) — the work a dense renderer would do.
+
+    python bench/bench_renderer.py            # 256² and 512², 16/64/256 paths, CPU (+ CUDA if present)
+    python bench/bench_renderer.py --quick    # 256², 16/64 paths, fewer repeats
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dreamsampler_core.svg import SVGPath, SVGScene, render  # noqa: E402
+
+
+def make_scene(size: int, num_paths: int, seed: int = 0, device="cpu", dtype=torch.float32) -> SVGScene:
+    g = torch.Generator().manual_seed(seed)
+    n = 12
+    theta = torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
+    unit = torch.stack([theta.cos(), theta.sin()], -1)
+    paths = []
+    for i in range(num_paths):
+        c = torch.rand(2, generator=g, dtype=torch.float64) * size
+        r = size / 12 * (0.5 + torch.rand(1, generator=g, dtype=torch.float64))
+        pts = c + r * unit * (1 + 0.3 * torch.randn(n, 1, generator=g, dtype=torch.float64))
+        fill = torch.rand(4, generator=g, dtype=torch.float64)
+        fill[3] = 0.5 + 0.5 * fill[3]
+        stroke = torch.rand(4, generator=g, dtype=torch.float64) if i % 2 else None
+        paths.append(SVGPath(pts.to(device, dtype), fill.to(device, dtype),
+                             None if stroke is None else stroke.to(device, dtype), 2.0))
+    return SVGScene(size, size, paths)
+
+
+def _sync(device):
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_it(fn, device, repeats: int) -> float:
+    fn()  # warm-up (topology caches, allocator, kernels)
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench(device: str, sizes, counts, repeats: int):
+    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()}")
+    print(f"{'size':>6} {'paths':>6} {'fwd ms':>9} {'fwd+bwd ms':>11} {'fwd Mpp/s':>10} {'f+b Mpp/s':>10}")
+    for size in sizes:
+        for n in counts:
+            scene = make_scene(size, n, device=device).requires_grad_(widths=True)
+
+            def fwd():
+                with torch.no_grad():
+                    render(scene)
+
+            def fwd_bwd():
+                render(scene).square().mean().backward()
+
+            tf = time_it(fwd, device, repeats)
+            tb = time_it(fwd_bwd, device, repeats)
+            work = n * size * size / 1e6
+            print(f"{size:>5}² {n:>6} {tf * 1e3:>9.1f} {tb * 1e3:>11.1f} {work / tf:>10.1f} {work / tb:>10.1f}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="256² with 16/64 paths only, 2 repeats")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--device", action="append", help="device(s) to run; default cpu (+cuda if available)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sizes, counts, repeats = ((256,), (16, 64), 2) if args.quick else ((256, 512), (16, 64, 256), 3)
+    devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    for d in devices:
+        bench(d, sizes, counts, repeats)
+
+
+if __name__ == "__main__":
+    main()

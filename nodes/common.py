@@ -1,0 +1,75 @@
+"""Shared node-side pieces: the regularizer list type and input checks with actionable messages."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from comfy_api.latest import io
+
+from ..dreamsampler_core.regularizers import Regularizer
+
+CATEGORY = "DreamSampler"
+
+#: a tuple of RegularizerSpec; builder nodes append to it (never mutate an input)
+Regularizers = io.Custom("DREAM_REGULARIZERS")
+
+
+@dataclass(frozen=True)
+class RegularizerSpec:
+    """A core regularizer plus the conditionings its predictions need (by unbound name)."""
+    core: Regularizer
+    conds: dict = field(default_factory=dict)
+    label: str = ""
+
+
+def extend(regularizers, spec: RegularizerSpec) -> tuple:
+    return tuple(regularizers or ()) + (spec,)
+
+
+class InputError(ValueError):
+    """Raised from execute() for bad tensor inputs; the message says what to change."""
+
+
+def check_latent(latent, name: str = "latent_image") -> torch.Tensor:
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise InputError(f"'{name}' is not a LATENT (a dict with 'samples'); connect a VAE Encode or Empty Latent node.")
+    s = latent["samples"]
+    if not torch.is_tensor(s) or s.ndim not in (4, 5) or s.numel() == 0:
+        raise InputError(f"'{name}' must hold a non-empty [batch, channels, height, width] latent, got shape "
+                         f"{tuple(getattr(s, 'shape', ()))}.")
+    if not torch.isfinite(s).all():
+        raise InputError(f"'{name}' contains NaN or infinite values; re-encode the image or check the upstream node.")
+    return s
+
+
+def check_conditioning(cond, name: str):
+    if not isinstance(cond, list) or len(cond) == 0:
+        raise InputError(f"'{name}' is empty; connect a CLIP Text Encode (an empty prompt is fine: encode \"\").")
+    for c in cond:
+        if not (isinstance(c, (list, tuple)) and len(c) >= 2 and torch.is_tensor(c[0])):
+            raise InputError(f"'{name}' is not a CONDITIONING; connect a CLIP Text Encode node.")
+        if not torch.isfinite(c[0]).all():
+            raise InputError(f"'{name}' contains NaN values; check the text encoder / upstream nodes.")
+
+
+def check_number(value, name: str, lo=None, hi=None, integer=False):
+    """Returns an error string or None (for validate_inputs)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        return f"{name} must be a{'n integer' if integer else ' number'}, got {value!r}"
+    if not math.isfinite(float(value)):
+        return f"{name} must be finite, got {value!r}"
+    if lo is not None and value < lo:
+        return f"{name} must be at least {lo}, got {value}"
+    if hi is not None and value > hi:
+        return f"{name} must be at most {hi}, got {value}"
+    return None
+
+
+def first_error(*errors):
+    for e in errors:
+        if e:
+            return e
+    return True

@@ -1,0 +1,52 @@
+"""Regularizer builder nodes: each appends one proximal term to a DREAM_REGULARIZERS list."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from .common import CATEGORY, RegularizerSpec, Regularizers, check_conditioning, check_number, extend, first_error
+from ..dreamsampler_core.regularizers import EDIT_SCHEDULES, CFGEdit
+
+
+class DreamCFGEdit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamCFGEdit",
+            display_name="Dream CFG Edit",
+            category=f"{CATEGORY}/regularizers",
+            description="Text editing regularizer: at each step moves the Tweedie estimate toward the target "
+                        "prompt's (one DDS step, closed form), while the trajectory keeps the source noise. "
+                        "Strength is step-count invariant in the default 'invariant' schedule.",
+            inputs=[
+                io.Conditioning.Input("target", tooltip="What the image should become (e.g. 'a zebra')."),
+                io.Float.Input("strength", default=0.2, min=0.0, max=50.0, step=0.01,
+                               tooltip="Edit strength (the paper's omega; 0.2 is its horse->zebra setting). "
+                                       "0 reconstructs the input; raise for stronger edits."),
+                io.Combo.Input("schedule", options=list(EDIT_SCHEDULES), default="invariant",
+                               tooltip="'invariant': the same strength gives the same edit at any step count "
+                                       "(equals 'paper' at 200 ddim_uniform steps); 'paper': omega*alpha_bar_t "
+                                       "per step exactly as the official code (grows with steps); 'constant'."),
+                io.Float.Input("start", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Edit from this point of the schedule (1 = first step)."),
+                io.Float.Input("end", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Edit until this point (0 = last step)."),
+                Regularizers.Input("regularizers", optional=True, tooltip="Earlier regularizers to chain."),
+            ],
+            outputs=[Regularizers.Output(display_name="regularizers")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, strength=0.2, start=1.0, end=0.0):
+        return first_error(check_number(strength, "strength", 0.0, 50.0),
+                           check_number(start, "start", 0.0, 1.0), check_number(end, "end", 0.0, 1.0),
+                           f"start ({start}) must be >= end ({end}): the edit runs from start (noisy) down to end"
+                           if start is not None and end is not None and start < end else None)
+
+    @classmethod
+    def execute(cls, target, strength, schedule, start, end, regularizers=None) -> io.NodeOutput:
+        check_conditioning(target, "target")
+        core = CFGEdit(strength=strength, schedule=schedule, start=start, end=end)
+        return io.NodeOutput(extend(regularizers, RegularizerSpec(core, {"target": target}, "cfg_edit")))
+
+
+NODES = [DreamCFGEdit]

@@ -1,0 +1,283 @@
+"""DDIM inversion and the DreamSampler sampler nodes (KSampler replacement, SAMPLER, GUIDER)."""
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from . import _compat as C
+from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_latent, check_number,
+                     first_error)
+from ..dreamsampler_core.sampler import ETA_SCHEDULES
+
+MAX_STEPS = 10000
+
+
+def _validate_sampling(steps=None, denoise=None, eta=None, cfg=None, refine_steps=None):
+    return first_error(
+        check_number(steps, "steps", 1, MAX_STEPS, integer=True),
+        check_number(denoise, "denoise", 0.0, 1.0),
+        check_number(eta, "eta", 0.0, 1.0),
+        check_number(cfg, "cfg", 0.0, 100.0),
+        check_number(refine_steps, "refine_steps", 0, 50, integer=True),
+        "denoise must be greater than 0 (0 would do nothing)" if denoise is not None and denoise <= 0 else None,
+    )
+
+
+def _check_model(model):
+    try:
+        return C.parameterization(model)
+    except C.UnsupportedModelError as e:
+        raise InputError(str(e)) from None
+
+
+def _sigmas(model, scheduler, steps, denoise):
+    sigmas = C.calculate_sigmas(model, scheduler, steps, denoise)
+    if len(sigmas) < 2:
+        raise InputError(f"steps={steps} with denoise={denoise} leaves no sampling step; raise steps or denoise.")
+    return sigmas
+
+
+def _scheduler_input():
+    return io.Combo.Input("scheduler", options=C.SCHEDULER_NAMES, default=C.DEFAULT_SCHEDULER,
+                          tooltip="Noise schedule. 'ddim_uniform' is the DDIM grid of the papers "
+                                  "(at 200 steps: t = 996, 991, ..., 1). Use the same one for inversion and sampling.")
+
+
+class DreamDDIMInversion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamDDIMInversion",
+            display_name="Dream DDIM Inversion",
+            category=f"{CATEGORY}/inversion",
+            description="Deterministic DDIM inversion of a real image's latent (null-text inversion, as the "
+                        "DreamSampler code): walks the sampler's own noise grid upward so that DreamSampler "
+                        "with eta=0 and no regularizer reconstructs the input. Works for eps, v and flow models.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model (it is not modified)."),
+                io.Conditioning.Input("conditioning", tooltip="Null / source prompt used for inversion. The papers "
+                                      "invert with the empty prompt: CLIP Text Encode with an empty text."),
+                io.Latent.Input("latent_image", tooltip="VAE-encoded image to invert."),
+                io.Int.Input("steps", default=50, min=1, max=MAX_STEPS,
+                             tooltip="Inversion steps. Match DreamSampler's steps for an exact reconstruction."),
+                _scheduler_input(),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="How far to invert: 1 = to pure noise; less inverts only part of the way "
+                                       "(set DreamSampler's denoise to the same value)."),
+                io.Int.Input("refine_steps", default=0, min=0, max=50,
+                             tooltip="Fixed-point refinements per step (each costs one model call). 0 = plain DDIM "
+                                     "inversion as in the paper; 2-5 makes the round trip nearly exact."),
+            ],
+            outputs=[io.Latent.Output(display_name="inverted_latent",
+                                      tooltip="Noisy latent x_T (plus the grid it was inverted on). "
+                                              "Feed it to DreamSampler.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, steps=1, denoise=1.0, refine_steps=0):
+        return _validate_sampling(steps=steps, denoise=denoise, refine_steps=refine_steps)
+
+    @classmethod
+    def execute(cls, model, conditioning, latent_image, steps, scheduler, denoise, refine_steps) -> io.NodeOutput:
+        _check_model(model)
+        check_conditioning(conditioning, "conditioning")
+        samples = check_latent(latent_image)
+        samples = C.fix_empty_latent_channels(model, samples)
+        sigmas = _sigmas(model, scheduler, steps, denoise)
+        guider = C.DreamGuider(model)
+        guider.set_conds(conditioning, conditioning)
+        guider.set_cfg(1.0)
+        sampler = C.DreamRawSampler(mode="invert", refine=refine_steps)
+        latent = dict(latent_image, samples=samples)
+        latent.pop("noise_mask", None)
+        x_t = C.run_guider(guider, sampler, sigmas, latent, torch.zeros_like(samples), seed=0)
+        out = dict(latent_image, samples=x_t)
+        out[C.INVERSION_KEY] = {"sigma_start": float(sigmas[0]), "steps": int(steps), "scheduler": scheduler,
+                                "denoise": float(denoise)}
+        return io.NodeOutput(out)
+
+
+def _sampling_inputs():
+    return [
+        io.Model.Input("model", tooltip="The diffusion model (it is not modified)."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Seed for the initial noise (unless the latent comes from inversion) and for eta noise."),
+        io.Int.Input("steps", default=50, min=1, max=MAX_STEPS, tooltip="Reverse steps (model evaluations per prompt)."),
+        io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance of the base (positive vs negative) prediction. For editing "
+                               "an inverted image keep 1.0 and put the edit in a CFG-edit regularizer."),
+        _scheduler_input(),
+        io.Conditioning.Input("positive", tooltip="Base / source prompt. For editing: the same null prompt used "
+                                                  "for inversion (or a prompt describing the source image)."),
+        io.Conditioning.Input("negative", tooltip="Negative prompt (only used when cfg != 1)."),
+        io.Latent.Input("latent_image", tooltip="Latent to sample from: an inverted latent (DDIM Inversion) or "
+                                                "any LATENT (noise is then added like KSampler)."),
+        io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Fraction of the schedule to run (as KSampler). For an inverted latent use the "
+                               "inversion's denoise."),
+        io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Stochasticity: fraction of fresh noise in each renoise step. 0 = deterministic "
+                               "DDIM (exact reconstruction of an inverted image)."),
+        io.Combo.Input("eta_schedule", options=list(ETA_SCHEDULES), default="constant",
+                       tooltip="'constant': eta every step; 'alpha_bar': eta * alpha_bar_t, more noise late "
+                               "(the official inpainting setting)."),
+    ]
+
+
+class DreamSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamSampler",
+            display_name="DreamSampler",
+            category=CATEGORY,
+            description="KSampler replacement running DreamSampler: each step takes the model's Tweedie estimate, "
+                        "refines it with the connected regularizers (text edit, mask, data consistency) as a "
+                        "proximal step, then renoises with the base noise (eta mixes in fresh noise). With no "
+                        "regularizer and eta=0 it is DDIM.",
+            inputs=_sampling_inputs() + [
+                Regularizers.Input("regularizers", optional=True,
+                                   tooltip="Regularizers from Dream CFG Edit / mask / data-consistency nodes "
+                                           "(chain them; they apply in order)."),
+            ],
+            outputs=[io.Latent.Output(display_name="output", tooltip="Sampled latent."),
+                     io.Latent.Output(display_name="denoised_output",
+                                      tooltip="The last step's regularized Tweedie estimate.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, steps=1, cfg=1.0, denoise=1.0, eta=0.0):
+        return _validate_sampling(steps=steps, cfg=cfg, denoise=denoise, eta=eta)
+
+    @classmethod
+    def execute(cls, model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta,
+                eta_schedule, regularizers=None) -> io.NodeOutput:
+        out, denoised = sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise,
+                               eta, eta_schedule, regularizers)
+        return io.NodeOutput(out, denoised)
+
+
+def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta, eta_schedule,
+           regularizers=None):
+    """The DreamSampler node's body (also used by the other pack nodes)."""
+    _check_model(model)
+    check_conditioning(positive, "positive")
+    check_conditioning(negative, "negative")
+    samples = check_latent(latent_image)
+    samples = C.fix_empty_latent_channels(model, samples)
+    sigmas = _sigmas(model, scheduler, steps, denoise)
+    latent = dict(latent_image, samples=samples)
+    inverted = latent.pop(C.INVERSION_KEY, None)
+    if inverted is not None:
+        s0 = inverted.get("sigma_start")
+        if s0 is not None and abs(float(sigmas[0]) - s0) > 1e-3 * max(1.0, s0):
+            raise InputError(
+                f"This latent was inverted to noise level {s0:.4g} (denoise={inverted.get('denoise')}), but "
+                f"DreamSampler starts at {float(sigmas[0]):.4g} (denoise={denoise}). Set DreamSampler's denoise "
+                f"(and scheduler) to the inversion's.")
+        noise = torch.zeros_like(samples)
+    else:
+        noise = C.prepare_noise(latent, seed)
+    guider = C.DreamGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    guider.set_regularizers(regularizers)
+    sampler = C.DreamRawSampler(mode="sample", eta=eta, eta_schedule=eta_schedule)
+    x0_output = {}
+    result = C.run_guider(guider, sampler, sigmas, latent, noise, seed, x0_output)
+    out = dict(latent, samples=result)
+    denoised = dict(out)
+    if "x0" in x0_output:
+        denoised["samples"] = C.process_latent_out(model, x0_output["x0"].cpu())
+    return out, denoised
+
+
+class DreamSamplerSelect(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamSamplerSelect",
+            display_name="Dream Sampler (SAMPLER)",
+            category=f"{CATEGORY}/custom_sampling",
+            description="DreamSampler as a SAMPLER for core SamplerCustomAdvanced. With a Dream Guider it applies "
+                        "the guider's regularizers; with any other guider it is DDIM with eta. A DisableNoise "
+                        "noise input starts from the latent as it is (e.g. an inverted latent).",
+            inputs=[
+                io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Fraction of fresh noise in each renoise step (0 = deterministic DDIM)."),
+                io.Combo.Input("eta_schedule", options=list(ETA_SCHEDULES), default="constant",
+                               tooltip="'constant' or 'alpha_bar' (eta * alpha_bar_t)."),
+            ],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, eta=0.0):
+        return _validate_sampling(eta=eta)
+
+    @classmethod
+    def execute(cls, eta, eta_schedule) -> io.NodeOutput:
+        return io.NodeOutput(C.DreamRawSampler(mode="sample", eta=eta, eta_schedule=eta_schedule))
+
+
+class DreamInversionSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamInversionSampler",
+            display_name="Dream DDIM Inversion (SAMPLER)",
+            category=f"{CATEGORY}/custom_sampling",
+            description="DDIM inversion as a SAMPLER for SamplerCustomAdvanced: give it the normal (descending) "
+                        "sigmas of the sampler you will use (FlipSigmas output is accepted too) and a DisableNoise. "
+                        "Unlike flipped Euler it is safe for flow models (no division by zero at sigma = 1).",
+            inputs=[io.Int.Input("refine_steps", default=0, min=0, max=50,
+                                 tooltip="Fixed-point refinements per step (each costs one model call).")],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, refine_steps=0):
+        return _validate_sampling(refine_steps=refine_steps)
+
+    @classmethod
+    def execute(cls, refine_steps) -> io.NodeOutput:
+        return io.NodeOutput(C.DreamRawSampler(mode="invert", refine=refine_steps))
+
+
+class DreamGuiderNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamGuider",
+            display_name="Dream Guider",
+            category=f"{CATEGORY}/custom_sampling",
+            description="GUIDER for SamplerCustomAdvanced: CFG of positive vs negative, plus the regularizers' "
+                        "extra prompts evaluated in the same model batch. Use with 'Dream Sampler (SAMPLER)'.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model (it is not modified)."),
+                io.Conditioning.Input("positive", tooltip="Base / source prompt."),
+                io.Conditioning.Input("negative", tooltip="Negative prompt (used when cfg != 1)."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Guidance of the base prediction."),
+                Regularizers.Input("regularizers", optional=True, tooltip="Regularizers to apply."),
+            ],
+            outputs=[io.Guider.Output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, cfg=1.0):
+        return _validate_sampling(cfg=cfg)
+
+    @classmethod
+    def execute(cls, model, positive, negative, cfg, regularizers=None) -> io.NodeOutput:
+        _check_model(model)
+        check_conditioning(positive, "positive")
+        check_conditioning(negative, "negative")
+        guider = C.DreamGuider(model)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        guider.set_regularizers(regularizers)
+        return io.NodeOutput(guider)
+
+
+NODES = [DreamDDIMInversion, DreamSampler, DreamSamplerSelect, DreamInversionSampler, DreamGuiderNode]

@@ -1,0 +1,1 @@
+"""Test support: the real ComfyUI host (in-process and server), tiny models, analytic oracles."""
