@@ -178,6 +178,7 @@ class DreamRawSampler(comfy.samplers.Sampler):
         self.eta_schedule = eta_schedule
         self.regularizers = tuple(regularizers)
         self.refine = int(refine)
+        self.noise_fn = None          # optional noise provider (recorded trajectories), see core.sampler
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
@@ -233,7 +234,10 @@ class DreamRawSampler(comfy.samplers.Sampler):
         try:
             out = dream_sample(denoise, x, sigmas, param, regularizers=regs, eta=self.eta,
                                eta_schedule=self.eta_schedule, spans=spans, times=times,
-                               generator=generator, callback=cb)
+                               generator=generator, callback=cb, noise_fn=self.noise_fn,
+                               host={"process_latent_in": inner.process_latent_in,
+                                     "process_latent_out": inner.process_latent_out,
+                                     "source_latent": latent_image, "seed": seed})
         finally:
             if isinstance(model_wrap, DreamGuider):
                 model_wrap.dream_active = False
