@@ -1,19 +1,21 @@
 """DreamSampler node pack for ComfyUI (V3 nodes).
 
-ComfyUI imports this package from ``custom_nodes/``; it never runs outside ComfyUI.  The math
-lives in ``dreamsampler_core`` (host independent), the nodes in ``nodes/``.
+ComfyUI imports this package from ``custom_nodes/`` and calls ``comfy_entrypoint``.  The math lives
+in ``dreamsampler_core`` (host independent), the nodes in ``nodes/``.
 """
-from comfy_api.latest import ComfyExtension
-
-from .nodes import NODE_LIST
-
 WEB_DIRECTORY = "./web"
 
+try:
+    from comfy_api.latest import ComfyExtension
+except ImportError:     # imported outside ComfyUI (e.g. by pytest walking the repo): nothing to register
+    ComfyExtension = None
 
-class DreamSamplerExtension(ComfyExtension):
-    async def get_node_list(self):
-        return list(NODE_LIST)
+if ComfyExtension is not None:
+    from .nodes import NODE_LIST
 
+    class DreamSamplerExtension(ComfyExtension):
+        async def get_node_list(self):
+            return list(NODE_LIST)
 
-async def comfy_entrypoint():
-    return DreamSamplerExtension()
+    async def comfy_entrypoint():
+        return DreamSamplerExtension()

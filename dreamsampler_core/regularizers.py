@@ -67,6 +67,12 @@ class Regularizer:
         """Copy whose prediction names are made unique with ``prefix`` (hosts call this)."""
         return self
 
+    def renoise_eta(self, ctx: "StepContext") -> float | None:
+        """Fresh-noise fraction this term asks for in this step's renoise (None: the sampler's eta).
+        The sampler uses the largest request (the official inpainting renoises its regularized steps
+        with eta_t = alpha_bar_t and the others with eta = 0)."""
+        return None
+
     def __call__(self, z: Tensor, ctx: StepContext) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 

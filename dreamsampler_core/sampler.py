@@ -13,7 +13,7 @@ from torch import Tensor
 from .regularizers import Regularizer, StepContext, apply_regularizers
 from .schedule import Parameterization
 
-ETA_SCHEDULES = ("constant", "alpha_bar")
+ETA_SCHEDULES = ("constant", "alpha_bar", "ddim")
 
 NoiseFn = Callable[[int, StepContext], Tensor]
 
@@ -32,12 +32,17 @@ def seeded_noise(generator: torch.Generator | None) -> NoiseFn:
 def eta_at(eta: float, schedule: str, ctx: StepContext) -> float:
     """Fraction of fresh noise variance in the renoise direction at this step.
 
-    ``constant``: eta; ``alpha_bar``: eta * alpha_bar_t (the official inpainting uses eta_t = alpha_bar_t).
+    ``constant``: eta; ``alpha_bar``: eta * alpha_bar_t (the official inpainting uses eta_t = alpha_bar_t);
+    ``ddim``: eta is DDIM's (Song et al.) and the fraction is sigma_{t->s}(eta)^2 / (1 - alpha_bar_s)
+    = eta^2 (1 - alpha_bar_t / alpha_bar_s) / (1 - alpha_bar_t)  (spec csd §0; eta = 1 is DDPM).
     """
     if schedule == "constant":
         return float(eta)
     if schedule == "alpha_bar":
         return float(eta) * ctx.alpha_bar
+    if schedule == "ddim":
+        abar_t, abar_s = ctx.alpha_bar, ctx.alpha_bar_next
+        return float(eta) ** 2 * (1.0 - abar_t / abar_s) / (1.0 - abar_t)
     raise ValueError(f"eta schedule must be one of {ETA_SCHEDULES}, got {schedule!r}")
 
 
@@ -53,8 +58,8 @@ def dream_sample(denoise, x: Tensor, sigmas: Tensor, param: Parameterization, *,
                  regularizers: Sequence[Regularizer] = (), eta: float = 0.0,
                  eta_schedule: str = "constant", spans: Tensor | None = None,
                  times: Tensor | None = None, noise_fn: NoiseFn | None = None,
-                 generator: torch.Generator | None = None, callback=None, host: dict | None = None
-                 ) -> Tensor:
+                 generator: torch.Generator | None = None, callback=None, host: dict | None = None,
+                 post_step=None) -> Tensor:
     """Run the DreamSampler reverse process.
 
     denoise(x, sigma) -> (base_x0, preds): the model's Tweedie estimate of the base branch
@@ -65,6 +70,8 @@ def dream_sample(denoise, x: Tensor, sigmas: Tensor, param: Parameterization, *,
     spans / times: per-step length and start of each step in normalized time (1 = pure noise);
         default: uniform.
     callback(i, denoised, x): after each step's proximal update (for previews / progress).
+    post_step(i, x_next) -> x_next: optional, after each renoise step (not a final step to sigma 0),
+        e.g. Cycle-SDE's reset of the unedited region to a reference trajectory (spec csd §3.3).
     """
     n = len(sigmas) - 1
     if spans is None:
@@ -86,6 +93,11 @@ def dream_sample(denoise, x: Tensor, sigmas: Tensor, param: Parameterization, *,
             x = z
             continue
         eta_i = eta_at(eta, eta_schedule, ctx)
+        for reg in regularizers:                              # terms may ask for fresh noise (inverse.py)
+            asked = reg.renoise_eta(ctx) if hasattr(reg, "renoise_eta") else None
+            eta_i = eta_i if asked is None else max(eta_i, float(asked))
         xi = noise_fn(i, ctx) if eta_i > 0.0 else None
         x = param.compose(z, renoise_direction(eps, eta_i, xi), sigma_next)
+        if post_step is not None:
+            x = post_step(i, x)
     return x

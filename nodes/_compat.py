@@ -237,7 +237,8 @@ class DreamRawSampler(comfy.samplers.Sampler):
                                generator=generator, callback=cb, noise_fn=self.noise_fn,
                                host={"process_latent_in": inner.process_latent_in,
                                      "process_latent_out": inner.process_latent_out,
-                                     "source_latent": latent_image, "seed": seed})
+                                     "source_latent": latent_image, "seed": seed,
+                                     "denoise_grad": grad_denoiser(model_wrap, extra_args)})
         finally:
             if isinstance(model_wrap, DreamGuider):
                 model_wrap.dream_active = False
@@ -252,3 +253,154 @@ def run_guider(guider, sampler, sigmas, latent: dict, noise, seed: int, x0_outpu
     callback = progress_callback(guider.model_patcher, len(sigmas) - 1, x0_output)
     return guider.sample(noise, samples, sampler, sigmas, denoise_mask=latent.get("noise_mask"),
                          callback=callback, disable_pbar=not progress_bar_enabled(), seed=seed)
+
+
+# =============================================================================================
+# Inverse problems (issue 3, nodes/inverse.py): VAE access and a differentiable model call.
+# This section is owned by the inverse-problems feature; the code above does not depend on it
+# except DreamRawSampler's host entry "denoise_grad".
+# =============================================================================================
+import copy as _copy
+
+
+class VAECodec:
+    """A ComfyUI VAE as the codec of ``dreamsampler_core.inverse.DataConsistency``:
+    VAE-space latent [B, C, h, w] <-> pixels [B, 3, H, W] in [-1, 1].
+
+    ``decode`` / ``encode`` go through ComfyUI's VAE (model loading, batching, tiled OOM fallback;
+    no gradients; encode returns the posterior mean).  ``decode_grad`` runs a deep copy of
+    ``first_stage_model`` made outside inference mode (spec comfyui §A6: the loaded weights are
+    inference tensors that autograd cannot save), without the output clamp; the copy is kept
+    until ``release()``, which the regularizer calls at the end of each sampling run.
+    """
+
+    def __init__(self, vae):
+        self.vae = vae
+        self._grad_model = None
+
+    def check(self):
+        """Raise ValueError unless this VAE is an image VAE (2-D latents, RGB pixels)."""
+        vae = self.vae
+        if getattr(vae, "first_stage_model", None) is None or not hasattr(vae, "decode"):
+            raise ValueError("the VAE input is not a valid VAE (connect a checkpoint's or a VAE loader's VAE)")
+        if getattr(vae, "latent_dim", 2) != 2 or getattr(vae, "output_channels", 3) != 3:
+            raise ValueError("data consistency needs an image VAE (2-D latents, RGB output); "
+                             "video and audio VAEs are not supported")
+
+    def downscale(self) -> int:
+        return int(self.vae.spacial_compression_encode())
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        px = self.vae.decode(z)                                   # [B, H, W, C] in [0, 1]
+        if px.ndim != 4 or px.shape[-1] != 3:
+            raise ValueError(f"the VAE decoded to shape {tuple(px.shape)}; an RGB image VAE is needed")
+        return px.to(z.device).movedim(-1, 1) * 2.0 - 1.0
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(((x + 1.0) / 2.0).movedim(1, -1))
+
+    def decode_grad(self, z: torch.Tensor) -> torch.Tensor:
+        vae = self.vae
+        if self._grad_model is None:
+            with torch.inference_mode(False):
+                comfy.model_management.load_models_gpu([vae.patcher])
+                self._grad_model = _copy.deepcopy(vae.first_stage_model).requires_grad_(False)
+        out = self._grad_model.decode(z.to(device=vae.device, dtype=vae.vae_dtype))
+        return out.float().to(z.device)
+
+    def release(self):
+        self._grad_model = None
+
+
+def vae_codec(vae) -> VAECodec:
+    codec = VAECodec(vae)
+    codec.check()
+    return codec
+
+
+def grad_denoiser(model_wrap, extra_args):
+    """x0(x, sigma) with autograd through the diffusion model, for the opt-in DPS step.
+
+    The first call deep-copies the diffusion model outside inference mode (its loaded weights are
+    inference tensors); the copy is swapped in for each differentiable call and freed with this
+    closure at the end of the sampling run.  Memory: one extra copy of the model's weights plus
+    the activations of a backward pass."""
+    inner = model_wrap.inner_model
+    state = {}
+
+    def denoise(x, sigma):
+        if "model" not in state:
+            with torch.inference_mode(False):
+                state["model"] = _copy.deepcopy(inner.diffusion_model).requires_grad_(False)
+        original = inner.diffusion_model
+        inner.diffusion_model = state["model"]
+        try:
+            s_in = x.new_ones([x.shape[0]])
+            return model_wrap(x, sigma * s_in, **extra_args)
+        finally:
+            inner.diffusion_model = original
+
+    return denoise
+
+
+# =============================================================================================
+# CycleDiffusion / Cycle-SDE / SDE-Drag (issue 5, nodes/cycle.py and nodes/drag.py): run a core
+# algorithm inside ComfyUI's sampling machinery.  Owned by that feature; nothing above uses it.
+# =============================================================================================
+def sigma_floor(model) -> float:
+    """The model's smallest positive sigma: where CycleDiffusion / SDE-Drag put the clean latent."""
+    return float(model_sampling(model).sigma_min)
+
+
+def intermediate_device():
+    return comfy.model_management.intermediate_device()
+
+
+class DreamCoreSampler(comfy.samplers.Sampler):
+    """Raw sampler that hands ComfyUI's model to a core routine.
+
+    ``run(denoise, x, sigmas, param, step_callback, mask) -> x``: ``denoise(x, sigma) -> x0`` is
+    the guider (CFG, patches, ControlNets active); ``x`` the input latent in model space;
+    ``step_callback(x0_hat, x)`` advances ComfyUI's progress bar (and honours /interrupt);
+    ``mask`` the LATENT's noise_mask prepared to the latent shape (1 = editable), or None.
+    ``guidance``: optional {float(sigma): cfg} applied to the guider per noise level.
+    """
+
+    def __init__(self, run, total_steps: int, guidance: dict | None = None):
+        self.run = run
+        self.total_steps = int(total_steps)
+        self.guidance = guidance
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        param = parameterization(model_wrap.model_patcher)
+        s_in = noise.new_ones([noise.shape[0]])
+        base_cfg = getattr(model_wrap, "cfg", None)
+        step = [0]
+
+        def denoise(x, sigma):
+            if self.guidance is not None:
+                model_wrap.cfg = self.guidance.get(float(sigma), base_cfg)
+            return model_wrap(x, sigma * s_in, **extra_args)
+
+        def step_callback(x0_hat, x):
+            if callback is not None:
+                callback(step[0], x0_hat, x, self.total_steps)
+            step[0] += 1
+
+        x = latent_image if latent_image is not None else torch.zeros_like(noise)
+        try:
+            return self.run(denoise, x, sigmas, param, step_callback, denoise_mask)
+        finally:
+            if base_cfg is not None:
+                model_wrap.cfg = base_cfg
+
+
+def run_core(guider, run, sigmas, samples, seed: int, total_steps: int, guidance: dict | None = None):
+    """guider.sample with a DreamCoreSampler: progress bar over ``total_steps`` model calls.
+
+    ``samples``: VAE-space latent (ComfyUI's process_latent_in is applied); returns VAE space."""
+    sampler = DreamCoreSampler(run, total_steps, guidance)
+    callback = progress_callback(guider.model_patcher, total_steps)
+    return guider.sample(torch.zeros_like(samples), samples, sampler, sigmas, callback=callback,
+                         disable_pbar=not progress_bar_enabled(), seed=seed)

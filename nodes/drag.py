@@ -1,2 +1,212 @@
-"""(placeholder: filled by its feature work)."""
-NODES = []
+"""SDE-Drag (spec csd §3.3) and the DragBench item loader (§3.5)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from comfy_api.latest import io, ui
+
+from . import _compat as C
+from .common import CATEGORY, InputError, check_conditioning, check_number, first_error
+from .cycle import _guider, _mask, cycle_grid
+from .sampling import MAX_STEPS, _check_model, _scheduler_input
+from ..dreamsampler_core import drag
+
+SUB = f"{CATEGORY}/drag"
+RAMPS = ("linear", "constant")
+#: ui key the in-canvas point editor (web/js/dream_points.js) reads the source image from
+EDITOR_UI_KEY = "dream_drag_source"
+
+
+def _check_image(image) -> torch.Tensor:
+    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[-1] < 3 or image.shape[0] == 0:
+        raise InputError(f"'image' must be an IMAGE [batch, height, width, 3], got shape "
+                         f"{tuple(getattr(image, 'shape', ()))}; connect a Load Image node.")
+    if not torch.isfinite(image).all():
+        raise InputError("'image' contains NaN or infinite values.")
+    return image[..., :3]
+
+
+def drag_pairs(points: str, target_points: str, width: int, height: int):
+    """Pixel (sources, targets), checked against the image size; InputError with the reason."""
+    try:
+        src, tgt = drag.parse_drag_points(points, target_points or "")
+        drag.check_points_inside(src, width, height, "source point")
+        drag.check_points_inside(tgt, width, height, "target point")
+    except drag.PointsError as e:
+        raise InputError(str(e)) from None
+    return src, tgt
+
+
+class DreamSDEDrag(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamSDEDrag",
+            display_name="Dream SDE-Drag",
+            category=SUB,
+            description="Drags image content from source points to target points without gradients (SDE-Drag, "
+                        "'SDE beats ODE'): in sub-drags of ~step_size latent pixels the latent is noised to t0, "
+                        "a patch around each source is copied onto its target (alpha) and the source is "
+                        "re-noised (beta), then Cycle-SDE denoises it with the noise recovered from the forward "
+                        "path, so the rest of the image stays. Click source then target on the image in the node "
+                        "(right-click removes the last point), or type the points. Cost: 2 x steps model calls "
+                        "per sub-drag.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model (it is not modified; no LoRA fine-tuning)."),
+                io.Vae.Input("vae", tooltip="VAE to encode the image and decode the result."),
+                io.Image.Input("image", tooltip="Image to edit (SD1.5 works best near 512x512)."),
+                io.Conditioning.Input("positive", tooltip="Prompt describing the image (describe the TARGET image)."),
+                io.Conditioning.Input("negative", tooltip="Negative / empty prompt for the guidance."),
+                io.String.Input("points", multiline=True, default="[]",
+                                tooltip="Drag points in image pixels: JSON list of {\"x\", \"y\"} (KJNodes' "
+                                        "format), interleaved source, target, source, target... Written by the "
+                                        "point editor below; also accepts {\"source\": [[x, y]], \"target\": "
+                                        "[[x, y]]} (DragBench prompt.json)."),
+                _seed_def(),
+                io.Int.Input("steps", default=60, min=1, max=MAX_STEPS,
+                             tooltip="Steps per sub-drag actually run (as denoise does). 60 at t0 = 0.6 is the "
+                                     "official 100-step grid."),
+                _scheduler_input(),
+                io.Float.Input("t0", default=0.6, min=0.0, max=1.0, step=0.01,
+                               tooltip="Noise level of the copy-paste (0.6 in the paper). Higher is more faithful "
+                                       "to the image, lower follows the drag more."),
+                io.Float.Input("cfg", default=3.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Guidance at t0 (3 in the paper)."),
+                io.Combo.Input("guidance_ramp", options=list(RAMPS), default="linear",
+                               tooltip="linear: guidance falls from cfg at t0 to 1 at the end (official); "
+                                       "constant: cfg at every step."),
+                io.Float.Input("alpha", default=1.1, min=0.0, max=10.0, step=0.01,
+                               tooltip="Amplification of the pasted patch at the target (1.1)."),
+                io.Float.Input("beta", default=0.3, min=0.0, max=1.0, step=0.01,
+                               tooltip="Share of the source patch kept when it is re-noised (0.3; "
+                                       "beta*F + sqrt(1-beta^2)*noise keeps its variance)."),
+                io.Int.Input("radius", default=5, min=1, max=64,
+                             tooltip="Half-size of the copied patch in latent pixels (5 = 80x80 image pixels)."),
+                io.Float.Input("step_size", default=2.0, min=0.1, max=64.0, step=0.1,
+                               tooltip="Length of one sub-drag in latent pixels (2): long drags run several."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="Optional: white = may change, black = kept exactly (the official code's "
+                                      "convention). Without a mask everything may change."),
+                io.String.Input("target_points", optional=True, default="",
+                                tooltip="Optional: targets as a separate point list (then 'points' holds only the "
+                                        "sources), e.g. from two KJNodes point editors."),
+            ],
+            outputs=[io.Image.Output(display_name="image", tooltip="Dragged image."),
+                     io.Latent.Output(display_name="latent", tooltip="Dragged latent.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, steps=60, t0=0.6, cfg=3.0, alpha=1.1, beta=0.3, radius=5, step_size=2.0,
+                        points=None, target_points=None):
+        err = first_error(
+            check_number(steps, "steps", 1, MAX_STEPS, integer=True),
+            check_number(t0, "t0", 0.0, 1.0), "t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,
+            check_number(cfg, "cfg", 0.0, 100.0), check_number(alpha, "alpha", 0.0, 10.0),
+            check_number(beta, "beta", 0.0, 1.0), check_number(radius, "radius", 1, 64, integer=True),
+            check_number(step_size, "step_size", 0.1, 64.0))
+        if err is True and isinstance(points, str):
+            try:
+                drag.parse_drag_points(points, target_points if isinstance(target_points, str) else "")
+            except drag.PointsError as e:
+                return str(e)
+        return err
+
+    @classmethod
+    def execute(cls, model, vae, image, positive, negative, points, seed, steps, scheduler, t0, cfg, guidance_ramp,
+                alpha, beta, radius, step_size, mask=None, target_points="") -> io.NodeOutput:
+        _check_model(model)
+        check_conditioning(positive, "positive")
+        check_conditioning(negative, "negative")
+        pixels = _check_image(image)
+        H, W = pixels.shape[1:3]
+        src, tgt = drag_pairs(points, target_points, W, H)
+        samples = vae.encode(pixels)
+        h, w = samples.shape[-2:]
+        P = drag.to_latent_points(src, W / w, H / h)
+        Q = drag.to_latent_points(tgt, W / w, H / h)
+        m = _mask(mask, samples)
+        sigmas = cycle_grid(model, scheduler, steps, t0)
+        K = len(sigmas) - 1
+        guidance = {float(s): g for s, g in zip(sigmas[:-1], drag.guidance_ramp(K, cfg, guidance_ramp))}
+        subs = drag.substep_count(P, Q, step_size)
+        generator = torch.Generator().manual_seed(int(seed))
+
+        def run(denoise, x0, sig, param, step_callback, noise_mask=None):
+            return drag.sde_drag(denoise, x0, sig, param, P, Q, mask=m, alpha=alpha, beta=beta, radius=int(radius),
+                                 step_size=step_size, generator=generator,
+                                 callback=lambda sub, n, phase, k, x0h, x: step_callback(x0h, x))
+
+        try:
+            out = C.run_core(_guider(model, positive, negative, cfg), run, sigmas, samples, seed, 2 * K * subs,
+                             guidance)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        result = vae.decode(out)
+        preview = ui.PreviewImage(pixels, cls=None).values
+        return io.NodeOutput(result, {"samples": out}, ui={EDITOR_UI_KEY: preview})
+
+
+def _seed_def():
+    return io.Int.Input("seed", default=1234, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                        tooltip="Seed of the forward noising and the source re-noising (results depend on it).")
+
+
+class DreamDragBenchLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamDragBenchLoader",
+            display_name="Dream DragBench Item",
+            category=SUB,
+            description="Loads one DragBench item folder in either published format: SDE-Drag's (origin_image.png, "
+                        "mask.png, prompt.json) or DragDiffusion's (original_image.png, meta_data.pkl; the pickle "
+                        "is read with a loader that only builds lists, dicts, numbers and numpy arrays). Outputs "
+                        "plug into Dream SDE-Drag.",
+            inputs=[io.String.Input("item_folder", default="",
+                                    tooltip="Path of one item folder on the ComfyUI machine, e.g. "
+                                            "/data/DragBench/art_0.")],
+            outputs=[io.Image.Output(display_name="image"),
+                     io.Mask.Output(display_name="mask", tooltip="White = editable (all white without a mask)."),
+                     io.String.Output(display_name="prompt"),
+                     io.String.Output(display_name="points", tooltip="Interleaved source/target pixel points.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, item_folder=""):
+        if not isinstance(item_folder, str) or not item_folder.strip():
+            return "item_folder is empty; give the path of one DragBench item folder"
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, item_folder=""):
+        folder = Path(item_folder)
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())) if folder.is_dir() else item_folder
+
+    @classmethod
+    def execute(cls, item_folder) -> io.NodeOutput:
+        from PIL import Image
+        try:
+            item = drag.load_dragbench_item(Path(item_folder.strip()))
+        except drag.PointsError as e:
+            raise InputError(str(e)) from None
+        with Image.open(item.image_path) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        H, W = rgb.shape[:2]
+        if item.mask_path is not None:
+            with Image.open(item.mask_path) as im:
+                mask = np.asarray(im.convert("L").resize((W, H)), dtype=np.float32) / 255.0
+        elif item.mask is not None:
+            arr = np.asarray(item.mask)
+            arr = arr[..., 0] if arr.ndim == 3 else arr
+            if arr.shape != (H, W):
+                raise InputError(f"{item_folder}: mask shape {arr.shape} differs from the image ({H}, {W})")
+            mask = (arr > 0).astype(np.float32)
+        else:
+            mask = np.ones((H, W), dtype=np.float32)
+        points = drag.format_points(item.sources, item.targets)
+        return io.NodeOutput(torch.from_numpy(rgb)[None], torch.from_numpy(mask)[None], item.prompt, points)
+
+
+NODES = [DreamSDEDrag, DreamDragBenchLoader]

@@ -1,2 +1,377 @@
-"""(placeholder: filled by its feature work)."""
-NODES = []
+"""Inpainting and image-restoration nodes: mask/text regularizer, data consistency, degradation
+(spec dreamsampler §2.3, §4 "Inpainting", §6; the math is in dreamsampler_core.inverse)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from comfy_api.latest import io
+
+from . import _compat as C
+from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_latent,
+                     check_number, extend, first_error)
+from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
+from ..dreamsampler_core.masks import OVERLAP_RULES, MaskError, as_mask4d, downscale_factor, feather
+from ..dreamsampler_core.operators import (OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator, OperatorError,
+                                           degrade, make_operator)
+
+SUBCATEGORY = f"{CATEGORY}/inverse"
+#: a degradation: the operator plus the image shape it was made for (from Dream Degrade)
+Degradation = io.Custom("DREAM_DEGRADATION")
+MAX_REGIONS = 4
+
+PRESET_HELP = ("'paper': the official dream_inpaint schedule (every 3rd step while under 85% of the steps, "
+               "weight alpha_bar_t, fresh noise eta_t = alpha_bar_t on those steps; 57 of 200 steps); "
+               "'restore': every step, weight alpha_bar_t (SR, deblurring); 'project': every step at full "
+               "weight (strongest fidelity).")
+
+
+@dataclass(frozen=True)
+class DegradationInfo:
+    """What Dream Degrade made: the operator and the [B, 3, H, W] shape of the clean image."""
+    op: LinearOperator
+    image_shape: tuple
+    sigma_y: float
+
+
+# ----------------------------------------------------------------------------- helpers
+def image_to_pixels(image, name: str) -> torch.Tensor:
+    """ComfyUI IMAGE [B, H, W, C] in [0, 1] -> [B, 3, H, W] in [-1, 1], with checks."""
+    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[0] == 0:
+        raise InputError(f"'{name}' must be an IMAGE [batch, height, width, channels], got shape "
+                         f"{tuple(getattr(image, 'shape', ()))}")
+    if image.shape[-1] not in (1, 3, 4):
+        raise InputError(f"'{name}' has {image.shape[-1]} channels; give an RGB (or gray) image")
+    if not torch.isfinite(image).all():
+        raise InputError(f"'{name}' contains NaN or infinite values; check the node that made it")
+    x = image[..., :3].float() if image.shape[-1] >= 3 else image.float().expand(*image.shape[:-1], 3)
+    return x.movedim(-1, 1) * 2.0 - 1.0
+
+
+def pixels_to_image(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] in [-1, 1] (C = 1 or 3) -> IMAGE [B, H, W, 3] in [0, 1] (not clamped: an exact
+    measurement; previews clip)."""
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return ((x + 1.0) / 2.0).movedim(1, -1).contiguous().cpu()
+
+
+def check_mask(mask, name: str) -> torch.Tensor:
+    try:
+        m = as_mask4d(mask)
+    except MaskError as e:
+        raise InputError(f"'{name}': {e}") from None
+    if float(m.max()) <= 0.0:
+        raise InputError(f"'{name}' is all zero: nothing to repaint. Paint the region to repaint (white = repaint, "
+                         "ComfyUI's convention) or disconnect it.")
+    return m
+
+
+def build_operator(name, scale, blur_sigma, kernel_size, motion_angle, mask=None, image_hw=None) -> LinearOperator:
+    """The operator of the widgets; mask (ComfyUI MASK, 1 = repaint) for inpainting."""
+    keep = None
+    if name == "inpainting":
+        if mask is None:
+            raise InputError("the 'inpainting' operator needs a mask: connect a MASK (white = missing pixels)")
+        m = check_mask(mask, "mask")
+        if image_hw is not None and tuple(m.shape[-2:]) != tuple(image_hw):
+            raise InputError(f"the mask is {m.shape[-1]}x{m.shape[-2]} pixels but the image is "
+                             f"{image_hw[1]}x{image_hw[0]}; give a mask of the image's size")
+        keep = 1.0 - m
+    try:
+        return make_operator(name, scale=int(scale), blur_sigma=float(blur_sigma), kernel_size=int(kernel_size),
+                             motion_angle=float(motion_angle), keep=keep)
+    except OperatorError as e:
+        raise InputError(str(e)) from None
+
+
+def operator_inputs():
+    return [
+        io.Combo.Input("operator", options=list(OPERATOR_NAMES), default="sr_bicubic",
+                       tooltip="Degradation y = A(x): 'inpainting' (missing pixels, needs the mask input), "
+                               "'sr_avgpool' / 'sr_bicubic' (super-resolution, downsampling by 'scale'), "
+                               "'deblur_gauss' / 'deblur_uniform' / 'deblur_motion' (blur), 'colorization' "
+                               "(gray image)."),
+        io.Int.Input("scale", default=4, min=2, max=8,
+                     tooltip="Super-resolution factor: 2, 4 or 8 (image sides must be multiples of it). "
+                             "Ignored by the other operators."),
+        io.Float.Input("blur_sigma", default=3.0, min=0.1, max=50.0, step=0.1,
+                       tooltip="Gaussian blur standard deviation in pixels (deblur_gauss only)."),
+        io.Int.Input("kernel_size", default=0, min=0, max=255,
+                     tooltip="Blur size in pixels: Gaussian taps (0 = 6*sigma+1), uniform box size (odd; 0 = 9), "
+                             "motion blur length (0 = 15)."),
+        io.Float.Input("motion_angle", default=0.0, min=-180.0, max=180.0, step=1.0,
+                       tooltip="Direction of the motion blur in degrees (0 = horizontal). deblur_motion only."),
+    ]
+
+
+def validate_operator(operator=None, scale=None, blur_sigma=None, kernel_size=None, motion_angle=None):
+    """Range checks of the operator widgets (ComfyUI skips its own for inputs validate_inputs declares,
+    the combo check included)."""
+    sr = operator in ("sr_avgpool", "sr_bicubic")
+    return [
+        f"operator must be one of {OPERATOR_NAMES}, got {operator!r}"
+        if operator is not None and operator not in OPERATOR_NAMES else None,
+        check_number(scale, "scale", 2, 8, integer=True),
+        f"scale must be one of {SR_SCALES} for super-resolution, got {scale}"
+        if sr and isinstance(scale, int) and scale not in SR_SCALES else None,
+        check_number(blur_sigma, "blur_sigma", 0.1, 50.0),
+        check_number(kernel_size, "kernel_size", 0, 255, integer=True),
+        "kernel_size must be odd (or 0) for the uniform blur"
+        if operator == "deblur_uniform" and isinstance(kernel_size, int) and kernel_size > 0 and kernel_size % 2 == 0
+        else None,
+        check_number(motion_angle, "motion_angle", -180.0, 180.0),
+    ]
+
+
+# ----------------------------------------------------------------------------- mask inpainting
+class DreamMaskInpaint(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        optional = [
+            io.Conditioning.Input("target", optional=True,
+                                  tooltip="What to paint in the mask (e.g. 'glasses'). Without it the hole is "
+                                          "repainted by DreamSampler's positive prompt alone."),
+            io.Latent.Input("source", optional=True,
+                            tooltip="Clean latent of the source image (VAE Encode). When connected, the unmasked "
+                                    "region is pulled toward it ('keep'); leave it out when a data-consistency "
+                                    "term keeps the known pixels (the official configuration)."),
+        ]
+        for k in range(2, MAX_REGIONS + 1):
+            optional += [
+                io.Mask.Input(f"mask_{k}", optional=True,
+                              tooltip=f"Region {k} to repaint (white = repaint), same size as 'mask'."),
+                io.Conditioning.Input(f"target_{k}", optional=True,
+                                      tooltip=f"Prompt for region {k} (e.g. 'a smile' for a mouth mask)."),
+            ]
+        optional.append(Regularizers.Input("regularizers", optional=True,
+                                           tooltip="Earlier regularizers to chain (e.g. Dream Data Consistency; "
+                                                   "the official order is data consistency first, then this)."))
+        return io.Schema(
+            node_id="DreamMaskInpaint",
+            display_name="Dream Mask Inpaint",
+            category=SUBCATEGORY,
+            description="Text-guided inpainting regularizer: inside each mask the step's estimate moves toward "
+                        "that region's target prompt (DreamSampler's 'text distillation' blend, weight "
+                        "alpha_bar_t), the rest follows the source. Up to 4 masks with a prompt each; where "
+                        "masks overlap their prompts are blended by the overlap rule, never summed. Masks are "
+                        "area-pooled to the latent grid (soft edges).",
+            inputs=[
+                io.Mask.Input("mask", tooltip="Region to repaint, ComfyUI convention: white (1) = repaint, black "
+                                              "= keep; the image's size. Soft values repaint partially."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05,
+                               tooltip="Pull toward the target prompts (1 = the official weight alpha_bar_t; "
+                                       "0 = none)."),
+                io.Combo.Input("preset", options=list(PRESETS), default="paper", tooltip="When it acts: " + PRESET_HELP),
+                io.Int.Input("feather", default=0, min=0, max=256,
+                             tooltip="Soft mask edge in pixels (Gaussian, before pooling to the latent grid)."),
+                io.Combo.Input("overlap", options=list(OVERLAP_RULES), default="average",
+                               tooltip="Where masks overlap: 'average' blends their prompts (mask-weighted), "
+                                       "'last_on_top' lets the later mask win."),
+                io.Float.Input("keep", default=1.0, min=0.0, max=1.0, step=0.05,
+                               tooltip="Pull of the unmasked region toward the 'source' latent (needs 'source'; "
+                                       "1 = weight alpha_bar_t, i.e. pasted back at the end)."),
+            ] + optional,
+            outputs=[Regularizers.Output(display_name="regularizers")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, strength=1.0, feather=0, keep=1.0):
+        return first_error(check_number(strength, "strength", 0.0, 10.0),
+                           check_number(feather, "feather", 0, 256, integer=True),
+                           check_number(keep, "keep", 0.0, 1.0))
+
+    @classmethod
+    def execute(cls, mask, strength, preset, feather, overlap, keep, target=None, source=None,
+                mask_2=None, target_2=None, mask_3=None, target_3=None, mask_4=None, target_4=None,
+                regularizers=None) -> io.NodeOutput:
+        given = {2: (mask_2, target_2), 3: (mask_3, target_3), 4: (mask_4, target_4)}
+        pairs = [("mask", mask, "target", target)] + [(f"mask_{k}", m, f"target_{k}", t) for k, (m, t) in given.items()]
+        masks, targets, conds = [], [], {}
+        for mname, m, tname, t in pairs:
+            if m is None:
+                if t is not None:
+                    raise InputError(f"'{tname}' is connected but '{mname}' is not; connect the region's mask")
+                continue
+            mm = check_mask(m, mname)
+            if masks and tuple(mm.shape[-2:]) != tuple(masks[0].shape[-2:]):
+                raise InputError(f"'{mname}' is {mm.shape[-1]}x{mm.shape[-2]} pixels but 'mask' is "
+                                 f"{masks[0].shape[-1]}x{masks[0].shape[-2]}; all masks must have the image's size")
+            masks.append(feather_mask(mm, feather))
+            if t is not None:
+                check_conditioning(t, tname)
+                conds[tname] = t
+                targets.append(tname)
+            else:
+                targets.append(None)
+        src = None
+        if source is not None:
+            src = check_latent(source, "source")
+            try:
+                downscale_factor(tuple(masks[0].shape[-2:]), tuple(src.shape[-2:]))
+            except MaskError as e:
+                raise InputError(str(e)) from None
+        core = MaskInpaint(masks=tuple(masks), targets=tuple(targets), strength=float(strength), overlap=overlap,
+                           source=src, keep=float(keep), schedule=preset_or_error(preset))
+        return io.NodeOutput(extend(regularizers, RegularizerSpec(core, conds, "mask_inpaint")))
+
+
+def feather_mask(mask: torch.Tensor, radius) -> torch.Tensor:
+    return feather(mask, float(radius)) if radius else mask
+
+
+def preset_or_error(name):
+    try:
+        return preset(name)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+# ----------------------------------------------------------------------------- data consistency
+class DreamDataConsistency(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamDataConsistency",
+            display_name="Dream Data Consistency",
+            category=SUBCATEGORY,
+            description="Restoration regularizer for y = A(x) + noise in pixel space (inpainting, "
+                        "super-resolution, deblurring, colorization): at its steps the estimate is decoded, "
+                        "the closest image agreeing with the measurement is solved exactly (closed form, or "
+                        "conjugate gradient for motion blur), re-encoded and mixed in with weight "
+                        "strength * alpha_bar_t. No gradient through the diffusion model unless 'dps' > 0.",
+            inputs=[
+                io.Vae.Input("vae", tooltip="The checkpoint's VAE (decodes the estimate, encodes the solution)."),
+                io.Image.Input("measurement", tooltip="The degraded image y: Dream Degrade's measurement, or a real "
+                                                      "low-resolution / blurry / gray / damaged photo."),
+            ] + operator_inputs() + [
+                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05,
+                               tooltip="lambda: weight of the data term (multiplies alpha_bar_t); 0 turns it off "
+                                       "exactly, 1 is the official weight."),
+                io.Float.Input("sigma_y", default=0.01, min=0.0, max=1.0, step=0.001,
+                               tooltip="Noise level of the measurement (std, in [-1, 1] pixel units; 0.01 is the "
+                                       "official inpainting noise). The data are fit only down to this level, so "
+                                       "noise is not amplified; 0 fits as tightly as 'mu' allows (official)."),
+                io.Float.Input("mu", default=1e-4, min=1e-8, max=1e4, step=1e-5, round=False,
+                               tooltip="Proximal weight of the pixel sub-problem ||y - Ax||^2 + mu ||x - x_hat||^2 "
+                                       "(official 1e-4). Larger keeps more of the model's image."),
+                io.Combo.Input("preset", options=list(PRESETS), default="restore", tooltip="When it acts: " + PRESET_HELP),
+                io.Combo.Input("solver", options=list(SOLVERS), default="auto",
+                               tooltip="'auto': exact closed form where the operator has one (all but motion blur), "
+                                       "else conjugate gradient; 'cg': always conjugate gradient."),
+                io.Int.Input("cg_iters", default=10, min=1, max=1000,
+                             tooltip="Conjugate-gradient iterations (official 10)."),
+                io.Float.Input("dps", default=0.0, min=0.0, max=10.0, step=0.1,
+                               tooltip="Opt-in DPS gradient step on the steps where the data term is inactive "
+                                       "(1 = the official step). COSTLY: each such step adds a forward and a "
+                                       "backward pass through the diffusion model and the VAE decoder (about 3x a "
+                                       "plain step's time), plus a copy of the model's weights and the backward "
+                                       "activations in memory (GBs for SD1.5 at 512px). 0 = off (no model gradients)."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="For 'inpainting': the missing pixels, white (1) = missing; the measurement's "
+                                      "size."),
+                Degradation.Input("degradation", optional=True,
+                                  tooltip="From Dream Degrade: uses its operator (overrides operator, scale, blur "
+                                          "and mask here) and checks the measurement against it."),
+                Regularizers.Input("regularizers", optional=True, tooltip="Earlier regularizers to chain."),
+            ],
+            outputs=[Regularizers.Output(display_name="regularizers")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, strength=1.0,
+                        sigma_y=0.01, mu=1e-4, cg_iters=10, dps=0.0):
+        return first_error(*validate_operator(operator, scale, blur_sigma, kernel_size, motion_angle),
+                           check_number(strength, "strength", 0.0, 10.0),
+                           check_number(sigma_y, "sigma_y", 0.0, 1.0),
+                           check_number(mu, "mu", 1e-8, 1e4),
+                           check_number(cg_iters, "cg_iters", 1, 1000, integer=True),
+                           check_number(dps, "dps", 0.0, 10.0))
+
+    @classmethod
+    def execute(cls, vae, measurement, operator, scale, blur_sigma, kernel_size, motion_angle, strength, sigma_y,
+                mu, preset, solver, cg_iters, dps, mask=None, degradation=None, regularizers=None) -> io.NodeOutput:
+        try:
+            codec = C.vae_codec(vae)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        y = image_to_pixels(measurement, "measurement")
+        if degradation is not None:
+            if not isinstance(degradation, DegradationInfo):
+                raise InputError("'degradation' must come from a Dream Degrade node")
+            op = degradation.op
+            expected = op.measurement_shape(degradation.image_shape)
+            if tuple(y.shape[-2:]) != tuple(expected[-2:]):
+                raise InputError(f"the measurement is {y.shape[-1]}x{y.shape[-2]} pixels but the {op.describe()} "
+                                 f"degradation makes {expected[-1]}x{expected[-2]} measurements; connect the "
+                                 "measurement from the same Dream Degrade node")
+        else:
+            op = build_operator(operator, scale, blur_sigma, kernel_size, motion_angle, mask, tuple(y.shape[-2:]))
+        if op.name == "colorization":
+            y = y.mean(1, keepdim=True)
+        try:
+            image_shape = op.image_shape(tuple(y.shape))
+            op.check(y, image_shape)
+        except OperatorError as e:
+            raise InputError(str(e)) from None
+        f = codec.downscale()
+        if image_shape[-1] % f or image_shape[-2] % f:
+            raise InputError(f"the restored image would be {image_shape[-1]}x{image_shape[-2]} pixels, not a multiple "
+                             f"of the VAE's factor {f}; crop or resize the measurement")
+        core = DataConsistency(op=op, y=y, codec=codec, strength=float(strength), sigma_y=float(sigma_y),
+                               mu=float(mu), solver=solver, cg_iters=int(cg_iters),
+                               schedule=preset_or_error(preset), dps=float(dps))
+        return io.NodeOutput(extend(regularizers, RegularizerSpec(core, {}, "data_consistency")))
+
+
+# ----------------------------------------------------------------------------- degradation
+class DreamDegrade(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DreamDegrade",
+            display_name="Dream Degrade",
+            category=SUBCATEGORY,
+            description="Makes a restoration benchmark from a clean image: the measurement y = A(x) + sigma_y * "
+                        "noise, the degradation (operator) for Dream Data Consistency, and a full-size starting "
+                        "image (upsampled / gray-filled) to encode and invert.",
+            inputs=[io.Image.Input("image", tooltip="Clean image x.")] + operator_inputs() + [
+                io.Float.Input("sigma_y", default=0.01, min=0.0, max=1.0, step=0.001,
+                               tooltip="Measurement noise std in [-1, 1] pixel units (official 0.01)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Seed of the measurement noise."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="For 'inpainting': the pixels to remove, white (1) = missing; the image's size."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="measurement", tooltip="Degraded image y (smaller for super-resolution, "
+                                                                    "gray for colorization, grey hole for inpainting)."),
+                Degradation.Output(display_name="degradation", tooltip="The operator A, for Dream Data Consistency."),
+                io.Image.Output(display_name="initial", tooltip="y brought to the full image size: VAE-encode and "
+                                                                "invert it to start DreamSampler."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, sigma_y=0.01,
+                        seed=0):
+        return first_error(*validate_operator(operator, scale, blur_sigma, kernel_size, motion_angle),
+                           check_number(sigma_y, "sigma_y", 0.0, 1.0),
+                           check_number(seed, "seed", 0, 0xFFFFFFFFFFFFFFFF, integer=True))
+
+    @classmethod
+    def execute(cls, image, operator, scale, blur_sigma, kernel_size, motion_angle, sigma_y, seed,
+                mask=None) -> io.NodeOutput:
+        x = image_to_pixels(image, "image")
+        op = build_operator(operator, scale, blur_sigma, kernel_size, motion_angle, mask, tuple(x.shape[-2:]))
+        try:
+            op.measurement_shape(tuple(x.shape))
+        except OperatorError as e:
+            raise InputError(str(e)) from None
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        y = degrade(x, op, float(sigma_y), gen)
+        info = DegradationInfo(op=op, image_shape=tuple(x.shape), sigma_y=float(sigma_y))
+        return io.NodeOutput(pixels_to_image(y), info, pixels_to_image(op.initial_image(y)).clamp(0.0, 1.0))
+
+
+NODES = [DreamMaskInpaint, DreamDataConsistency, DreamDegrade]

@@ -34,6 +34,7 @@ MAX_ELEMENTS = 50_000
 MAX_PATHS = 10_000
 MAX_SEGMENTS = 200_000
 MAX_CANVAS = 8192
+MAX_COORDINATE = 1e6
 
 _SVG_NS = "{http://www.w3.org/2000/svg}"
 _XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
@@ -325,7 +326,11 @@ def parse_svg(data: str | bytes, *, max_bytes: int = MAX_SVG_BYTES, max_elements
             raise SVGError(f"SVG has more than {max_paths} painted paths; simplify it or pass a larger "
                            "max_paths")
         rule = str(elem.values.get("fill-rule", "nonzero")).strip().lower()
-        pts = torch.tensor([xy for p, _ in subpaths for xy in p], dtype=dtype, device=device)
+        flat = [xy for p, _ in subpaths for xy in p]
+        if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for xy in flat for v in xy):
+            raise SVGError(f"SVG has coordinates that are not finite or beyond ±{MAX_COORDINATE:g} px after "
+                           "transforms; check the transform/viewBox values")
+        pts = torch.tensor(flat, dtype=dtype, device=device)
         as_t = lambda c: None if c is None else torch.tensor(c, dtype=dtype, device=device).clamp(0, 1)
         paths.append(SVGPath(
             points=pts, fill=as_t(fill), stroke=as_t(stroke), stroke_width=stroke_width,

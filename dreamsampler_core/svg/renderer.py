@@ -26,7 +26,12 @@ Conventions (pixel units, x to the right, y down, pixel (i, j) has its centre at
 * ``stroke_width`` is the full SVG width; pydiffvg's ``Path.stroke_width`` is the *half* width and the
   adapter (:func:`to_pydiffvg` / :func:`from_pydiffvg`) converts.
 * output images are ComfyUI ``IMAGE`` tensors ``[B, H, W, 3]`` in 0..1 (``layout="BCHW"`` gives
-  ``[B, 3, H, W]``).
+  ``[B, 3, H, W]``); a batch is a sequence of scenes of one canvas size.
+
+Known approximations (as in diffvg's prefiltered mode): strokes always have round joins and caps
+(the writer says so explicitly); shapes that share an edge each get ~0.5 coverage there
+(conflation); slivers thinner than a pixel are over-covered; a pixel centre lying exactly on an edge
+gets no geometry gradient from that pixel (measure zero). Parity with resvg/cairo: 37–47 dB.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ BACKENDS = ("torch", "pydiffvg")
 
 # Elements of the [pixels, edges] work arrays processed at once by the nearest-edge search.
 _WORK_BUDGET = 1 << 21
+_SQRT_EPS = {torch.float64: 1e-60, torch.float32: 1e-24}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,11 +199,19 @@ class SVGScene:
 # ----------------------------------------------------------------------------------------------
 # Flattening
 # ----------------------------------------------------------------------------------------------
+_BASIS_CACHE: dict = {}
+
+
 def bernstein_matrix(k: int, dtype=torch.float32, device=None) -> Tensor:
-    """[k, 4] cubic Bernstein basis at t = 0, 1/k, ..., (k-1)/k."""
-    t = torch.arange(k, dtype=dtype, device=device) / k
-    s = 1 - t
-    return torch.stack([s ** 3, 3 * t * s ** 2, 3 * t ** 2 * s, t ** 3], dim=-1)
+    """[k, 4] cubic Bernstein basis at t = 0, 1/k, ..., (k-1)/k (cached, do not modify)."""
+    key = (k, dtype, str(device))
+    basis = _BASIS_CACHE.get(key)
+    if basis is None:
+        t = torch.arange(k, dtype=torch.float64) / k
+        s = 1 - t
+        basis = torch.stack([s ** 3, 3 * t * s ** 2, 3 * t ** 2 * s, t ** 3], dim=-1).to(device, dtype)
+        _BASIS_CACHE[key] = basis
+    return basis
 
 
 def samples_for_tolerance(ctrl: Tensor, tolerance: float, max_samples: int = 64) -> int:
@@ -217,7 +231,7 @@ def samples_for_tolerance(ctrl: Tensor, tolerance: float, max_samples: int = 64)
 _TOPOLOGY_CACHE: dict = {}
 
 
-def _topology(layout: tuple[tuple[int, int, bool], ...], k: int, device) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
+def _topology(layout: tuple[tuple[int, int, bool], ...], k: int, device):
     """Index tensors describing a path's flattened polyline.
 
     Returns ctrl_idx [S, 4] (point indices of each segment), end_idx [n_open] (point index of the
@@ -242,12 +256,14 @@ def _topology(layout: tuple[tuple[int, int, bool], ...], k: int, device) -> tupl
         if not closed:
             verts.append(n_vert_curves + len(ends))
             ends.append(start + n_pts)
-        nv = len(verts)
-        for j in range(nv):
-            if closed or j < nv - 1:
-                ea.append(verts[j]); eb.append(verts[(j + 1) % nv]); se.append(True)
-        if not closed:
-            ea.append(verts[-1]); eb.append(verts[0]); se.append(False)
+        n_edges = len(verts) if closed else len(verts) - 1
+        ea += verts[:n_edges]
+        eb += (verts[1:] + verts[:1])[:n_edges]
+        se += [True] * n_edges
+        if not closed:  # implicit closing edge: bounds the fill, is not stroked
+            ea.append(verts[-1])
+            eb.append(verts[0])
+            se.append(False)
         seg0 += s
     as_long = lambda v: torch.tensor(v, dtype=torch.long, device=device)
     out = (as_long(ctrl).view(-1, 4), as_long(ends), as_long(ea), as_long(eb),
@@ -266,8 +282,7 @@ def flatten_path(path: SVGPath, samples_per_segment: int | None = None, toleranc
     pts = path.points
     layout = tuple(path.subpaths())
     k0 = samples_per_segment
-    ctrl_idx, _, _, _, _, _ = _topology(layout, 1, pts.device)
-    ctrl = pts[ctrl_idx]                                            # [S, 4, 2]
+    ctrl = pts[_topology(layout, 1, pts.device)[0]]                 # [S, 4, 2]
     k = k0 if k0 is not None else samples_for_tolerance(ctrl, tolerance)
     ctrl_idx, end_idx, ea, eb, stroke_edge, any_open = _topology(layout, k, pts.device)
     basis = bernstein_matrix(k, pts.dtype, pts.device)              # [K, 4]
@@ -329,7 +344,9 @@ def _distance_to_edges(px: Tensor, py: Tensor, a: Tensor, b: Tensor, idx: Tensor
     ap = torch.stack([px, py], dim=-1) - a
     t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)).clamp(0.0, 1.0)
     diff = ap - t[:, None] * ab
-    eps = 1e-12 if px.dtype == torch.float64 else 1e-8
+    # keeps sqrt differentiable at d = 0 without adding a visible floor to d (a floor of sqrt(eps)
+    # would make the signed distance jump by 2·sqrt(eps) across an edge)
+    eps = _SQRT_EPS.get(px.dtype, torch.finfo(px.dtype).tiny)
     return ((diff * diff).sum(-1) + eps).sqrt()
 
 
@@ -363,6 +380,8 @@ def path_layers(path: SVGPath, width: int, height: int, samples_per_segment: int
             pad += max(float(half_w.detach()), 0.0)
         lo = torch.floor(v.min(0).values - pad)
         hi = torch.ceil(v.max(0).values + pad)
+        if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
+            raise ValueError("SVGPath points must be finite (got NaN or inf; check the learning rate)")
         x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
         x1, y1 = min(int(hi[0]), width), min(int(hi[1]), height)
     if x1 <= x0 or y1 <= y0:
@@ -371,20 +390,30 @@ def path_layers(path: SVGPath, width: int, height: int, samples_per_segment: int
     dtype, device = verts.dtype, verts.device
     xs = torch.arange(x0, x1, dtype=dtype, device=device) + 0.5
     ys = torch.arange(y0, y1, dtype=dtype, device=device) + 0.5
-    px = xs.repeat(h)
-    py = ys.repeat_interleave(w)
     a, b = verts[ea], verts[eb]
     a_d, b_d = a.detach(), b.detach()
+    # Only pixels closer than `band` to the outline have a coverage strictly between its extremes
+    # (and a geometry gradient); the rest are fully inside (fill 1) or outside (0).
+    band = 0.5 * softness + (max(float(half_w.detach()), 0.0) if has_stroke else 0.0)
+    active = _band_pixels(x0, y0, w, h, a_d, b_d, band)              # [M] flat indices or None
+    if active is None:
+        px, py = xs.repeat(h), ys.repeat_interleave(w)
+    else:
+        px, py = xs[active % w], ys[active // w]
+
+    def scatter(base: Tensor, values: Tensor) -> Tensor:
+        if active is None:
+            return values.view(h, w)
+        return base.reshape(-1).index_put((active,), values).view(h, w)
 
     layers = []
-    nearest_all = _nearest_edge(px, py, a_d, b_d)
-    d_all = _distance_to_edges(px, py, a, b, nearest_all)
+    d_all = _distance_to_edges(px, py, a, b, _nearest_edge(px, py, a_d, b_d))
     if has_fill:
-        wind = _winding(x0, w, ys, a_d, b_d).reshape(-1)
-        inside = (wind != 0) if path.fill_rule == "nonzero" else (wind % 2 != 0)
-        sd = torch.where(inside, d_all, -d_all)
-        alpha = _ramp(sd, softness) * path.fill[3]
-        layers.append((alpha.view(h, w), path.fill))
+        inside_grid = _winding(x0, w, ys, a_d, b_d)
+        inside_grid = (inside_grid != 0) if path.fill_rule == "nonzero" else (inside_grid % 2 != 0)
+        inside = inside_grid.reshape(-1) if active is None else inside_grid.reshape(-1)[active]
+        cov = _ramp(torch.where(inside, d_all, -d_all), softness)
+        layers.append((scatter(inside_grid.to(dtype), cov) * path.fill[3], path.fill))
     if has_stroke:
         if any_open:
             sel = stroke_edge.nonzero().squeeze(1)
@@ -392,8 +421,33 @@ def path_layers(path: SVGPath, width: int, height: int, samples_per_segment: int
         else:
             d = d_all
         cov = _ramp(half_w - d, softness) - _ramp(-half_w - d, softness)
-        layers.append(((cov * path.stroke[3]).view(h, w), path.stroke))
+        layers.append((scatter(torch.zeros(h, w, dtype=dtype, device=device), cov) * path.stroke[3],
+                       path.stroke))
     return (y0, y1, x0, x1), layers
+
+
+_TILE = 4
+
+
+@torch.no_grad()
+def _band_pixels(x0: int, y0: int, w: int, h: int, a: Tensor, b: Tensor, band: float) -> Tensor | None:
+    """Flat indices of the crop pixels that may lie within ``band`` px of an edge (None = all).
+
+    Coarse pass on 4×4 tiles: a pixel centre is at most (T-1)/√2 from its tile centre, so a tile
+    whose centre is farther than band + (T-1)/√2 from every edge holds no band pixel.
+    """
+    if w * h < 16 * _TILE * _TILE:
+        return None
+    tw, th = -(-w // _TILE), -(-h // _TILE)
+    cx = x0 + (torch.arange(tw, dtype=a.dtype, device=a.device) + 0.5) * _TILE
+    cy = y0 + (torch.arange(th, dtype=a.dtype, device=a.device) + 0.5) * _TILE
+    tx, ty = cx.repeat(th), cy.repeat_interleave(tw)
+    d = _distance_to_edges(tx, ty, a, b, _nearest_edge(tx, ty, a, b))
+    keep = (d < band + (_TILE - 1) / math.sqrt(2) + 1e-3).view(th, tw)
+    if bool(keep.all()):
+        return None
+    mask = keep.repeat_interleave(_TILE, 0).repeat_interleave(_TILE, 1)[:h, :w]
+    return mask.reshape(-1).nonzero().squeeze(1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real ComfyUI host (in-process and as a server) and tiny models.
+
+Everything runs on the pinned ComfyUI built by scripts/setup_host.sh (or COMFYUI_DIR); a missing
+host is an error, never a skip.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ARTIFACTS = Path(os.environ.get("DREAM_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "out" / "test-artifacts"))
+
+
+@pytest.fixture(scope="session")
+def pack():
+    """This repository imported into the in-process ComfyUI as a custom-node package."""
+    from support.host import load_pack
+    return load_pack()
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(pack):
+    from support.tiny_models import tiny_sd15_checkpoint
+    return tiny_sd15_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def sd15(tiny_ckpt):
+    """(MODEL, CLIP, VAE) from ComfyUI's own checkpoint loader."""
+    import comfy.sd
+    with torch.inference_mode():
+        out = comfy.sd.load_checkpoint_guess_config(str(tiny_ckpt), output_vae=True, output_clip=True)
+    return out[0], out[1], out[2]
+
+
+@pytest.fixture(scope="session")
+def server(tiny_ckpt, tmp_path_factory, request):
+    """One real ComfyUI server for the e2e tests; its log is kept under out/test-artifacts on failure."""
+    from support.server import ComfyServer
+    work = tmp_path_factory.mktemp("comfy")
+    srv = ComfyServer(work, checkpoints=[tiny_ckpt])
+    srv.start()
+    from run_workflow import upload_inputs
+    upload_inputs(srv)
+    yield srv
+    srv.stop()
+    if request.session.testsfailed:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(srv.log_path, ARTIFACTS / "server.log")
+
+
+def pytest_configure(config):
+    import sys
+    scripts = str(Path(__file__).resolve().parents[1] / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)

@@ -1,0 +1,104 @@
+"""UI-format workflows: build them from a compact spec, and convert them to API prompts.
+
+The shipped files in ``workflows/`` are UI format (what users load and the frontend saves);
+``to_api`` converts with comfy-cli's converter against a live ``/object_info`` exactly as a
+headless client would.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def _is_widget(spec) -> bool:
+    t = spec[0]
+    return isinstance(t, list) or t in WIDGET_TYPES
+
+
+def _ordered_inputs(info: dict):
+    order = info.get("input_order") or {k: list(v) for k, v in info["input"].items()}
+    for section in ("required", "optional"):
+        for name in order.get(section, []):
+            yield name, info["input"][section][name]
+
+
+def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> dict:
+    """spec: [{"id": int, "type": class, "widgets": {name: value}, "links": {input: (src_id, slot)},
+    "title"?: str, "pos"?: [x, y]}]  ->  litegraph 0.4 UI workflow."""
+    nodes, links = [], []
+    by_id = {n["id"]: n for n in spec}
+    out_links: dict[tuple[int, int], list[int]] = {}
+    link_id = 0
+    pending = []
+    for n in spec:
+        for inp, (src, slot) in n.get("links", {}).items():
+            link_id += 1
+            pending.append((link_id, src, slot, n["id"], inp))
+            out_links.setdefault((src, slot), []).append(link_id)
+    for order, n in enumerate(spec):
+        info = object_info[n["type"]]
+        inputs, widgets = [], []
+        for name, ispec in _ordered_inputs(info):
+            linked = name in n.get("links", {})
+            if _is_widget(ispec):
+                if name in n.get("widgets", {}):
+                    val = n["widgets"][name]
+                else:
+                    opts = ispec[1] if len(ispec) > 1 else {}
+                    val = opts.get("default")
+                    if val is None and isinstance(ispec[0], list):
+                        val = ispec[0][0]
+                    if val is None and ispec[0] == "COMBO":
+                        val = (opts.get("options") or [None])[0]
+                widgets.append(val)
+                if (ispec[1] if len(ispec) > 1 else {}).get("control_after_generate"):
+                    widgets.append("fixed")
+                if linked:
+                    inputs.append({"name": name, "type": ispec[0] if isinstance(ispec[0], str) else "COMBO",
+                                   "widget": {"name": name}, "link": None})
+            elif linked or name in info["input"].get("required", {}):
+                inputs.append({"name": name, "type": ispec[0], "link": None})
+        outputs = []
+        for slot, (otype, oname) in enumerate(zip(info["output"], info.get("output_name") or info["output"])):
+            outputs.append({"name": oname, "type": otype, "links": out_links.get((n["id"], slot), []),
+                            "slot_index": slot})
+        nodes.append({"id": n["id"], "type": n["type"], "pos": n.get("pos", [60 + 320 * (order % 5), 80 + 260 * (order // 5)]),
+                      "size": [300, 160], "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
+                      "properties": {"Node name for S&R": n["type"]}, "widgets_values": widgets,
+                      **({"title": n["title"]} if "title" in n else {})})
+    idx = {n["id"]: n for n in nodes}
+    for lid, src, slot, dst, inp in pending:
+        dnode = idx[dst]
+        entry = next((i for i in dnode["inputs"] if i["name"] == inp), None)
+        if entry is None:
+            raise KeyError(f"{by_id[dst]['type']} has no input {inp!r}")
+        entry["link"] = lid
+        links.append([lid, src, slot, dst, dnode["inputs"].index(entry), idx[src]["outputs"][slot]["type"]])
+    return {"last_node_id": max(idx), "last_link_id": link_id, "nodes": nodes, "links": links, "groups": [],
+            "config": {}, "extra": {"ds": {"scale": 1, "offset": [0, 0]}, **(extra or {})}, "version": 0.4}
+
+
+def to_api(ui: dict, object_info: dict) -> dict:
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+    return convert_ui_to_api(copy.deepcopy(ui), object_info)
+
+
+def load(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def nodes_of_type(prompt: dict, class_type: str) -> list[str]:
+    return [k for k, v in prompt.items() if v["class_type"] == class_type]
+
+
+def set_widget(prompt: dict, class_type: str, name: str, value, title: str | None = None):
+    """Override a widget value in every node of a type (optionally only with a given title)."""
+    hit = False
+    for k in nodes_of_type(prompt, class_type):
+        if title is None or prompt[k].get("_meta", {}).get("title") == title:
+            prompt[k]["inputs"][name] = value
+            hit = True
+    return hit
