@@ -149,6 +149,8 @@ class DreamDDPMEncode(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, steps=1, strength=0.8, eta=0.1, source_cfg=1.0, coupling="posterior"):
         err = _validate(steps=steps, strength=strength, eta=eta, source_cfg=source_cfg)
+        if err is True and coupling not in cycle.COUPLINGS:
+            return f"coupling must be one of {cycle.COUPLINGS}, got {coupling!r}"
         if err is True and coupling == "markov" and eta != 1.0:
             return "the 'markov' coupling needs eta = 1 (use 'posterior' for other eta)"
         return err

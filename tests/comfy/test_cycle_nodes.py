@@ -42,8 +42,8 @@ def test_oracle_dpm_encoder_round_trip_and_edit(N, gm, kind):
     code = enc[cycle.CYCLE_KEY]
     assert code.steps == 20 and float(code.sigmas[-1]) > 0 and "MiB" in info
     (rec,) = run(cycle.DreamDDPMDecode, model, src, null, enc, 1.0)
-    # float32 through ComfyUI's wrapper (the core test shows 1e-15 in float64)
-    assert float((rec["samples"] - lat["samples"]).abs().max()) < 1e-4
+    # float32 through ComfyUI's wrapper: measured ~6e-7 (the core test shows 1e-15 in float64)
+    assert float((rec["samples"] - lat["samples"]).abs().max()) < 1e-5
     assert cycle.CYCLE_KEY not in rec
     (ed,) = run(cycle.DreamDDPMDecode, model, tgt, null, enc, 1.0)
     assert (gm.classify(ed["samples"].double()) == 1).all()
@@ -62,7 +62,7 @@ def test_tiny_sd15_round_trip_sampler_and_errors(N, sd15):
     enc, _ = run(cycle.DreamDDPMEncode, model, src, null, lat, 0, 3, "ddim_uniform", 0.5, 0.1, 1.0, "posterior")
     (rec,) = run(cycle.DreamDDPMDecode, model, src, null, enc, 1.0)
     err = float((rec["samples"] - lat["samples"]).abs().max())
-    assert err < 1e-4 * max(1.0, float(lat["samples"].abs().max())), err      # measured ~3e-6
+    assert err < 1e-5, err                                                   # measured ~6e-7
     (ed,) = run(cycle.DreamDDPMDecode, model, tgt, null, enc, 3.0)
     assert float((ed["samples"] - lat["samples"]).abs().max()) > 1e-3
     # the same decode as a SAMPLER in core SamplerCustomAdvanced

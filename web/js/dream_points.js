@@ -52,6 +52,11 @@ function attachEditor(node) {
   const background = () => state.own ?? linkedImage(node);
 
   function redraw() {
+    if (canvas.clientWidth > 0 && canvas.clientHeight > 0) {
+      // backing store = displayed size, so the image is not stretched
+      canvas.width = Math.round(canvas.clientWidth);
+      canvas.height = Math.round(canvas.clientHeight);
+    }
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     const img = background();
@@ -86,6 +91,8 @@ function attachEditor(node) {
   }
 
   canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+  canvas.addEventListener("pointerenter", () => redraw()); // picks up a Load Image preview loaded later
+  if (typeof ResizeObserver === "function") new ResizeObserver(() => redraw()).observe(canvas);
   canvas.addEventListener("pointerdown", (e) => {
     e.preventDefault();
     e.stopPropagation();

@@ -1,0 +1,104 @@
+"""DreamSampler editing vs core ComfyUI sampling at equal model evaluations (same run, same model).
+
+    python bench/bench_sampler.py [--steps 20] [--size 64] [--repeat 3]
+
+Baselines: core KSampler ('ddim', cfg 3 -> a batch-2 UNet call per step) and SamplerCustomAdvanced
+with core euler. DreamSampler edit: cfg 1 + a CFG-edit regularizer -> also one batch-2 call per
+step. Model evaluations are counted through a UNet wrapper to prove they are equal. Runs on the
+tiny SD1.5-architecture checkpoint (CPU, or CUDA when available); pass --ckpt for a real one.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--size", type=int, default=64, help="image size in pixels (latent = size/8)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ckpt", type=Path)
+    args = ap.parse_args()
+
+    from support.host import load_pack
+    load_pack()
+    import comfy.model_management as mm
+    import comfy.sd
+    import nodes as core
+    from comfy_extras import nodes_custom_sampler as cs
+    from dreamsampler_pack.nodes import regularizers, sampling
+    from support.tiny_models import tiny_sd15_checkpoint
+
+    ckpt = args.ckpt or tiny_sd15_checkpoint()
+    with torch.inference_mode():
+        model, clip, vae = comfy.sd.load_checkpoint_guess_config(str(ckpt), output_vae=True, output_clip=True)[:3]
+        calls = {"n": 0, "batch": 0}
+        model = model.clone()
+
+        def counting(apply_model, kw):
+            calls["n"] += 1
+            calls["batch"] += kw["input"].shape[0]
+            return apply_model(kw["input"], kw["timestep"], **kw["c"])
+
+        model.set_model_unet_function_wrapper(counting)
+        null = core.CLIPTextEncode().encode(clip, "")[0]
+        tgt = core.CLIPTextEncode().encode(clip, "a zebra")[0]
+        lat = {"samples": torch.randn(1, 4, args.size // 8, args.size // 8, generator=torch.Generator().manual_seed(0))}
+        n = args.steps
+        inv = sampling.DreamDDIMInversion.execute(model, null, lat, n, "ddim_uniform", 1.0, 0).result[0]
+        reg = regularizers.DreamCFGEdit.execute(tgt, 0.2, "invariant", 1.0, 0.0).result[0]
+        sigmas = cs.BasicScheduler.execute(model, "ddim_uniform", n, 1.0).result[0]
+        euler = cs.KSamplerSelect.execute("euler").result[0]
+        cfg_guider = cs.CFGGuider.execute(model, tgt, null, 3.0).result[0]
+        noise = cs.RandomNoise.execute(0).result[0]
+
+        cases = {
+            "core KSampler ddim (cfg 3)": lambda: core.KSampler().sample(
+                model, 0, n, 3.0, "ddim", "normal", tgt, null, lat, 1.0),
+            "core SamplerCustomAdvanced euler (cfg 3)": lambda: cs.SamplerCustomAdvanced.execute(
+                noise, cfg_guider, euler, sigmas, lat),
+            "DreamSampler edit (cfg 1 + CFG edit)": lambda: sampling.DreamSampler.execute(
+                model, 0, n, 1.0, "ddim_uniform", null, null, inv, 1.0, 0.0, "constant", reg),
+            "DreamSampler eta=0.5 (cfg 3)": lambda: sampling.DreamSampler.execute(
+                model, 0, n, 3.0, "normal", tgt, null, lat, 1.0, 0.5, "constant"),
+        }
+        results = {}
+        for name, fn in cases.items():
+            fn()                                   # warm-up
+            calls.update(n=0, batch=0)
+            times = []
+            for _ in range(args.repeat):
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                fn()
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+            results[name] = (statistics.median(times), calls["n"] // args.repeat, calls["batch"] // args.repeat)
+
+    base = results["core KSampler ddim (cfg 3)"][0]
+    dev = mm.get_torch_device()
+    print(f"device: {dev} ({torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}); "
+          f"steps {n}; latent {args.size // 8}x{args.size // 8}; median of {args.repeat}")
+    print(f"{'case':45s} {'time s':>9s} {'UNet calls':>11s} {'batch rows':>11s} {'vs KSampler':>12s}")
+    for name, (t, c, b) in results.items():
+        print(f"{name:45s} {t:9.3f} {c:11d} {b:11d} {t / base:11.3f}x")
+    official = 2 * 200 + 2 * 200
+    ours = n + 2 * n
+    print(f"\nedit cost in UNet batch rows: official pipeline (200 NFE, batch-2 inversion + batch-2 sampling) "
+          f"= {official}; ours at {n} steps (batch-1 null inversion + batch-2 edit) = {ours} "
+          f"({ours / official:.3f}x)")
+
+
+if __name__ == "__main__":
+    main()
