@@ -404,3 +404,355 @@ def run_core(guider, run, sigmas, samples, seed: int, total_steps: int, guidance
     callback = progress_callback(guider.model_patcher, total_steps)
     return guider.sample(torch.zeros_like(samples), samples, sampler, sigmas, callback=callback,
                          disable_pbar=not progress_bar_enabled(), seed=seed)
+
+
+# =============================================================================================
+# Score distillation and SVG (issue 4, nodes/distill.py and nodes/svg.py): a guider with DDS's
+# source branch, a VAE codec with a differentiable encoder, the raw Sampler that runs
+# dreamsampler_core.distill inside guider.sample, progress previews, core SVG objects and the
+# input folder.  Owned by that feature; nothing above uses it.
+# =============================================================================================
+import copy as _copy
+import io as _io
+import os as _os
+
+DISTILL_SOURCE = "dream_distill_source"
+
+
+class DistillGuider(DreamGuider):
+    """DreamGuider (CFG, the regularizers' extra conds in one batch) with a second CFG branch: while
+    ``distill_branch == "source"`` it evaluates (source, negative) instead of (positive, negative),
+    for DDS's source prompt (spec dreamsampler §1.3b)."""
+
+    def __init__(self, model_patcher):
+        super().__init__(model_patcher)
+        self.distill_branch = "target"
+
+    def set_source(self, source):
+        self.inner_set_conds({DISTILL_SOURCE: source})
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):
+        if self.distill_branch != "source":
+            return super().predict_noise(x, timestep, model_options, seed)
+        conds, extra = self.conds, self.dream_extra
+        if DISTILL_SOURCE not in conds:
+            raise RuntimeError("DDS needs a source prompt: connect the 'source' conditioning")
+        self.conds = dict(conds, positive=conds[DISTILL_SOURCE])
+        self.dream_extra = ()
+        try:
+            return super().predict_noise(x, timestep, model_options, seed)
+        finally:
+            self.conds, self.dream_extra = conds, extra
+
+
+class DistillCodec:
+    """A ComfyUI VAE as the distillation codec, in the model's latent space: pixels [B, 3, H, W] in
+    [-1, 1] <-> model-space latents (``latent_in`` / ``latent_out`` = the model's process_latent_in/out).
+
+    ``encode`` is differentiable when its input requires grad: it runs a deep copy of
+    ``first_stage_model`` made outside inference mode (spec comfyui §A6: the loaded weights are
+    inference tensors autograd cannot save), without any clamp.  Otherwise, and for ``decode``,
+    ComfyUI's own VAE path (memory-aware batching, tiled fallback; encode = posterior mean) runs
+    under inference mode.  ``release()`` frees the copy."""
+
+    def __init__(self, vae, latent_in=None, latent_out=None):
+        self.vae = vae
+        self.latent_in = latent_in or (lambda z: z)
+        self.latent_out = latent_out or (lambda z: z)
+        self._model = None
+
+    def check(self):
+        """Raise ValueError unless this is an image VAE (2-D latents, RGB pixels)."""
+        vae = self.vae
+        if getattr(vae, "first_stage_model", None) is None or not hasattr(vae, "encode"):
+            raise ValueError("the VAE input is not a valid VAE (connect a checkpoint's or a VAE loader's VAE)")
+        if getattr(vae, "latent_dim", 2) != 2 or getattr(vae, "output_channels", 3) != 3:
+            raise ValueError("score distillation needs an image VAE (2-D latents, RGB output); "
+                             "video and audio VAEs are not supported")
+        return self
+
+    def downscale(self) -> int:
+        return int(self.vae.spacial_compression_encode())
+
+    def _grad_model(self):
+        if self._model is None:
+            with torch.inference_mode(False):
+                comfy.model_management.load_models_gpu([self.vae.patcher])
+                self._model = _copy.deepcopy(self.vae.first_stage_model).requires_grad_(False).to(self.vae.device)
+        return self._model
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        vae = self.vae
+        if x.requires_grad and torch.is_grad_enabled():
+            pixels = vae.process_input((x + 1.0) / 2.0).to(device=vae.device, dtype=vae.vae_dtype)
+            z = self._grad_model().encode(pixels)
+            z = (z[0] if isinstance(z, tuple) else z).to(device=x.device, dtype=x.dtype)
+        else:
+            with torch.inference_mode():
+                z = vae.encode(((x.detach() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1))
+            z = z.clone().to(device=x.device, dtype=x.dtype)
+        return self.latent_in(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            px = self.vae.decode(self.latent_out(z))
+        if px.ndim != 4 or px.shape[-1] != 3:
+            raise ValueError(f"the VAE decoded to shape {tuple(px.shape)}; an RGB image VAE is needed")
+        return (px.clone().movedim(-1, 1) * 2.0 - 1.0).to(device=z.device, dtype=z.dtype)
+
+    def release(self):
+        self._model = None
+
+
+def sigma_at(model_sampling_obj):
+    """u in [0, 1] (1 = pure noise) -> sigma, through the model's own percent_to_sigma."""
+    return lambda u: float(model_sampling_obj.percent_to_sigma(1.0 - float(u)))
+
+
+class DistillSampler(comfy.samplers.Sampler):
+    """Raw sampler that runs a routine of ``dreamsampler_core.distill`` inside ``guider.sample``, so
+    model patches, LoRAs, hooks and ControlNets are active (core TrainSampler pattern, spec comfyui §A2).
+
+    ``run(denoise, x, sigmas, param, host) -> latent`` executes outside inference mode with autograd
+    enabled (for the generator and the VAE-encoder copy).  ``denoise(x, sigma, branch) -> (x0, preds)``
+    calls the guider under inference mode, no gradients: "target" = CFG of positive vs negative plus
+    the regularizers' extra predictions, "source" = DDS's source prompt.  ``x``: the input latent noised
+    to sigmas[0] (model space; the latent as it is when ``noise`` is all zero).  ``host``:
+    process_latent_in/out, the clean input latent ("source_latent"), the seed and ``sigma_at``."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        inner = model_wrap.inner_model
+        param = parameterization(model_wrap.model_patcher)
+        if latent_image is None:
+            latent_image = torch.zeros_like(noise)
+        s_in = noise.new_ones([noise.shape[0]])
+        is_dream = isinstance(model_wrap, DreamGuider)
+        is_distill = isinstance(model_wrap, DistillGuider)
+
+        def denoise(x, sigma, branch="target"):
+            if branch == "source" and not is_distill:
+                raise RuntimeError("DDS needs the Dream distillation guider (a source prompt)")
+            with torch.inference_mode():
+                if is_distill:
+                    model_wrap.distill_branch = branch
+                try:
+                    x0 = model_wrap(x, torch.as_tensor(sigma).to(s_in) * s_in, **extra_args)
+                finally:
+                    if is_distill:
+                        model_wrap.distill_branch = "target"
+                preds = dict(model_wrap.dream_preds) if is_dream and branch == "target" else {}
+            return x0, preds
+
+        if torch.count_nonzero(noise) == 0:
+            x = latent_image
+        else:
+            x = inner.model_sampling.noise_scaling(sigmas[0], noise, latent_image,
+                                                   self.max_denoise(model_wrap, sigmas))
+        host = {"process_latent_in": inner.process_latent_in, "process_latent_out": inner.process_latent_out,
+                "source_latent": latent_image, "seed": extra_args.get("seed"),
+                "sigma_at": sigma_at(inner.model_sampling)}
+        if is_dream:
+            model_wrap.dream_active = True
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                return self.run(denoise, x, sigmas, param, host)
+        finally:
+            if is_dream:
+                model_wrap.dream_active = False
+
+
+def progress_bar(total: int):
+    """ComfyUI's progress bar (its server hook also raises on /interrupt); ``update_absolute(value,
+    total, ("JPEG", PIL image, max size))`` shows a preview."""
+    return comfy.utils.ProgressBar(int(total))
+
+
+class _SVGData:
+    """Stand-in for comfy_extras.nodes_images.SVG where that module cannot be imported (it imports the
+    server; e.g. ComfyUI used as a library).  SaveSVGNode reads only ``.data``."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def combine(self, other):
+        return type(self)(self.data + other.data)
+
+
+def core_svg(svg_texts):
+    """A core ``SVG`` object (comfy_extras.nodes_images.SVG: a list of BytesIO in ``.data``, what
+    SaveSVGNode consumes) of SVG texts."""
+    try:
+        from comfy_extras.nodes_images import SVG
+    except Exception:          # noqa: BLE001 - any import failure: the same payload in a stand-in
+        SVG = _SVGData
+    return SVG([_io.BytesIO(t.encode("utf-8")) for t in svg_texts])
+
+
+def input_directory() -> str:
+    import folder_paths
+    return folder_paths.get_input_directory()
+
+
+def input_svg_files() -> list[str]:
+    """The .svg files directly or in sub-folders of ComfyUI's input folder (relative, '/'-separated)."""
+    root = input_directory()
+    found = []
+    if _os.path.isdir(root):
+        for dirpath, _, files in _os.walk(root):
+            for f in files:
+                if f.lower().endswith(".svg"):
+                    found.append(_os.path.relpath(_os.path.join(dirpath, f), root).replace(_os.sep, "/"))
+    return sorted(found)
+
+
+def input_file_path(name: str) -> str:
+    """Absolute path of ``name`` inside ComfyUI's input folder; ValueError if it escapes the folder
+    (absolute paths, '..', symlinks out) or is not a regular file."""
+    root = _os.path.realpath(input_directory())
+    path = _os.path.realpath(_os.path.join(root, str(name)))
+    if _os.path.isabs(str(name)) or _os.path.commonpath([root, path]) != root:
+        raise ValueError(f"{name!r} is not inside ComfyUI's input folder")
+    if not _os.path.isfile(path):
+        raise ValueError(f"{name!r} is not a file in ComfyUI's input folder")
+    return path
+
+
+# =============================================================================================
+# Collaborative Score Distillation (issue 6, nodes/csd.py): a raw sampler that hands a core
+# routine a predictor of the target and source branches, with InstructPix2Pix's image condition
+# set per particle.  Owned by that feature; nothing above uses it.
+# =============================================================================================
+import comfy.conds
+import comfy.model_base
+
+
+def csd_model_kind(model) -> str:
+    """'ip2p' (InstructPix2Pix: 8-channel UNet with the image latent concatenated), 'plain'
+    (text-to-image), or 'concat' (another channel-concat model, e.g. inpainting: unsupported)."""
+    base = model.model
+    if isinstance(base, comfy.model_base.IP2P):
+        return "ip2p"
+    return "concat" if tuple(getattr(base, "concat_keys", ()) or ()) else "plain"
+
+
+def vae_downscale(vae) -> int:
+    return int(vae.spacial_compression_encode())
+
+
+def vae_encode(vae, pixels: torch.Tensor, tile: int = 0) -> torch.Tensor:
+    """pixels [B, H, W, 3] in [0, 1] (H, W multiples of the downscale) -> VAE-space latent; ComfyUI's
+    tiled encoder (tile x tile pixels, tile/8 overlap) when ``tile`` > 0 and the image is larger."""
+    if tile > 0 and max(pixels.shape[1], pixels.shape[2]) > tile:
+        return vae.encode_tiled(pixels, tile_x=tile, tile_y=tile, overlap=tile // 8)
+    return vae.encode(pixels)
+
+
+def vae_decode(vae, latent: torch.Tensor, tile: int = 0) -> torch.Tensor:
+    """VAE-space latent -> pixels [B, H, W, 3]; tiled (as VAE Decode (Tiled)) when ``tile`` > 0 pixels
+    and the image is larger."""
+    ds = int(vae.spacial_compression_decode())
+    if tile > 0 and max(latent.shape[-2], latent.shape[-1]) * ds > tile:
+        out = vae.decode_tiled(latent, tile_x=tile // ds, tile_y=tile // ds, overlap=max(1, tile // 8 // ds))
+    else:
+        out = vae.decode(latent)
+    return out.reshape(-1, *out.shape[-3:])
+
+
+def _with_image(inner, cond, image, x):
+    """Copy of processed conds whose InstructPix2Pix image condition is ``image`` (VAE-space latent,
+    one per batch row; None = the zero 'no image' latent), built by the model's own concat_cond."""
+    concat = comfy.conds.CONDNoiseShape(inner.concat_cond(concat_latent_image=image, noise=x, device=x.device))
+    out = []
+    for c in cond:
+        c = c.copy()
+        c["model_conds"] = dict(c["model_conds"], c_concat=concat)
+        out.append(c)
+    return out
+
+
+class DreamCSDSampler(comfy.samplers.Sampler):
+    """Raw sampler that runs ``run(predict, x, param, step_callback)`` inside ComfyUI's sampling
+    machinery (models loaded, patches and hooks active).  The guider holds processed conds
+    "positive" (target / instruction), "negative" and optionally "source".
+
+    ``predict(x_t, x_src_t, sigma, source) -> (x0_target, x0_source)``:
+      * text-to-image: CFG(target vs negative, text_cfg) at x_t and CFG(source vs negative, text_cfg)
+        at x_src_t (no source prompt: the negative prediction alone);
+      * InstructPix2Pix: three-way guidance  none + image_cfg (img - none) + text_cfg (text - img)
+        (spec csd §0, §1.3) with the text / img chunks conditioned on the particle's *source* latent
+        and the none chunk on zeros; the source branch uses the source prompt (default: the negative,
+        whose text term is then exactly 0).
+    ``source`` arrives in model space; the image condition is given in VAE space as ComfyUI's
+    InstructPixToPixConditioning does (the IP2P convention: unscaled VAE latents).
+    """
+
+    def __init__(self, run, total_steps: int, text_cfg: float, image_cfg: float):
+        self.run = run
+        self.total_steps = int(total_steps)
+        self.text_cfg = float(text_cfg)
+        self.image_cfg = float(image_cfg)
+
+    def _guided(self, inner, options, x, ts, text, negative, image, ip2p: bool):
+        if ip2p:
+            none_c = _with_image(inner, negative, None, x)
+            img_c = _with_image(inner, negative, image, x)
+            text_c = None if text is None else _with_image(inner, text, image, x)
+            out = comfy.samplers.calc_cond_batch(inner, [none_c, img_c, text_c], x, ts, options)
+            guided = comfy.samplers.cfg_function(inner, out[1], out[0], self.image_cfg, x, ts, model_options=options,
+                                                 cond=img_c, uncond=none_c)
+            return guided if text is None else guided + self.text_cfg * (out[2] - out[1])
+        if text is None:
+            return comfy.samplers.calc_cond_batch(inner, [negative], x, ts, options)[0]
+        out = comfy.samplers.calc_cond_batch(inner, [text, negative], x, ts, options)
+        for fn in options.get("sampler_pre_cfg_function", []):
+            out = fn({"conds": [text, negative], "conds_out": out, "cond_scale": self.text_cfg, "timestep": ts,
+                      "input": x, "sigma": ts, "model": inner, "model_options": options})
+        return comfy.samplers.cfg_function(inner, out[0], out[1], self.text_cfg, x, ts, model_options=options,
+                                           cond=text, uncond=negative)
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        inner = model_wrap.inner_model
+        param = parameterization(model_wrap.model_patcher)
+        ip2p = isinstance(inner, comfy.model_base.IP2P)
+        options = extra_args.get("model_options", {})
+        target, negative = model_wrap.conds["positive"], model_wrap.conds["negative"]
+        source = model_wrap.conds.get("source")
+        step = [0]
+
+        def predict(x_t, x_src_t, sigma, src):
+            ts = torch.as_tensor(sigma, dtype=torch.float32, device=x_t.device).reshape(1).expand(x_t.shape[0])
+            image = inner.process_latent_out(src) if ip2p else None
+            x0_tgt = self._guided(inner, options, x_t, ts, target, negative, image, ip2p)
+            x0_src = self._guided(inner, options, x_src_t, ts, source, negative, image, ip2p)
+            return x0_tgt, x0_src
+
+        def step_callback(x):
+            if callback is not None:
+                callback(step[0], x, x, self.total_steps)
+            step[0] += 1
+
+        x = latent_image if latent_image is not None else torch.zeros_like(noise)
+        return self.run(predict, x, param, step_callback)
+
+
+def run_csd(model, target, negative, source, run, samples, seed: int, total_steps: int, text_cfg: float,
+            image_cfg: float, sigma_range: tuple):
+    """guider.sample with a DreamCSDSampler: progress bar and latent previews over ``total_steps``
+    iterations, /interrupt honoured by the progress hook.  ``samples``: VAE-space latent (ComfyUI's
+    process_latent_in is applied for the run); returns the VAE-space result."""
+    guider = comfy.samplers.CFGGuider(model)
+    conds = {"positive": target, "negative": negative}
+    if source is not None:
+        conds["source"] = source
+    guider.inner_set_conds(conds)
+    guider.set_cfg(text_cfg)
+    sampler = DreamCSDSampler(run, total_steps, text_cfg, image_cfg)
+    callback = progress_callback(model, total_steps)
+    sigmas = torch.tensor([float(sigma_range[1]), float(sigma_range[0])], dtype=torch.float32)
+    return guider.sample(torch.zeros_like(samples), samples, sampler, sigmas, callback=callback,
+                         disable_pbar=not progress_bar_enabled(), seed=seed)

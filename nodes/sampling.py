@@ -120,7 +120,7 @@ def _sampling_inputs():
                                "DDIM (exact reconstruction of an inverted image)."),
         io.Combo.Input("eta_schedule", options=list(ETA_SCHEDULES), default="constant",
                        tooltip="'constant': eta every step; 'alpha_bar': eta * alpha_bar_t, more noise late "
-                               "(the official inpainting setting)."),
+                               "(the official inpainting setting); 'ddim': eta is DDIM's eta (1 = DDPM posterior)."),
     ]
 
 
@@ -206,7 +206,7 @@ class DreamSamplerSelect(io.ComfyNode):
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Fraction of fresh noise in each renoise step (0 = deterministic DDIM)."),
                 io.Combo.Input("eta_schedule", options=list(ETA_SCHEDULES), default="constant",
-                               tooltip="'constant' or 'alpha_bar' (eta * alpha_bar_t)."),
+                               tooltip="'constant', 'alpha_bar' (eta * alpha_bar_t) or 'ddim' (DDIM's eta)."),
             ],
             outputs=[io.Sampler.Output()],
         )

@@ -55,6 +55,13 @@ def server(tiny_ckpt, tmp_path_factory, request):
         shutil.copy(srv.log_path, ARTIFACTS / "server.log")
 
 
+@pytest.fixture(scope="session")
+def workflow_outputs():
+    """stem -> {filename: bytes} of each shipped workflow's outputs on the session server
+    (filled by test_workflow_runs_end_to_end, compared with a fresh server for determinism)."""
+    return {}
+
+
 def pytest_configure(config):
     import sys
     scripts = str(Path(__file__).resolve().parents[1] / "scripts")

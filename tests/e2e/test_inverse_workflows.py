@@ -1,8 +1,6 @@
-"""The shipped inpainting / restoration workflows through a real ComfyUI server (tiny model, CI
-fast settings), and bad inputs answered with clear errors while the server keeps serving."""
+"""Bad inputs to the shipped inpainting / restoration workflows through a real ComfyUI server: clear
+errors, and the server keeps serving (tests/e2e/test_server.py runs every workflow end to end)."""
 from pathlib import Path
-
-import pytest
 
 from build_workflows import test_overrides as workflow_overrides
 from run_workflow import prepare_prompt
@@ -10,25 +8,11 @@ from support.server import execution_error
 from support.workflows import set_widget
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = {
-    "text_guided_inpainting": "inpaint_",
-    "text_guided_inpainting_two_masks": "inpaint_two_masks_",
-    "super_resolution_x4": "sr_x4_",
-    "gaussian_deblurring": "deblur_gauss_",
-}
 
 
 def _prompt(server, tiny_ckpt, stem):
     return prepare_prompt(server, REPO / "workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
                           test_overrides=workflow_overrides())
-
-
-@pytest.mark.parametrize("stem", list(WORKFLOWS))
-def test_workflow_runs_end_to_end(server, tiny_ckpt, tmp_path, stem):
-    ui, prompt = _prompt(server, tiny_ckpt, stem)
-    entry = server.run(prompt, timeout=900, workflow=ui)
-    files = server.fetch_outputs(entry, tmp_path)
-    assert any(f.name.startswith(WORKFLOWS[stem]) for f in files), files
 
 
 def _error(server, prompt) -> str:
@@ -52,7 +36,9 @@ def test_bad_inputs_are_clear_errors_and_server_keeps_running(server, tiny_ckpt)
     _, sr = _prompt(server, tiny_ckpt, "super_resolution_x4")
     set_widget(sr, "DreamDataConsistency", "scale", 3)
     set_widget(sr, "DreamDataConsistency", "operator", "sr_avgpool")
-    status, resp = server.queue(sr)                                  # refused by validate_inputs
-    assert status == 400 and "scale must be one of" in str(resp["node_errors"])
+    status, resp = server.queue(sr)              # validate_inputs refuses the sampling branch (the preview may run)
+    assert "scale must be one of (2, 4, 8)" in str(resp["node_errors"]), resp
+    if status == 200:
+        server.wait(resp["prompt_id"], timeout=600)
 
     assert "devices" in server.get("/system_stats")                  # still serving

@@ -56,7 +56,7 @@ def test_shipped_workflows_are_in_sync_with_their_specs(server):
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_workflow_runs_end_to_end(server, tiny_ckpt, workflow, tmp_path):
+def test_workflow_runs_end_to_end(server, tiny_ckpt, workflow, tmp_path, workflow_outputs):
     from build_workflows import test_overrides
     from run_workflow import prepare_prompt
     ui, prompt = prepare_prompt(server, workflow, tiny_ckpt.name, fast=True, test_overrides=test_overrides())
@@ -64,6 +64,7 @@ def test_workflow_runs_end_to_end(server, tiny_ckpt, workflow, tmp_path):
     entry = server.run(prompt, timeout=900, workflow=ui)
     files = server.fetch_outputs(entry, tmp_path)
     assert files, f"{workflow.name} wrote no output"
+    workflow_outputs[workflow.stem] = {f.name: f.read_bytes() for f in files}
     for f in files:
         if f.suffix == ".png":
             arr = np.asarray(Image.open(f).convert("RGB"), dtype=np.float32)

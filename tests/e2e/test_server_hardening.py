@@ -1,0 +1,171 @@
+"""Trust in a user's ComfyUI: no leaked model patches, determinism across servers, bounded memory,
+/interrupt stops our long-running nodes promptly.  Runs after test_server.py on the same server."""
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+import io as _io
+
+from support.server import ComfyServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: long-running node types and the widget that makes them long
+LONG_NODES = {"DreamSampler": "steps", "DreamDDIMInversion": "steps", "DreamSDEDrag": "steps",
+              "DreamDDPMDecode": "steps", "DreamScoreDistill": "iterations", "DreamCSDEdit": "iterations"}
+
+
+def core_ksampler_prompt(ckpt_name, seed=11):
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt_name}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["1", 1]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": seed, "steps": 4, "cfg": 5.0,
+                                                 "sampler_name": "euler", "scheduler": "normal", "positive": ["2", 0],
+                                                 "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0}},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "core_ksampler"}},
+    }
+
+
+def pixels(data: bytes):
+    return np.asarray(Image.open(_io.BytesIO(data)).convert("RGB"))
+
+
+def only_output(server, entry, tmp_path):
+    files = server.fetch_outputs(entry, tmp_path)
+    assert len(files) == 1
+    return files[0].read_bytes()
+
+
+@pytest.fixture(scope="module")
+def fresh_server(tiny_ckpt, tmp_path_factory):
+    """A second, fresh server that caches nothing: the reference for model safety and determinism."""
+    srv = ComfyServer(tmp_path_factory.mktemp("fresh"), checkpoints=[tiny_ckpt], extra_args=["--cache-none"])
+    srv.start()
+    from run_workflow import upload_inputs
+    upload_inputs(srv)
+    yield srv
+    srv.stop()
+
+
+def test_shared_model_is_untouched_after_every_workflow(server, fresh_server, tiny_ckpt, workflow_outputs, tmp_path):
+    """After all shipped workflows ran in the session server (test_server.py), a plain core KSampler
+    on the same cached MODEL gives bit-identical output to a fresh server."""
+    assert workflow_outputs, "the workflow tests must run first in this session"
+    prompt = core_ksampler_prompt(tiny_ckpt.name)
+    a = only_output(server, server.run(prompt), tmp_path / "a")
+    b = only_output(fresh_server, fresh_server.run(prompt), tmp_path / "b")
+    assert np.array_equal(pixels(a), pixels(b))
+
+
+def test_every_workflow_is_deterministic_across_servers(fresh_server, tiny_ckpt, workflow_outputs, tmp_path):
+    from build_workflows import test_overrides
+    from run_workflow import prepare_prompt
+    assert workflow_outputs
+    for stem, outputs in sorted(workflow_outputs.items()):
+        ui, prompt = prepare_prompt(fresh_server, REPO / "workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
+                                    test_overrides=test_overrides())
+        files = fresh_server.fetch_outputs(fresh_server.run(prompt, timeout=900), tmp_path / stem)
+        got = {f.name: f.read_bytes() for f in files}
+        assert len(got) == len(outputs), stem
+        for (na, a), (nb, b) in zip(sorted(outputs.items()), sorted(got.items())):
+            if na.endswith(".png"):
+                assert np.array_equal(pixels(a), pixels(b)), f"{stem}/{na} differs between runs"
+            else:
+                assert a == b, f"{stem}/{na} differs between runs"
+
+
+def _rss_kb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def test_memory_is_bounded_over_50_executions(server, tiny_ckpt):
+    from run_workflow import prepare_prompt
+    _, prompt = prepare_prompt(server, REPO / "workflows" / "real_image_editing.json", tiny_ckpt.name, fast=True)
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "DreamSampler")
+    for k, v in prompt.items():
+        if v["class_type"] == "SaveImage":
+            v["class_type"] = "PreviewImage"
+            v["inputs"].pop("filename_prefix", None)
+    rss = []
+    for i in range(50):
+        prompt[sampler]["inputs"]["seed"] = 1000 + i        # new seed: the sampler really re-runs
+        prompt[sampler]["inputs"]["eta"] = 0.3
+        server.run(prompt, timeout=300)
+        rss.append(_rss_kb(server.proc.pid))
+    warm = rss[9]
+    growth = (max(rss[10:]) - warm) / warm
+    assert growth < 0.05, f"RSS grew {growth:.1%} after warm-up: {rss}"
+
+
+def _interrupt_when_progress(server, node_id, result):
+    """Watch /ws; when our node reports progress >= 2, POST /interrupt; count the steps it still made."""
+    import websocket
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?clientId={server.client_id}", timeout=600)
+    try:
+        while True:
+            msg = ws.recv()
+            if isinstance(msg, bytes):
+                continue
+            m = json.loads(msg)
+            if m["type"] == "progress" and str(m["data"].get("node")) == node_id:
+                if "interrupted_at" in result:
+                    result["after"] = result.get("after", 0) + 1
+                elif m["data"]["value"] >= 2:
+                    result["progress_max"] = m["data"]["max"]
+                    result["interrupted_at"] = m["data"]["value"]
+                    server.interrupt()
+            elif m["type"] in ("execution_interrupted", "execution_error", "execution_success"):
+                result["end"] = m["type"]
+                return
+    finally:
+        ws.close()
+
+
+def long_prompts(server, tiny_ckpt):
+    """(name, prompt, node id) for each long-running node type in the shipped workflows."""
+    from build_workflows import test_overrides
+    from run_workflow import prepare_prompt
+    seen = {}
+    for wf in sorted((REPO / "workflows").glob("*.json")):
+        _, prompt = prepare_prompt(server, wf, tiny_ckpt.name, fast=True, test_overrides=test_overrides())
+        for k, v in prompt.items():
+            widget = LONG_NODES.get(v["class_type"])
+            if widget and v["class_type"] not in seen and widget in v["inputs"]:
+                v["inputs"][widget] = 400
+                if "seed" in v["inputs"]:
+                    v["inputs"]["seed"] = 424242          # never cached
+                seen[v["class_type"]] = (wf.stem, prompt, k)
+    return seen
+
+
+def test_interrupt_stops_each_long_running_node_within_a_step(server, tiny_ckpt):
+    cases = long_prompts(server, tiny_ckpt)
+    assert {"DreamSampler", "DreamDDIMInversion"} <= set(cases)
+    for cls, (stem, prompt, node_id) in sorted(cases.items()):
+        result = {}
+        watcher = threading.Thread(target=_interrupt_when_progress, args=(server, node_id, result), daemon=True)
+        watcher.start()
+        time.sleep(0.5)
+        status, resp = server.queue(prompt)
+        assert status == 200, resp
+        entry = server.wait(resp["prompt_id"], timeout=900)
+        watcher.join(10)
+        assert "interrupted_at" in result, f"{cls} ({stem}) reported no progress"
+        assert entry["status"]["status_str"] == "error"
+        kinds = [k for k, _ in entry["status"]["messages"]]
+        assert "execution_interrupted" in kinds, (cls, kinds)
+        assert result.get("end") == "execution_interrupted", result
+        # it stopped within one step of the interrupt, long before finishing its 400 steps
+        assert result["progress_max"] >= 100
+        assert result.get("after", 0) <= 1, f"{cls} made {result['after']} more steps after /interrupt"
+    server.run(core_ksampler_prompt(tiny_ckpt.name, seed=5))      # the next prompt runs
