@@ -204,7 +204,8 @@ _BASIS_CACHE: dict = {}
 
 def bernstein_matrix(k: int, dtype=torch.float32, device=None) -> Tensor:
     """[k, 4] cubic Bernstein basis at t = 0, 1/k, ..., (k-1)/k (cached, do not modify)."""
-    key = (k, dtype, str(device))
+    # tensors made under torch.inference_mode (ComfyUI runs nodes in it) cannot be saved for backward
+    key = (k, dtype, str(device), torch.is_inference_mode_enabled())
     basis = _BASIS_CACHE.get(key)
     if basis is None:
         t = torch.arange(k, dtype=torch.float64) / k
@@ -238,7 +239,7 @@ def _topology(layout: tuple[tuple[int, int, bool], ...], k: int, device):
     end of each open subpath, appended as extra vertices), edge_a/edge_b [E] (vertex indices),
     stroke_edge [E] bool (False for the implicit closing edge of an open subpath), any_open.
     """
-    key = (layout, k, str(device))
+    key = (layout, k, str(device), torch.is_inference_mode_enabled())   # see bernstein_matrix
     hit = _TOPOLOGY_CACHE.get(key)
     if hit is not None:
         return hit

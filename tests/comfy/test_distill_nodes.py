@@ -1,0 +1,318 @@
+"""SVG and score-distillation nodes inside the real (in-process) ComfyUI: the analytic oracle through
+ComfyUI's guider and the raw distillation sampler (every method reaches the prompted class), the SVG
+path under inference mode (differentiable VAE-encoder copy), restoration inputs, progress previews
+and /interrupt, and clear errors for malformed or hostile SVG input."""
+import gzip
+
+import pytest
+import torch
+
+from dreamsampler_core.analytic import GaussianMixture
+
+CANVAS = 32                      # tiny VAE factor 8 -> latent [1, 4, 4, 4]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread is fastest and immune to a busy shared CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def N(pack):
+    from dreamsampler_pack.nodes import common, distill, svg
+    return svg, distill, common
+
+
+@pytest.fixture(scope="module")
+def gm():
+    return GaussianMixture.two_class(4 * 4 * 4, sep=3.0, std=0.5)
+
+
+@pytest.fixture(scope="module")
+def oracle(gm, pack):
+    from support.tiny_models import oracle_model
+    return oracle_model(gm, "eps")
+
+
+@pytest.fixture(scope="module")
+def vae(pack):
+    """A small AutoencoderKL (factor 8, 4 latent channels) as ComfyUI's own VAE class."""
+    import comfy.ldm.models.autoencoder as ae
+    import comfy.sd
+    from support.tiny_models import seeded_init_
+    dd = {"double_z": True, "z_channels": 4, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
+          "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+    m = seeded_init_(ae.AutoencoderKL(ddconfig=dd, embed_dim=4), 12)
+    with torch.inference_mode():
+        return comfy.sd.VAE(sd=m.state_dict(), config={"params": {"embed_dim": 4, "ddconfig": dd}})
+
+
+@pytest.fixture(scope="module")
+def svg32(N):
+    svg, _ = run(N[0].DreamSVGInit, "random", CANVAS, CANVAS, 6, 4, 5.0, 0.0, 8, "kmeans", 3, 1)
+    return svg
+
+
+def run(node, *args, **kw):
+    with torch.inference_mode():
+        return node.execute(*args, **kw).result
+
+
+def cond(k):
+    from support.tiny_models import class_conditioning
+    return class_conditioning(k)
+
+
+DEFAULTS = dict(method="dreamsampler", seed=0, iterations=2, inner_steps=1, cfg=1.0, scheduler="ddim_uniform",
+                denoise=1.0, min_t=0.02, eta=0.0, fit_space="auto", weighting="tweedie", point_lr=1.0,
+                color_lr=0.01, width_lr=0.0, data_weight=1.0)
+
+
+def distill(N, model, vae, positive=None, negative=None, **kw):
+    args = dict(DEFAULTS)
+    args.update({k: kw.pop(k) for k in list(kw) if k in DEFAULTS})
+    return run(N[1].DreamScoreDistill, model, positive or cond(1), negative or cond(None), vae, **args, **kw)
+
+
+# ----------------------------------------------------------------------------- SVG nodes
+def test_svg_init_render_export_and_reload(N):
+    svg_nodes = N[0]
+    scenes, image = run(svg_nodes.DreamSVGInit, "random", 48, 32, 10, 4, 0.0, 2.0, 8, "kmeans", 7, 2)
+    assert len(scenes) == 2 and image.shape == (2, 32, 48, 3)
+    assert not torch.equal(image[0], image[1])                        # independent random scenes
+    (big,) = run(svg_nodes.DreamSVGRender, scenes, 2.0)
+    assert big.shape == (2, 64, 96, 3)
+    (doc,) = run(svg_nodes.DreamSVGToFile, scenes, 3)
+    assert len(doc.data) == 2
+    text = doc.data[0].getvalue().decode()
+    assert text.lstrip().startswith("<svg") and "fill-rule" in text
+    back, back_img, _ = run(svg_nodes.DreamLoadSVG, svg_nodes.NO_FILE, text)
+    assert back[0].width == 48 and len(back[0].paths) == 11        # + the background <rect>
+    assert float((back_img[0] - image[0]).abs().max()) < 0.02       # the written SVG reproduces the render
+
+    # image mode: a two-colour raster is traced into paths that reproduce it
+    img = torch.zeros(1, 32, 32, 3)
+    img[:, :, :16] = torch.tensor([0.9, 0.1, 0.1])
+    img[:, :, 16:] = torch.tensor([0.1, 0.2, 0.9])
+    traced, traced_img = run(svg_nodes.DreamSVGInit, "image", 512, 512, 16, 8, 0.0, 0.0, 4, "kmeans", 0, 1, image=img)
+    assert (traced[0].width, traced[0].height) == (32, 32)
+    flat = float((img - img.mean((1, 2), keepdim=True)).pow(2).mean())     # one flat colour: 0.108
+    assert float((traced_img - img).pow(2).mean()) < 0.4 * flat
+
+
+def test_svg_nodes_reject_bad_inputs(N):
+    svg_nodes, _, common = N
+    with pytest.raises(common.InputError, match="connect an IMAGE"):
+        run(svg_nodes.DreamSVGInit, "image", 32, 32, 4, 4, 0.0, 0.0, 4, "kmeans", 0, 1)
+    with pytest.raises(common.InputError, match="NaN"):
+        run(svg_nodes.DreamSVGInit, "image", 32, 32, 4, 4, 0.0, 0.0, 4, "kmeans", 0, 1,
+            image=torch.full((1, 8, 8, 3), float("nan")))
+    with pytest.raises(common.InputError, match="not a Dream SVG"):
+        run(svg_nodes.DreamSVGRender, "<svg/>", 1.0)
+    assert "width" in svg_nodes.DreamSVGInit.validate_inputs(width=8)
+    assert "num_paths" in svg_nodes.DreamSVGInit.validate_inputs(num_paths=0)
+    assert "scale" in svg_nodes.DreamSVGRender.validate_inputs(scale=float("inf"))
+    assert svg_nodes.DreamSVGInit.validate_inputs() is True
+
+
+BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+                  '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><text>&lol2;</text></svg>')
+XXE = ('<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+       '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><text>&xxe;</text></svg>')
+USE_BOMB = ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="8" height="8">'
+            '<defs><g id="a"><rect width="1" height="1"/><rect width="1" height="1"/></g>'
+            + "".join(f'<g id="{c}"><use xlink:href="#{p}"/><use xlink:href="#{p}"/><use xlink:href="#{p}"/>'
+                      f'<use xlink:href="#{p}"/></g>' for p, c in zip("abcdefghi", "bcdefghij"))
+            + '</defs><use xlink:href="#j"/></svg>')
+CYCLE = ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="8" height="8">'
+         '<g id="a"><use xlink:href="#b"/></g><g id="b"><use xlink:href="#a"/></g></svg>')
+
+
+@pytest.mark.parametrize("text,message", [
+    (BILLION_LAUGHS, "DOCTYPE"),
+    (XXE, "DOCTYPE"),
+    (USE_BOMB, "element"),
+    (CYCLE, "cycl"),
+    ("hello, not an svg", "svg_text"),
+    ("<svg xmlns='http://www.w3.org/2000/svg' width='8' height='8'><path d='M 0 0 L", "svg_text"),
+    ("<html><body>no svg here</body></html>", "svg_text"),
+    ('<svg xmlns="http://www.w3.org/2000/svg" width="1e9" height="8"/>', "svg_text"),
+])
+def test_load_svg_rejects_hostile_or_malformed_text(N, text, message):
+    svg_nodes, _, common = N
+    with pytest.raises(common.InputError, match=message) as err:
+        run(svg_nodes.DreamLoadSVG, svg_nodes.NO_FILE, text)
+    assert str(err.value).startswith("svg_text")                      # says which input is wrong
+
+
+def test_load_svg_files_stay_inside_the_input_folder(N, tmp_path, monkeypatch):
+    import folder_paths
+    svg_nodes, _, common = N
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(inputs))
+    good = '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><circle cx="8" cy="8" r="5" fill="red"/></svg>'
+    (inputs / "icon.svg").write_text(good)
+    (inputs / "bomb.svg.gz").write_bytes(gzip.compress(good.encode()))
+    (inputs / "zipped.svg").write_bytes(gzip.compress(good.encode()))
+    (tmp_path / "secret.svg").write_text(good)
+    (inputs / "link.svg").symlink_to(tmp_path / "secret.svg")
+
+    assert "icon.svg" in svg_nodes.C.input_svg_files()
+    assert svg_nodes.DreamLoadSVG.validate_inputs("icon.svg", "") is True
+    scene, image, doc = run(svg_nodes.DreamLoadSVG, "icon.svg", "")
+    assert scene[0].width == 16 and float(image[0, 8, 8, 1]) < 0.2       # a red disk in the middle
+    assert svg_nodes.DreamLoadSVG.fingerprint_inputs("icon.svg", "") != svg_nodes.DreamLoadSVG.fingerprint_inputs(
+        "zipped.svg", "")
+    for bad in ("../secret.svg", str(tmp_path / "secret.svg"), "link.svg", "missing.svg", "."):
+        assert "svg_file" in svg_nodes.DreamLoadSVG.validate_inputs(bad, "")
+        with pytest.raises(common.InputError, match="input folder"):
+            run(svg_nodes.DreamLoadSVG, bad, "")
+    with pytest.raises(common.InputError, match="compressed|gzip"):
+        run(svg_nodes.DreamLoadSVG, "zipped.svg", "")
+    assert "give an SVG" in svg_nodes.DreamLoadSVG.validate_inputs(svg_nodes.NO_FILE, "")
+    assert svg_nodes.DreamLoadSVG.validate_inputs(svg_nodes.NO_FILE) is True        # svg_text linked: checked later
+    with pytest.raises(common.InputError, match="give an SVG"):
+        run(svg_nodes.DreamLoadSVG, svg_nodes.NO_FILE, "")
+    assert "larger" in svg_nodes.DreamLoadSVG.validate_inputs(svg_nodes.NO_FILE, "x" * (9 * 1024 * 1024))
+
+
+# ----------------------------------------------------------------------------- distillation on the oracle
+def test_every_method_moves_a_latent_to_the_prompted_class_through_comfy(N, gm, oracle, vae):
+    """Latent generator from a class-0 sample, prompt = class 1: DreamSampler distillation, SDS and DDS
+    (source = class 0) all end in class 1; the null edit of DDS (source = target) changes nothing."""
+    src = {"samples": gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(1, 4, 4, 4).float()}
+    assert int(gm.classify(src["samples"].double())) == 0
+    runs = {
+        "dreamsampler": dict(iterations=12, inner_steps=20, color_lr=0.1),
+        "sds": dict(iterations=150, inner_steps=1, color_lr=0.05, cfg=3.0),
+        "dds": dict(iterations=150, inner_steps=1, color_lr=0.05, source=cond(0)),
+    }
+    for method, kw in runs.items():
+        svg, image, lat, doc = distill(N, oracle, vae, method=method, latent=src, **kw)
+        assert svg == () and doc.data == [] and image.shape == (1, 32, 32, 3)
+        assert int(gm.classify(lat["samples"].double())) == 1, method
+    _, _, same, _ = distill(N, oracle, vae, positive=cond(0), method="dds", iterations=5, latent=src, source=cond(0))
+    assert torch.allclose(same["samples"], src["samples"], atol=1e-6)
+
+
+def test_regularizers_reach_algorithm2_through_the_guider(N, gm, oracle, vae, pack):
+    """A Dream CFG Edit regularizer (its target prompt evaluated in the guider's batch) steers an
+    unconditional DreamSampler distillation to class 1; with strength 0 it stays in class 0."""
+    from dreamsampler_pack.nodes import regularizers
+    src = {"samples": gm.sample(1, torch.Generator().manual_seed(4), 0).reshape(1, 4, 4, 4).float()}
+    ends = {}
+    for strength in (0.0, 1.0):
+        (regs,) = run(regularizers.DreamCFGEdit, cond(1), strength, "constant", 1.0, 0.0)
+        _, _, lat, _ = distill(N, oracle, vae, positive=cond(None), latent=src, iterations=10, inner_steps=20,
+                               color_lr=0.1, denoise=0.6, regularizers=regs)
+        ends[strength] = int(gm.classify(lat["samples"].double()))
+    assert ends == {0.0: 0, 1.0: 1}, ends
+
+
+def test_svg_distillation_runs_every_method_under_inference_mode(N, oracle, vae, svg32):
+    """The SVG generator through ComfyUI: pixel and latent fits (the latter backpropagates through a copy of
+    the VAE encoder while the node runs under torch.inference_mode), SDS and DDS; deterministic, the
+    input scene untouched, outputs consistent."""
+    svg_nodes = N[0]
+    before = svg32[0].paths[0].points.clone()
+    outs = {}
+    for name, kw in {"pixel": dict(fit_space="pixel"), "latent": dict(fit_space="latent"),
+                     "sds": dict(method="sds", cfg=5.0), "dds": dict(method="dds", source=cond(0))}.items():
+        out_svg, image, lat, doc = distill(N, oracle, vae, svg=svg32, iterations=2, inner_steps=2, **kw)
+        moved = float((out_svg[0].paths[0].points - before).abs().max())
+        assert moved > 1e-3, name
+        assert image.shape == (1, CANVAS, CANVAS, 3) and lat["samples"].shape == (1, 4, 4, 4)
+        assert torch.isfinite(lat["samples"]).all() and torch.isfinite(image).all()
+        assert torch.allclose(image, run(svg_nodes.DreamSVGRender, out_svg, 1.0)[0])
+        assert b"<path" in doc.data[0].getvalue()
+        outs[name] = out_svg
+    assert torch.equal(svg32[0].paths[0].points, before)             # the cached input was not modified
+    again = distill(N, oracle, vae, svg=svg32, iterations=2, inner_steps=2, fit_space="pixel")[0]
+    assert torch.equal(again[0].paths[0].points, outs["pixel"][0].paths[0].points)
+
+
+def test_svg_restoration_inputs(N, oracle, vae, svg32):
+    _, _, common = N
+    target = torch.rand(1, CANVAS, CANVAS, 3, generator=torch.Generator().manual_seed(1))
+    hole = torch.zeros(1, CANVAS, CANVAS)
+    hole[:, 8:20, 8:20] = 1.0
+    out = distill(N, oracle, vae, svg=svg32, measurement=target, mask=hole, data_weight=10.0)
+    assert torch.isfinite(out[1]).all()
+    low = torch.nn.functional.avg_pool2d(target.movedim(-1, 1), 4).movedim(1, -1)
+    assert torch.isfinite(distill(N, oracle, vae, svg=svg32, measurement=low)[1]).all()
+
+    bad = [
+        (dict(measurement=target[:, :20, :20]), "canvas divided by 2, 4 or 8"),
+        (dict(measurement=low, mask=hole), "low-resolution measurement has no mask"),
+        (dict(measurement=target, mask=hole[:, :16]), "mask's? .*size|mask is"),
+        (dict(measurement=target, mask=torch.ones(1, CANVAS, CANVAS)), "hides every pixel"),
+        (dict(mask=hole), "needs the 'measurement'"),
+        (dict(measurement=torch.full_like(target, float("nan"))), "NaN"),
+    ]
+    for kw, message in bad:
+        with pytest.raises(common.InputError, match=message):
+            distill(N, oracle, vae, svg=svg32, **kw)
+    with pytest.raises(common.InputError, match="needs an 'svg' or 'image'"):
+        distill(N, oracle, vae, latent={"samples": torch.zeros(1, 4, 4, 4)}, measurement=target)
+
+
+def test_distill_rejects_bad_inputs(N, oracle, vae, svg32):
+    _, distill_nodes, common = N
+    node = distill_nodes.DreamScoreDistill
+    lat = {"samples": torch.zeros(1, 4, 4, 4)}
+    cases = [
+        (dict(), "exactly one generator"),
+        (dict(svg=svg32, latent=lat), "exactly one generator"),
+        (dict(svg="<svg/>"), "not a Dream SVG"),
+        (dict(svg=svg32, method="dds"), "needs the 'source'"),
+        (dict(svg=svg32, method="sds", regularizers=("x",)), "regularizers"),
+        (dict(svg=svg32, point_lr=0.0, color_lr=0.0), "learning rate"),
+        (dict(image=torch.rand(1, 36, 36, 3)), "multiple of the VAE's factor 8"),
+        (dict(image=torch.full((1, 32, 32, 3), float("nan"))), "NaN"),
+        (dict(latent={"samples": torch.full((1, 4, 4, 4), float("inf"))}), "NaN or infinite"),
+        (dict(svg=svg32, denoise=0.0), "leaves no step"),
+    ]
+    for kw, message in cases:
+        with pytest.raises(common.InputError, match=message):
+            distill(N, oracle, vae, **kw)
+    nan_scene = svg32[0].clone()
+    nan_scene.paths[0].points[0, 0] = float("nan")
+    with pytest.raises(common.InputError, match="NaN"):
+        distill(N, oracle, vae, svg=(nan_scene,))
+    with pytest.raises(common.InputError, match="VAE"):
+        distill(N, oracle, object(), svg=svg32)
+    assert node.validate_inputs(**{k: v for k, v in DEFAULTS.items() if k not in ("scheduler", "fit_space",
+                                                                                   "weighting")}) is True
+    for kw, message in [(dict(iterations=0), "iterations"), (dict(cfg=-1.0), "cfg"), (dict(method="vsd"), "method"),
+                        (dict(method="sds", min_t=0.9, denoise=0.5), "min_t"), (dict(eta=float("nan")), "eta"),
+                        (dict(point_lr=1e9), "point_lr"), (dict(inner_steps=2.5), "inner_steps"),
+                        (dict(denoise=0.0), "denoise")]:
+        assert message in str(node.validate_inputs(**kw)), kw
+
+
+def test_progress_previews_and_interrupt(N, oracle, vae, svg32):
+    import comfy.model_management as mm
+    import comfy.utils
+    from PIL import Image
+    seen = []
+    old = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.PROGRESS_BAR_HOOK = lambda value, total, preview, node_id=None: seen.append((value, total, preview))
+    try:
+        distill(N, oracle, vae, svg=svg32, iterations=3)
+    finally:
+        comfy.utils.PROGRESS_BAR_HOOK = old
+    assert [(v, t) for v, t, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+    kind, picture, size = seen[-1][2]
+    assert kind == "JPEG" and isinstance(picture, Image.Image) and picture.size == (CANVAS, CANVAS) and size == 512
+
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            distill(N, oracle, vae, svg=svg32, iterations=3)
+    finally:
+        mm.interrupt_current_processing(False)
