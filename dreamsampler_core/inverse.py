@@ -134,6 +134,8 @@ class MaskInpaint(Regularizer):
         return replace(self, targets=tuple(None if t is None else prefix + t for t in self.targets), _grid={})
 
     def renoise_eta(self, ctx: StepContext):
+        if self.strength == 0.0 and (self.source is None or self.keep == 0.0):
+            return None                                    # a term with no effect leaves the sampler alone
         return ctx.alpha_bar if self.schedule.renoise and self.schedule.active(ctx) else None
 
     def regions(self, z: Tensor):

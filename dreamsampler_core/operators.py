@@ -22,6 +22,7 @@ first iterate that reaches it, so noise is not amplified; sigma_y = 0 is the off
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor

@@ -1,0 +1,144 @@
+"""Inpainting and restoration: Dream Degrade -> (inversion) -> DreamSampler with Dream Data
+Consistency and Dream Mask Inpaint regularizers.
+
+Masks are drawn with core nodes (SolidMask + MaskComposite) at 512 px and scaled with the image
+through MaskToImage -> ImageScale -> ImageToMask, so they always have the working image's size.
+"""
+from .editing import CKPT, load_image, loader
+
+SIZE = 512
+
+
+def rectangle_mask(i, x, y, w, h, dest=None):
+    """Nodes i..i+1: a 512 px mask, 1 inside the rectangle (added onto ``dest`` if given)."""
+    nodes = []
+    if dest is None:
+        nodes.append({"id": i, "type": "SolidMask", "title": "Empty mask",
+                      "widgets": {"value": 0.0, "width": SIZE, "height": SIZE}})
+        dest = (i, 0)
+    nodes += [
+        {"id": i + 1, "type": "SolidMask", "title": "Rectangle", "widgets": {"value": 1.0, "width": w, "height": h}},
+        {"id": i + 2, "type": "MaskComposite", "widgets": {"x": x, "y": y, "operation": "add"},
+         "links": {"destination": dest, "source": (i + 1, 0)}},
+    ]
+    return nodes
+
+
+def mask_at_image_size(i, mask):
+    """Nodes i..i+2: scale a mask like the image (ImageScale is what the CI fast mode resizes)."""
+    return [
+        {"id": i, "type": "MaskToImage", "links": {"mask": mask}},
+        {"id": i + 1, "type": "ImageScale", "title": "Mask to working size",
+         "widgets": {"upscale_method": "bilinear", "width": SIZE, "height": SIZE, "crop": "center"},
+         "links": {"image": (i, 0)}},
+        {"id": i + 2, "type": "ImageToMask", "widgets": {"channel": "red"}, "links": {"image": (i + 1, 0)}},
+    ]
+
+
+def sampler(i, latent, regs, positive, steps, denoise=1.0, eta=0.0, seed=0):
+    return {"id": i, "type": "DreamSampler",
+            "widgets": {"seed": seed, "steps": steps, "cfg": 1.0, "scheduler": "ddim_uniform", "denoise": denoise,
+                        "eta": eta, "eta_schedule": "constant"},
+            "links": {"model": (1, 0), "positive": positive, "negative": positive, "latent_image": latent,
+                      "regularizers": regs}}
+
+
+def decode_and_save(i, samples, prefix, measurement=None):
+    nodes = [
+        {"id": i, "type": "VAEDecode", "links": {"samples": samples, "vae": (1, 2)}},
+        {"id": i + 1, "type": "SaveImage", "widgets": {"filename_prefix": f"DreamSampler/{prefix}"},
+         "links": {"images": (i, 0)}},
+    ]
+    if measurement is not None:
+        nodes.append({"id": i + 2, "type": "PreviewImage", "title": "Measurement y", "links": {"images": measurement}})
+    return nodes
+
+
+def inpainting(two_masks: bool):
+    """Text-guided inpainting: the sun becomes a hot-air balloon (and the left forest a cabin).
+
+    Official dream_inpaint structure (null-text DDIM inversion of the measurement, data consistency
+    with the inpainting operator, then the per-mask text blend) on the 'restore' schedule; set both
+    regularizers' preset to 'paper', steps to 200, Data Consistency's sigma_y to 0 and dps to 1 for
+    the exact official configuration (143 of its 200 steps then backpropagate through the UNet)."""
+    nodes = [loader(1), *load_image(2, size=SIZE)]
+    nodes += rectangle_mask(10, 300, 60, 140, 140)                          # the sun
+    nodes += mask_at_image_size(13, (12, 0))
+    mask1 = (15, 0)
+    union = mask1
+    if two_masks:
+        nodes += rectangle_mask(20, 20, 390, 220, 110)                      # the left forest
+        nodes += mask_at_image_size(23, (22, 0))
+        nodes.append({"id": 26, "type": "MaskComposite", "title": "Both holes",
+                      "widgets": {"x": 0, "y": 0, "operation": "add"},
+                      "links": {"destination": mask1, "source": (25, 0)}})
+        union = (26, 0)
+    nodes += [
+        {"id": 30, "type": "DreamDegrade", "title": "Remove the masked pixels",
+         "widgets": {"operator": "inpainting", "sigma_y": 0.01, "seed": 0},
+         "links": {"image": (3, 0), "mask": union}},
+        {"id": 31, "type": "VAEEncode", "links": {"pixels": (30, 2), "vae": (1, 2)}},
+        {"id": 32, "type": "CLIPTextEncode", "title": "Null / source prompt",
+         "widgets": {"text": "out of focus, depth of field"}, "links": {"clip": (1, 1)}},
+        {"id": 33, "type": "CLIPTextEncode", "title": "Target prompt (mask 1)",
+         "widgets": {"text": "a colorful hot air balloon"}, "links": {"clip": (1, 1)}},
+        {"id": 35, "type": "DreamDDIMInversion",
+         "widgets": {"steps": 50, "scheduler": "ddim_uniform", "denoise": 1.0, "refine_steps": 0},
+         "links": {"model": (1, 0), "conditioning": (32, 0), "latent_image": (31, 0)}},
+        {"id": 36, "type": "DreamDataConsistency", "title": "Keep the known pixels",
+         "widgets": {"operator": "inpainting", "strength": 1.0, "sigma_y": 0.01, "mu": 1e-4, "preset": "restore",
+                     "solver": "auto", "cg_iters": 10, "dps": 0.0},
+         "links": {"vae": (1, 2), "measurement": (30, 0), "degradation": (30, 1)}},
+    ]
+    inpaint = {"id": 37, "type": "DreamMaskInpaint", "title": "Paint the prompts into the masks",
+               "widgets": {"strength": 1.0, "preset": "restore", "feather": 8, "overlap": "average", "keep": 1.0},
+               "links": {"mask": mask1, "target": (33, 0), "regularizers": (36, 0)}}
+    if two_masks:
+        nodes.append({"id": 34, "type": "CLIPTextEncode", "title": "Target prompt (mask 2)",
+                      "widgets": {"text": "a small wooden cabin"}, "links": {"clip": (1, 1)}})
+        inpaint["links"].update({"mask_2": (25, 0), "target_2": (34, 0)})
+    nodes += [inpaint, sampler(38, (35, 0), (37, 0), (32, 0), steps=50)]
+    nodes += decode_and_save(39, (38, 0), "inpaint_two_masks" if two_masks else "inpaint", measurement=(30, 0))
+    return nodes
+
+
+def restoration(operator: str, widgets: dict, prompt: str, prefix: str):
+    """Degrade the example (replace Dream Degrade's measurement by a real photo to restore one),
+    then sample from the partly noised starting image with data consistency on every step."""
+    return [
+        loader(1), *load_image(2, size=SIZE),
+        {"id": 10, "type": "DreamDegrade", "widgets": {"operator": operator, "sigma_y": 0.01, "seed": 0, **widgets},
+         "links": {"image": (3, 0)}},
+        {"id": 11, "type": "VAEEncode", "links": {"pixels": (10, 2), "vae": (1, 2)}},
+        {"id": 12, "type": "CLIPTextEncode", "title": "Prompt", "widgets": {"text": prompt},
+         "links": {"clip": (1, 1)}},
+        {"id": 13, "type": "DreamDataConsistency",
+         "widgets": {"operator": operator, "strength": 1.0, "sigma_y": 0.01, "mu": 1e-4, "preset": "restore",
+                     "solver": "auto", "cg_iters": 10, "dps": 0.0, **widgets},
+         "links": {"vae": (1, 2), "measurement": (10, 0), "degradation": (10, 1)}},
+        sampler(14, (11, 0), (13, 0), (12, 0), steps=50, denoise=0.75),
+        *decode_and_save(15, (14, 0), prefix, measurement=(10, 0)),
+    ]
+
+
+WORKFLOWS = {
+    "text_guided_inpainting": {
+        "title": "DreamSampler: text-guided inpainting (one mask)",
+        "nodes": inpainting(two_masks=False),
+    },
+    "text_guided_inpainting_two_masks": {
+        "title": "DreamSampler: text-guided inpainting with two masks, one prompt each",
+        "nodes": inpainting(two_masks=True),
+    },
+    "super_resolution_x4": {
+        "title": "DreamSampler: x4 super-resolution (bicubic degradation, data consistency)",
+        "nodes": restoration("sr_bicubic", {"scale": 4}, "a sharp, highly detailed photograph", "sr_x4"),
+    },
+    "gaussian_deblurring": {
+        "title": "DreamSampler: Gaussian deblurring (data consistency)",
+        "nodes": restoration("deblur_gauss", {"blur_sigma": 3.0, "kernel_size": 0},
+                             "a sharp, highly detailed photograph", "deblur_gauss"),
+    },
+}
+
+__all__ = ["CKPT", "WORKFLOWS"]
