@@ -32,8 +32,8 @@ def drag_pairs(points: str, target_points: str, width: int, height: int):
     """Pixel (sources, targets), checked against the image size; InputError with the reason."""
     try:
         src, tgt = drag.parse_drag_points(points, target_points or "")
-        drag.check_points_inside(src, width, height, "source point")
-        drag.check_points_inside(tgt, width, height, "target point")
+        drag.check_points_inside(src, width, height, "points: source point")
+        drag.check_points_inside(tgt, width, height, "points: target point")
     except drag.PointsError as e:
         raise InputError(str(e)) from None
     return src, tgt

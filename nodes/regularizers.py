@@ -36,8 +36,10 @@ class DreamCFGEdit(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, strength=0.2, start=1.0, end=0.0):
-        return first_error(check_number(strength, "strength", 0.0, 50.0),
+    def validate_inputs(cls, strength=0.2, start=1.0, end=0.0, schedule=None):
+        return first_error(None if schedule is None or schedule in EDIT_SCHEDULES else
+                           f"schedule must be one of {', '.join(EDIT_SCHEDULES)}; got {schedule!r}",
+                           check_number(strength, "strength", 0.0, 50.0),
                            check_number(start, "start", 0.0, 1.0), check_number(end, "end", 0.0, 1.0),
                            f"start ({start}) must be >= end ({end}): the edit runs from start (noisy) down to end"
                            if start is not None and end is not None and start < end else None)

@@ -12,8 +12,17 @@ from ..dreamsampler_core.sampler import ETA_SCHEDULES
 MAX_STEPS = 10000
 
 
-def _validate_sampling(steps=None, denoise=None, eta=None, cfg=None, refine_steps=None):
+def _check_choice(value, name, options):
+    if value is None or value in options:
+        return None
+    return f"{name} must be one of {', '.join(map(str, options))}; got {value!r}"
+
+
+def _validate_sampling(steps=None, denoise=None, eta=None, cfg=None, refine_steps=None, scheduler=None,
+                       eta_schedule=None):
     return first_error(
+        _check_choice(scheduler, "scheduler", C.SCHEDULER_NAMES),
+        _check_choice(eta_schedule, "eta_schedule", ETA_SCHEDULES),
         check_number(steps, "steps", 1, MAX_STEPS, integer=True),
         check_number(denoise, "denoise", 0.0, 1.0),
         check_number(eta, "eta", 0.0, 1.0),
@@ -74,8 +83,8 @@ class DreamDDIMInversion(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=1, denoise=1.0, refine_steps=0):
-        return _validate_sampling(steps=steps, denoise=denoise, refine_steps=refine_steps)
+    def validate_inputs(cls, steps=1, denoise=1.0, refine_steps=0, scheduler=None):
+        return _validate_sampling(steps=steps, denoise=denoise, refine_steps=refine_steps, scheduler=scheduler)
 
     @classmethod
     def execute(cls, model, conditioning, latent_image, steps, scheduler, denoise, refine_steps) -> io.NodeOutput:
@@ -146,8 +155,9 @@ class DreamSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=1, cfg=1.0, denoise=1.0, eta=0.0):
-        return _validate_sampling(steps=steps, cfg=cfg, denoise=denoise, eta=eta)
+    def validate_inputs(cls, steps=1, cfg=1.0, denoise=1.0, eta=0.0, scheduler=None, eta_schedule=None):
+        return _validate_sampling(steps=steps, cfg=cfg, denoise=denoise, eta=eta, scheduler=scheduler,
+                                  eta_schedule=eta_schedule)
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta,
@@ -212,8 +222,8 @@ class DreamSamplerSelect(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, eta=0.0):
-        return _validate_sampling(eta=eta)
+    def validate_inputs(cls, eta=0.0, eta_schedule=None):
+        return _validate_sampling(eta=eta, eta_schedule=eta_schedule)
 
     @classmethod
     def execute(cls, eta, eta_schedule) -> io.NodeOutput:
