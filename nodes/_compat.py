@@ -6,11 +6,16 @@ means a ComfyUI update breaks (and gets fixed in) one file.  Tested against the 
 """
 from __future__ import annotations
 
+import copy as _copy
+import io as _io
 import logging
 import math
+import os as _os
 
 import torch
 
+import comfy.conds
+import comfy.model_base
 import comfy.model_management
 import comfy.model_sampling
 import comfy.sample
@@ -260,7 +265,6 @@ def run_guider(guider, sampler, sigmas, latent: dict, noise, seed: int, x0_outpu
 # This section is owned by the inverse-problems feature; the code above does not depend on it
 # except DreamRawSampler's host entry "denoise_grad".
 # =============================================================================================
-import copy as _copy
 
 
 class VAECodec:
@@ -412,9 +416,6 @@ def run_core(guider, run, sigmas, samples, seed: int, total_steps: int, guidance
 # dreamsampler_core.distill inside guider.sample, progress previews, core SVG objects and the
 # input folder.  Owned by that feature; nothing above uses it.
 # =============================================================================================
-import copy as _copy
-import io as _io
-import os as _os
 
 DISTILL_SOURCE = "dream_distill_source"
 
@@ -626,8 +627,6 @@ def input_file_path(name: str) -> str:
 # routine a predictor of the target and source branches, with InstructPix2Pix's image condition
 # set per particle.  Owned by that feature; nothing above uses it.
 # =============================================================================================
-import comfy.conds
-import comfy.model_base
 
 
 def csd_model_kind(model) -> str:

@@ -43,6 +43,19 @@ def check_latent(latent, name: str = "latent_image") -> torch.Tensor:
     return s
 
 
+def check_image(image, name: str = "image") -> torch.Tensor:
+    """ComfyUI IMAGE [B, H, W, C] -> [B, H, W, 3] float in 0..1 (gray is expanded), with checks."""
+    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[0] == 0 or min(image.shape[1:3]) < 1:
+        raise InputError(f"'{name}' must be an IMAGE [batch, height, width, channels], got shape "
+                         f"{tuple(getattr(image, 'shape', ()))}; connect a Load Image node.")
+    if image.shape[-1] not in (1, 3, 4):
+        raise InputError(f"'{name}' has {image.shape[-1]} channels; give an RGB (or gray) image")
+    if not torch.isfinite(image).all():
+        raise InputError(f"'{name}' contains NaN or infinite values; check the node that made it")
+    img = image[..., :3] if image.shape[-1] >= 3 else image.expand(*image.shape[:-1], 3)
+    return img.float().clamp(0.0, 1.0)
+
+
 def check_conditioning(cond, name: str):
     if not isinstance(cond, list) or len(cond) == 0:
         raise InputError(f"'{name}' is empty; connect a CLIP Text Encode (an empty prompt is fine: encode \"\").")

@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from . import _compat as C
-from .common import CATEGORY, InputError, check_conditioning, check_number, first_error
+from .common import CATEGORY, InputError, check_conditioning, check_image, check_number, first_error
 from .sampling import _check_model
 from ..dreamsampler_core import csd
 
@@ -19,13 +19,7 @@ MAX_PIXELS = 16384
 
 
 def check_images(image) -> torch.Tensor:
-    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[-1] < 3 or image.shape[0] == 0 \
-            or image.shape[1] == 0 or image.shape[2] == 0:
-        raise InputError(f"'image' must be an IMAGE [batch, height, width, 3], got shape "
-                         f"{tuple(getattr(image, 'shape', ()))}; connect a Load Image node (or an image batch).")
-    if not torch.isfinite(image).all():
-        raise InputError("'image' contains NaN or infinite values.")
-    return image[..., :3]
+    return check_image(image, "image")
 
 
 def pad_to_multiple(pixels: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from . import _compat as C
-from .common import CATEGORY, InputError, check_conditioning, check_number, first_error
+from .common import CATEGORY, InputError, check_conditioning, check_image, check_number, first_error
 from .cycle import _guider, _mask, cycle_grid
 from .sampling import MAX_STEPS, _check_model, _scheduler_input
 from ..dreamsampler_core import drag
@@ -20,12 +20,7 @@ EDITOR_UI_KEY = "dream_drag_source"
 
 
 def _check_image(image) -> torch.Tensor:
-    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[-1] < 3 or image.shape[0] == 0:
-        raise InputError(f"'image' must be an IMAGE [batch, height, width, 3], got shape "
-                         f"{tuple(getattr(image, 'shape', ()))}; connect a Load Image node.")
-    if not torch.isfinite(image).all():
-        raise InputError("'image' contains NaN or infinite values.")
-    return image[..., :3]
+    return check_image(image, "image")
 
 
 def drag_pairs(points: str, target_points: str, width: int, height: int):

@@ -8,8 +8,8 @@ import torch
 from comfy_api.latest import io
 
 from . import _compat as C
-from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_latent,
-                     check_number, extend, first_error)
+from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_image,
+                     check_latent, check_number, extend, first_error)
 from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, MaskError, as_mask4d, downscale_factor, feather
 from ..dreamsampler_core.operators import (OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator, OperatorError,
@@ -37,15 +37,7 @@ class DegradationInfo:
 # ----------------------------------------------------------------------------- helpers
 def image_to_pixels(image, name: str) -> torch.Tensor:
     """ComfyUI IMAGE [B, H, W, C] in [0, 1] -> [B, 3, H, W] in [-1, 1], with checks."""
-    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[0] == 0:
-        raise InputError(f"'{name}' must be an IMAGE [batch, height, width, channels], got shape "
-                         f"{tuple(getattr(image, 'shape', ()))}")
-    if image.shape[-1] not in (1, 3, 4):
-        raise InputError(f"'{name}' has {image.shape[-1]} channels; give an RGB (or gray) image")
-    if not torch.isfinite(image).all():
-        raise InputError(f"'{name}' contains NaN or infinite values; check the node that made it")
-    x = image[..., :3].float() if image.shape[-1] >= 3 else image.float().expand(*image.shape[:-1], 3)
-    return x.movedim(-1, 1) * 2.0 - 1.0
+    return check_image(image, name).movedim(-1, 1) * 2.0 - 1.0
 
 
 def pixels_to_image(x: torch.Tensor) -> torch.Tensor:

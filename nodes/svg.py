@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from comfy_api.latest import io
 
 from . import _compat as C
-from .common import CATEGORY, InputError, check_number, first_error
+from .common import CATEGORY, InputError, check_image, check_number, first_error
 from ..dreamsampler_core.svg import (SVGError, SVGScene, paths_from_image, parse_svg, random_paths, render,
                                      scene_to_svg)
 from ..dreamsampler_core.svg.io import MAX_SVG_BYTES
@@ -64,19 +64,6 @@ def scale_scene(scene: SVGScene, factor: float) -> SVGScene:
         bg = F.interpolate(bg.permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=False)[0]
         bg = bg.permute(1, 2, 0)
     return SVGScene(w, h, paths, bg)
-
-
-def check_image(image, name: str) -> torch.Tensor:
-    """IMAGE [B, H, W, C] -> [B, H, W, 3] float in 0..1, with checks."""
-    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[0] == 0 or min(image.shape[1:3]) < 1:
-        raise InputError(f"'{name}' must be an IMAGE [batch, height, width, channels], got shape "
-                         f"{tuple(getattr(image, 'shape', ()))}")
-    if image.shape[-1] not in (1, 3, 4):
-        raise InputError(f"'{name}' has {image.shape[-1]} channels; give an RGB (or gray) image")
-    if not torch.isfinite(image).all():
-        raise InputError(f"'{name}' contains NaN or infinite values; check the node that made it")
-    img = image[..., :3] if image.shape[-1] >= 3 else image.expand(*image.shape[:-1], 3)
-    return img.float().clamp(0.0, 1.0)
 
 
 def svg_texts(scenes, precision: int = 3) -> list[str]:
