@@ -44,3 +44,34 @@ WORKFLOWS = {
         ],
     },
 }
+
+
+# The same edit built from core custom-sampling nodes with the Dream SAMPLER / GUIDER pieces.
+WORKFLOWS["custom_sampling_editing"] = {
+    "title": "DreamSampler pieces in core SamplerCustomAdvanced (inversion sampler, Dream guider, Dream sampler)",
+    "nodes": [
+        loader(1),
+        *load_image(2),
+        {"id": 4, "type": "VAEEncode", "links": {"pixels": (3, 0), "vae": (1, 2)}},
+        {"id": 5, "type": "CLIPTextEncode", "title": "Null prompt", "widgets": {"text": ""}, "links": {"clip": (1, 1)}},
+        {"id": 6, "type": "CLIPTextEncode", "title": "Target prompt",
+         "widgets": {"text": "a pencil sketch of mountains"}, "links": {"clip": (1, 1)}},
+        {"id": 7, "type": "BasicScheduler", "widgets": {"scheduler": "ddim_uniform", "steps": 50, "denoise": 1.0},
+         "links": {"model": (1, 0)}},
+        {"id": 8, "type": "DisableNoise"},
+        {"id": 9, "type": "BasicGuider", "links": {"model": (1, 0), "conditioning": (5, 0)}},
+        {"id": 10, "type": "DreamInversionSampler", "widgets": {"refine_steps": 1}},
+        {"id": 11, "type": "SamplerCustomAdvanced", "title": "Invert",
+         "links": {"noise": (8, 0), "guider": (9, 0), "sampler": (10, 0), "sigmas": (7, 0), "latent_image": (4, 0)}},
+        {"id": 12, "type": "DreamCFGEdit", "widgets": {"strength": 0.3, "schedule": "invariant"},
+         "links": {"target": (6, 0)}},
+        {"id": 13, "type": "DreamGuider", "widgets": {"cfg": 1.0},
+         "links": {"model": (1, 0), "positive": (5, 0), "negative": (5, 0), "regularizers": (12, 0)}},
+        {"id": 14, "type": "DreamSamplerSelect", "widgets": {"eta": 0.0, "eta_schedule": "constant"}},
+        {"id": 15, "type": "SamplerCustomAdvanced", "title": "Edit",
+         "links": {"noise": (8, 0), "guider": (13, 0), "sampler": (14, 0), "sigmas": (7, 0), "latent_image": (11, 0)}},
+        {"id": 16, "type": "VAEDecode", "links": {"samples": (15, 0), "vae": (1, 2)}},
+        {"id": 17, "type": "SaveImage", "widgets": {"filename_prefix": "DreamSampler/custom_edit"},
+         "links": {"images": (16, 0)}},
+    ],
+}

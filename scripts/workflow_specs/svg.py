@@ -112,3 +112,24 @@ TEST_OVERRIDES = {
     "svg_restoration": {"DreamSVGInit": {"num_paths": 16}, **_FAST_SVG},
     "image_to_svg": {"DreamSVGInit": {"num_paths": 16}, **_FAST_SVG},
 }
+
+
+_EXAMPLE_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64">'
+                '<rect width="64" height="64" fill="#9ecbf0"/>'
+                '<circle cx="44" cy="18" r="9" fill="#ffd34d"/>'
+                '<path d="M0 40 C16 24 28 30 40 38 C48 44 56 34 64 30 L64 64 L0 64 Z" fill="#3d7a45"/>'
+                '<path d="M8 56 L20 36 L32 56 Z" fill="#2b5530" fill-rule="evenodd" stroke="#1b3320" stroke-width="1.5"/>'
+                '</svg>')
+
+WORKFLOWS["svg_load_render_export"] = {
+    "title": "Load an SVG safely, render it to an IMAGE, export it again (core Save SVG)",
+    "nodes": [
+        {"id": 1, "type": "DreamLoadSVG", "widgets": {"svg_text": _EXAMPLE_SVG}},
+        {"id": 2, "type": "DreamSVGRender", "widgets": {"scale": 2.0}, "links": {"svg": (1, 0)}},
+        {"id": 3, "type": "SaveImage", "widgets": {"filename_prefix": "DreamSampler/svg_render"},
+         "links": {"images": (2, 0)}},
+        {"id": 4, "type": "DreamSVGToFile", "widgets": {"precision": 3}, "links": {"svg": (1, 0)}},
+        {"id": 5, "type": "SaveSVGNode", "widgets": {"filename_prefix": "DreamSampler/svg_export"},
+         "links": {"svg": (4, 0)}},
+    ],
+}
