@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+from timing import best_times  # noqa: E402
 
 
 def _rss_kib(field: str) -> int:
@@ -91,24 +92,6 @@ def memory_case(case: str, args):
                 10, 1.0 if case == "dps" else 0.0, mask, deg).result[0]
         print(peak_memory_mib(lambda: sampling.DreamSampler.execute(
             model, 0, 3, 1.0, "ddim_uniform", null, null, latent, 1.0, 0.0, "constant", regs)))
-
-
-def best_times(cases: dict, repeat: int) -> dict:
-    """Best wall time of each case; the cases are interleaved (round robin) so a change in machine
-    load affects all of them alike."""
-    for fn in cases.values():
-        fn()                                                      # warm-up (caches, SVDs, allocator)
-    best = {name: float("inf") for name in cases}
-    for _ in range(repeat):
-        for name, fn in cases.items():
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
 def main():

@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+from timing import timed  # noqa: E402
 
 
 def main():
@@ -75,15 +76,7 @@ def main():
         for name, fn in cases.items():
             fn()                                   # warm-up
             calls.update(n=0, batch=0)
-            times = []
-            for _ in range(args.repeat):
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                fn()
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - t0)
+            times = [timed(fn) for _ in range(args.repeat)]
             results[name] = (statistics.median(times), calls["n"] // args.repeat, calls["batch"] // args.repeat)
 
     base = results["core KSampler ddim (cfg 3)"][0]

@@ -1,0 +1,27 @@
+"""Shared timing helpers for the benchmarks (wall time with CUDA synchronisation)."""
+import time
+
+import torch
+
+
+def timed(fn) -> float:
+    """Seconds one call of ``fn`` takes, with queued CUDA work finished before and after."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def best_times(cases: dict, repeat: int) -> dict:
+    """Best wall time of each case; the cases are interleaved (round robin) so a change in machine
+    load affects all of them alike."""
+    for fn in cases.values():
+        fn()                                                      # warm-up (caches, SVDs, allocator)
+    best = {name: float("inf") for name in cases}
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            best[name] = min(best[name], timed(fn))
+    return best
