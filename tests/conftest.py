@@ -17,6 +17,16 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 ARTIFACTS = Path(os.environ.get("DREAM_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "out" / "test-artifacts"))
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: small elementwise / per-path work runs fastest that way and is immune
+    to a busy shared CPU (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def pack():
     """This repository imported into the in-process ComfyUI as a custom-node package."""

@@ -6,13 +6,9 @@ import torch
 
 from support.tiny_models import UNET_CONFIG
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,11 @@ import torch
 
 from dreamsampler_core.analytic import GaussianMixture
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CANVAS = 32                      # tiny VAE factor 8 -> latent [1, 4, 4, 4]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is fastest and immune to a busy shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,9 @@ from dreamsampler_core.analytic import GaussianMixture
 from dreamsampler_core.distill import dds_direction, sigma_from_table
 from dreamsampler_core.schedule import Parameterization, scaled_linear_sigmas
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def sigma_at_for(kind):

@@ -19,17 +19,12 @@ from dreamsampler_core.regularizers import StepContext
 from dreamsampler_core.sampler import dream_sample, eta_at
 from dreamsampler_core.schedule import Parameterization, ddim_uniform, scaled_linear_sigmas
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TABLE = scaled_linear_sigmas()
 VE = Parameterization("ve")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # elementwise float64 work on a shared 2-core machine: one thread is ~10x faster than two
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def gaussian(m0=1.5, s0=0.3):

@@ -21,15 +21,11 @@ from dreamsampler_core.schedule import Parameterization, ddim_uniform, scaled_li
 from dreamsampler_core.svg import SVGPath, SVGScene, render  # noqa: E402
 from dreamsampler_core.svg.init import circle_points  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def oracle(gm, param, target=1, source=0):

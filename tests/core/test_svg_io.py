@@ -20,13 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from dreamsampler_core.svg import (SVGError, SVGPath, SVGScene, from_comfy_svg_data, load_svg,  # noqa: E402
                                    parse_svg, render, save_svg, scene_to_svg, to_comfy_svg_data)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+
 
 
 def _reference(text, w, h):

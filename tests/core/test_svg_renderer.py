@@ -20,15 +20,10 @@ from dreamsampler_core.svg import SVGPath, SVGScene, render, render_rgba, scene_
 from dreamsampler_core.svg import renderer as R  # noqa: E402
 from dreamsampler_core.svg import init as I  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small per-path ops: one intra-op thread is fastest and immune to a busy shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+
 
 
 # ----------------------------------------------------------------------------------------------

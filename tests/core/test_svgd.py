@@ -15,13 +15,9 @@ import torch
 
 from dreamsampler_core.svgd import median_gamma, pairwise_sq_dists, rbf_kernel, svgd_combine
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def feats(n, seed=0, shape=(4, 6, 6), spread=1.0, dtype=torch.float64):

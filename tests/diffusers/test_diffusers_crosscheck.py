@@ -22,16 +22,12 @@ from dreamsampler_core import cycle  # noqa: E402
 from dreamsampler_core.diffusers_adapter import DreamPipeline, tiny_pipeline  # noqa: E402
 from dreamsampler_core.schedule import Parameterization  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 VE = Parameterization("ve")
 STEPS = 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def rel(a, b):
