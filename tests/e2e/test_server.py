@@ -55,6 +55,23 @@ def test_shipped_workflows_are_in_sync_with_their_specs(server):
             f"{p.name} is stale: run scripts/build_workflows.py"
 
 
+def test_template_browser_serves_every_workflow_and_its_picture(server):
+    """ComfyUI lists workflows/ under the pack and serves each file (and its thumbnail) from
+    /api/workflow_templates/<pack>/; a second example folder (examples/, example/...) in the pack
+    would shadow that route and every template would 404."""
+    import urllib.request
+    from support.server import PACK_DIR_NAME
+    listed = server.get("/workflow_templates")
+    assert sorted(listed.get(PACK_DIR_NAME, [])) == sorted(p.stem for p in WORKFLOWS), listed
+    for p in WORKFLOWS:
+        base = f"{server.url}/api/workflow_templates/{PACK_DIR_NAME}/{p.stem}"
+        with urllib.request.urlopen(base + ".json") as r:
+            assert json.loads(r.read()) == load(p)
+        with urllib.request.urlopen(base + ".jpg") as r:
+            thumb = Image.open(io.BytesIO(r.read()))
+            assert thumb.format == "JPEG" and thumb.width >= 600, (p.stem, thumb.size)
+
+
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_workflow_runs_end_to_end(server, tiny_ckpt, workflow, tmp_path, workflow_outputs):
     from build_workflows import test_overrides

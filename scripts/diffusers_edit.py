@@ -1,14 +1,14 @@
 """DreamSampler on a diffusers Stable Diffusion pipeline: real-image editing (and CycleDiffusion).
 
     # offline smoke run: a tiny pipeline with random weights (computes the algorithm, not a picture)
-    python examples/diffusers_edit.py --tiny
+    python scripts/diffusers_edit.py --tiny
 
     # a real model (needs the weights locally or a download)
-    python examples/diffusers_edit.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 \\
+    python scripts/diffusers_edit.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 \\
         --image horse.jpg --prompt "a zebra" --steps 200 --omega 0.2 --out zebra.png
 
     # CycleDiffusion instead (source prompt describes the input image)
-    python examples/diffusers_edit.py --model ... --image cat.png --method cyclediffusion \\
+    python scripts/diffusers_edit.py --model ... --image cat.png --method cyclediffusion \\
         --source-prompt "a photo of a cat" --prompt "a photo of a dog" --steps 50 --cfg 3
 
 diffusers and transformers are needed only for this path (pip install diffusers transformers);
