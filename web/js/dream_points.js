@@ -1,8 +1,9 @@
 // In-canvas point editor for the "Dream SDE-Drag" node: click a source, then its target; arrows
 // show the drags; right-click removes the last point.  It edits the node's `points` text widget
 // (JSON [{"x","y"}, ...], source/target interleaved), so typing there works too.
-// Background: the image this node received on its last run, else the preview of a node feeding
-// `image` directly (e.g. Load Image).  Coordinates are pixels of that image.
+// Background: the image this node received on its last run, else the preview of the nearest node
+// upstream of `image` that has one (e.g. Load Image behind an Image Scale).  Coordinates are
+// pixels of the image the node receives.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 import { canvasToImage, fitImage, imageToCanvas, parsePoints, serializePoints } from "./dream_points_format.js";
@@ -11,14 +12,45 @@ const NODE_ID = "DreamSDEDrag";
 const SOURCE = "#ff4d4d";
 const TARGET = "#4da3ff";
 
-function linkedImage(node) {
-  const input = node.inputs?.find((i) => i.name === "image");
+function upstream(node, inputName) {
+  const input = node.inputs?.find((i) => i.name === inputName) ?? node.inputs?.find((i) => i.type === "IMAGE");
   if (!input || input.link == null) return null;
   const graph = node.graph ?? app.graph;
   const link = graph.getLink?.(input.link) ?? graph.links?.get?.(input.link) ?? graph.links?.[input.link];
-  const origin = link && graph.getNodeById(link.origin_id);
-  const img = origin?.imgs?.[0];
-  return img && img.complete && img.naturalWidth ? img : null;
+  return link ? graph.getNodeById(link.origin_id) : null;
+}
+
+function widgetInt(node, name) {
+  const v = node.widgets?.find((w) => w.name === name)?.value;
+  return Number.isInteger(v) ? v : null;
+}
+
+// The preview of the nearest node upstream of `image` that shows one (Load Image, a previous
+// run...), walking through pass-through nodes such as Image Scale.  Points are pixels of the
+// image the drag node *receives*, so the nearest resize node with width/height widgets on the
+// way sets the coordinate space (0 keeps the aspect ratio, as Image Scale does).
+function linkedImage(node) {
+  let cur = upstream(node, "image");
+  let size = null;
+  for (let depth = 0; cur && depth < 16; depth++) {
+    if (!size) {
+      const w = widgetInt(cur, "width");
+      const h = widgetInt(cur, "height");
+      if (w !== null && h !== null && (w > 0 || h > 0)) size = { w, h };
+    }
+    const img = cur.imgs?.[0];
+    if (img && img.complete && img.naturalWidth) {
+      let w = img.naturalWidth;
+      let h = img.naturalHeight;
+      if (size) {
+        w = size.w || Math.round((size.h * img.naturalWidth) / img.naturalHeight);
+        h = size.h || Math.round((size.w * img.naturalHeight) / img.naturalWidth);
+      }
+      return { img, w, h };
+    }
+    cur = upstream(cur, "image");
+  }
+  return null;
 }
 
 function arrow(ctx, a, b) {
@@ -47,9 +79,10 @@ function attachEditor(node) {
   canvas.width = 512;
   canvas.height = 384;
   Object.assign(canvas.style, { width: "100%", height: "100%", cursor: "crosshair", background: "#222" });
-  const state = { own: null, pending: null, view: null };
+  const state = { own: null, pending: null, view: null, key: null };
 
-  const background = () => state.own ?? linkedImage(node);
+  const background = () =>
+    (state.own ? { img: state.own, w: state.own.naturalWidth, h: state.own.naturalHeight } : null) ?? linkedImage(node);
 
   function redraw() {
     if (canvas.clientWidth > 0 && canvas.clientHeight > 0) {
@@ -59,17 +92,18 @@ function attachEditor(node) {
     }
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
-    const img = background();
-    if (!img) {
+    const bg = background();
+    if (!bg) {
       state.view = null;
       ctx.fillStyle = "#aaa";
       ctx.font = "14px sans-serif";
-      ctx.fillText("Connect Load Image (or run once) to place points here.", 12, 24);
+      ctx.fillText("Connect an image (e.g. Load Image)", 12, 24);
+      ctx.fillText("or run once to place points here.", 12, 44);
       return;
     }
-    state.view = fitImage(img.naturalWidth, img.naturalHeight, canvas.width, canvas.height);
+    state.view = fitImage(bg.w, bg.h, canvas.width, canvas.height);
     const v = state.view;
-    ctx.drawImage(img, v.ox, v.oy, v.w * v.scale, v.h * v.scale);
+    ctx.drawImage(bg.img, v.ox, v.oy, v.w * v.scale, v.h * v.scale);
     const pts = parsePoints(text.value);
     ctx.lineWidth = 2;
     ctx.strokeStyle = "#fff";
@@ -128,6 +162,20 @@ function attachEditor(node) {
   });
   widget.serialize = false; // not part of widgets_values (the workflow keeps only the text)
 
+  // redraw when the background changes: a Load Image preview that arrives later, a new upstream
+  // size, a new connection (cheap: a walk over at most 16 upstream nodes per frame)
+  const onDrawForeground = node.onDrawForeground;
+  node.onDrawForeground = function () {
+    const r = onDrawForeground?.apply(this, arguments);
+    const bg = background();
+    const key = bg ? `${bg.img.src}|${bg.w}x${bg.h}` : "";
+    if (key !== state.key) {
+      state.key = key;
+      redraw();
+    }
+    return r;
+  };
+
   const onText = text.callback;
   text.callback = function () {
     const r = onText?.apply(this, arguments);
@@ -137,6 +185,8 @@ function attachEditor(node) {
 
   node.dreamPointsEditor = {
     redraw,
+    // the coordinate space of the points (pixels of the image the node receives), once known
+    space: () => (state.view ? { w: state.view.w, h: state.view.h } : null),
     setBackground(url) {
       const img = new Image();
       img.onload = () => {
