@@ -25,6 +25,51 @@ def _ordered_inputs(info: dict):
             yield name, info["input"][section][name]
 
 
+NODE_W, COL_GAP, ROW_GAP, X0, Y0 = 320, 60, 50, 40, 40
+
+
+def _estimated_height(n: dict, info: dict) -> int:
+    """About the height the LiteGraph frontend gives the node: title, slot rows, widget rows,
+    multiline text boxes, an image preview (Load Image) and our point editor."""
+    n_in = sum(1 for name, ispec in _ordered_inputs(info) if not _is_widget(ispec) or name in n.get("links", {}))
+    rows = max(n_in, len(info["output"]))
+    h = 30 + 20 * rows + 10
+    for name, ispec in _ordered_inputs(info):
+        if not _is_widget(ispec) or name in n.get("links", {}):
+            continue
+        opts = ispec[1] if len(ispec) > 1 else {}
+        h += 100 if opts.get("multiline") else 24
+        h += 24 if opts.get("control_after_generate") else 0
+        h += 24 + 240 if opts.get("image_upload") else 0
+    if n["type"] == "DreamSDEDrag":
+        h += 240
+    return h
+
+
+def _layout(spec: list[dict], object_info: dict) -> dict:
+    """Left-to-right layered layout: a node's column is its longest link path from a source;
+    nodes stack in spec order inside a column."""
+    by_id = {n["id"]: n for n in spec}
+    depth: dict[int, int] = {}
+
+    def d(nid, seen=()):
+        if nid not in depth:
+            if nid in seen:
+                raise ValueError(f"link cycle through node {nid}")
+            srcs = [src for src, _ in by_id[nid].get("links", {}).values()]
+            depth[nid] = 1 + max((d(s, seen + (nid,)) for s in srcs), default=-1)
+        return depth[nid]
+
+    y_next: dict[int, int] = {}
+    pos = {}
+    for n in spec:
+        col = d(n["id"])
+        y = y_next.get(col, Y0)
+        pos[n["id"]] = [X0 + col * (NODE_W + COL_GAP), y]
+        y_next[col] = y + _estimated_height(n, object_info[n["type"]]) + ROW_GAP
+    return pos
+
+
 def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> dict:
     """spec: [{"id": int, "type": class, "widgets": {name: value}, "links": {input: (src_id, slot)},
     "title"?: str, "pos"?: [x, y]}]  ->  litegraph 0.4 UI workflow."""
@@ -38,6 +83,7 @@ def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> 
             link_id += 1
             pending.append((link_id, src, slot, n["id"], inp))
             out_links.setdefault((src, slot), []).append(link_id)
+    layout = _layout(spec, object_info)
     for order, n in enumerate(spec):
         info = object_info[n["type"]]
         inputs, widgets = [], []
@@ -54,8 +100,11 @@ def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> 
                     if val is None and ispec[0] == "COMBO":
                         val = (opts.get("options") or [None])[0]
                 widgets.append(val)
-                if (ispec[1] if len(ispec) > 1 else {}).get("control_after_generate"):
+                opts = ispec[1] if len(ispec) > 1 else {}
+                if opts.get("control_after_generate"):
                     widgets.append("fixed")
+                if opts.get("image_upload"):
+                    widgets.append("image")  # the frontend's upload button serializes as "image"
                 if linked:
                     inputs.append({"name": name, "type": ispec[0] if isinstance(ispec[0], str) else "COMBO",
                                    "widget": {"name": name}, "link": None})
@@ -65,8 +114,8 @@ def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> 
         for slot, (otype, oname) in enumerate(zip(info["output"], info.get("output_name") or info["output"])):
             outputs.append({"name": oname, "type": otype, "links": out_links.get((n["id"], slot), []),
                             "slot_index": slot})
-        nodes.append({"id": n["id"], "type": n["type"], "pos": n.get("pos", [60 + 320 * (order % 5), 80 + 260 * (order // 5)]),
-                      "size": [300, 160], "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
+        nodes.append({"id": n["id"], "type": n["type"], "pos": n.get("pos", layout[n["id"]]),
+                      "size": [NODE_W, _estimated_height(n, info)], "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
                       "properties": {"Node name for S&R": n["type"]}, "widgets_values": widgets,
                       **({"title": n["title"]} if "title" in n else {})})
     idx = {n["id"]: n for n in nodes}
