@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+from timing import write_json  # noqa: E402
 
 
 def timed(fn, repeat, sync):
@@ -64,6 +66,7 @@ def main():
     ap.add_argument("--kernel-ns", default="4,8,16,32,64")
     ap.add_argument("--kernel-dim", type=int, default=4 * 64 * 64)
     ap.add_argument("--ckpt", type=Path)
+    ap.add_argument("--json", type=Path, help="also write the results here (for bench/report.py)")
     args = ap.parse_args()
 
     from support.host import load_pack
@@ -119,6 +122,14 @@ def main():
         svgd_combine(delta, feat)
         kt.append(timed(lambda: svgd_combine(delta, feat), max(args.repeat, 5), sync))
     report(f"SVGD combination alone (d = {args.kernel_dim}, fp32): the N^2 d term", knp, kt)
+    a, b, resid = linear_fit(ns, per_iter)
+    write_json(args.json, {
+        "bench": "csd", "size": args.size, "iterations": args.iterations, "repeat": args.repeat,
+        "baseline": f"N = {ns[0]}",
+        "rows": [{"n": n, "iteration_s": t, "ratio": t / per_iter[0]} for n, t in zip(ns, per_iter)],
+        "fit": {"fixed_s": a, "per_particle_s": b, "worst_residual": resid},
+        "kernel": [{"n": n, "time_s": t} for n, t in zip(knp, kt)], "kernel_dim": args.kernel_dim,
+    })
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO)]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 
 class Counter:
@@ -98,6 +98,7 @@ def main():
     ap.add_argument("--size", type=int, default=0, help="image size in pixels (default: 32 tiny, 512 sd15)")
     ap.add_argument("--omega", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: stable timings on a shared machine)")
+    ap.add_argument("--json", type=Path, help="also write the results here (for bench/report.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -161,6 +162,16 @@ def main():
     print(f"max |adapter - official| / max |official| = {diff:.2e} (clean-end convention of the first "
           f"inversion step: alpha_bar_0 = {dream.table.final_alpha_cumprod:.5f} vs 1); with the official "
           f"structure at alpha_bar_(t<0) = 1: {diff_same_end:.2e}")
+    from timing import write_json
+    write_json(args.json, {
+        "bench": "diffusers", "arch": args.arch, "steps": args.steps, "size": size, "repeat": args.repeat,
+        "baseline": "official structure (batch-2 inversion + batch-2 edit)",
+        "rows": [{"case": "official structure (batch-2 inversion + batch-2 edit)", "unet_calls": c_off,
+                  "unet_rows": r_off, "time_s": t_off, "ratio": 1.0},
+                 {"case": "ours, diffusers adapter (batch-1 inversion + batch-2 edit)", "unet_calls": c_ours,
+                  "unet_rows": r_ours, "time_s": t_ours, "ratio": t_ours / t_off}],
+        "max_rel_diff": diff,
+    })
     if not math.isfinite(diff):
         sys.exit("non-finite output")
 

@@ -22,7 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from timing import best_times  # noqa: E402
+from timing import best_times, write_json  # noqa: E402
 
 
 def _rss_kib(field: str) -> int:
@@ -102,6 +102,7 @@ def main():
     ap.add_argument("--ckpt", type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--memory-case", choices=list(MEMORY_CASES), help=argparse.SUPPRESS)
+    ap.add_argument("--json", type=Path, help="also write the results here (for bench/report.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_case:
@@ -174,6 +175,13 @@ def main():
     ref = mem["data-consistency step (decode + exact solve + encode)"]
     for name, m in mem.items():
         print(f"{name:64s} {m:8.1f} {m / ref if ref > 0 else float('nan'):7.2f}x")
+    write_json(args.json, {
+        "bench": "inverse", "model": ckpt.name, "steps": n, "size": size, "repeat": args.repeat,
+        "baseline": "plain DreamSampler edit (CFG edit)",
+        "rows": [{"case": k, "time_s": t, "ratio": t / base} for k, t in times.items()],
+        "memory_baseline": "data-consistency step (decode + exact solve + encode)",
+        "memory": [{"case": k, "peak_mib": m, "ratio": m / ref if ref > 0 else None} for k, m in mem.items()],
+    })
 
 
 if __name__ == "__main__":

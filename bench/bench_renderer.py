@@ -18,6 +18,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dreamsampler_core.svg import SVGPath, SVGScene, render  # noqa: E402
 
@@ -58,6 +59,7 @@ def time_it(fn, device, repeats: int) -> float:
 
 
 def bench(device: str, sizes, counts, repeats: int):
+    rows = []
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()}")
     print(f"{'size':>6} {'paths':>6} {'fwd ms':>9} {'fwd+bwd ms':>11} {'fwd Mpp/s':>10} {'f+b Mpp/s':>10}")
     for size in sizes:
@@ -75,6 +77,9 @@ def bench(device: str, sizes, counts, repeats: int):
             tb = time_it(fwd_bwd, device, repeats)
             work = n * size * size / 1e6
             print(f"{size:>5}² {n:>6} {tf * 1e3:>9.1f} {tb * 1e3:>11.1f} {work / tf:>10.1f} {work / tb:>10.1f}")
+            rows.append({"device": device, "size": size, "paths": n, "forward_s": tf, "forward_backward_s": tb,
+                         "mpp_per_s": work / tb})
+    return rows
 
 
 def main(argv=None):
@@ -82,12 +87,18 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="256² with 16/64 paths only, 2 repeats")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--device", action="append", help="device(s) to run; default cpu (+cuda if available)")
+    ap.add_argument("--json", help="also write the results here (for bench/report.py)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes, counts, repeats = ((256,), (16, 64), 2) if args.quick else ((256, 512), (16, 64, 256), 3)
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-    for d in devices:
-        bench(d, sizes, counts, repeats)
+    rows = [r for d in devices for r in bench(d, sizes, counts, repeats)]
+    from timing import write_json
+    base = {(r["device"], r["size"]): r["forward_backward_s"] for r in rows if r["paths"] == counts[0]}
+    for r in rows:  # cost per path relative to the smallest scene of the same size
+        r["ratio"] = r["forward_backward_s"] / base[(r["device"], r["size"])]
+    write_json(args.json, {"bench": "renderer", "repeat": repeats, "threads": args.threads,
+                           "baseline": f"{counts[0]} paths at the same size", "rows": rows})
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """DreamSampler editing vs core ComfyUI sampling at equal model evaluations (same run, same model).
 
-    python bench/bench_sampler.py [--steps 20] [--size 64] [--repeat 3]
+    python bench/bench_sampler.py [--steps 20] [--size 64] [--repeat 3] [--arch tiny|sd15|sdxl] [--json out.json]
 
 Baselines: core KSampler ('ddim', cfg 3 -> a batch-2 UNet call per step) and SamplerCustomAdvanced
 with core euler. DreamSampler edit: cfg 1 + a CFG-edit regularizer -> also one batch-2 call per
 step. Model evaluations are counted through a UNet wrapper to prove they are equal. Runs on the
-tiny SD1.5-architecture checkpoint (CPU, or CUDA when available); pass --ckpt for a real one.
+tiny SD1.5-architecture checkpoint (CPU, or CUDA when available); pass --ckpt for a real one, or
+--arch sd15 / sdxl for the full-size UNet with random weights (real timings, random conditioning).
 """
 from __future__ import annotations
 
@@ -19,16 +20,22 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from timing import timed  # noqa: E402
+from timing import timed, write_json  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--size", type=int, default=64, help="image size in pixels (latent = size/8)")
+    ap.add_argument("--size", type=int, default=0,
+                    help="image size in pixels (latent = size/8); default 64, or 512 / 1024 for sd15 / sdxl on CUDA")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--ckpt", type=Path)
+    ap.add_argument("--arch", choices=("tiny", "sd15", "sdxl"), default="tiny",
+                    help="tiny: the test checkpoint (or --ckpt); sd15/sdxl: full-size UNet, random weights")
+    ap.add_argument("--json", type=Path, help="also write the results here (for bench/report.py)")
     args = ap.parse_args()
+    if not args.size:
+        args.size = {"sd15": 512, "sdxl": 1024}.get(args.arch, 64) if torch.cuda.is_available() else 64
 
     from support.host import load_pack
     load_pack()
@@ -37,11 +44,18 @@ def main():
     import nodes as core
     from comfy_extras import nodes_custom_sampler as cs
     from dreamsampler_pack.nodes import regularizers, sampling
-    from support.tiny_models import tiny_sd15_checkpoint
+    from support.tiny_models import real_size_model, tiny_sd15_checkpoint
 
-    ckpt = args.ckpt or tiny_sd15_checkpoint()
     with torch.inference_mode():
-        model, clip, vae = comfy.sd.load_checkpoint_guess_config(str(ckpt), output_vae=True, output_clip=True)[:3]
+        if args.arch == "tiny":
+            ckpt = args.ckpt or tiny_sd15_checkpoint()
+            model_name = ckpt.name
+            model, clip, vae = comfy.sd.load_checkpoint_guess_config(str(ckpt), output_vae=True, output_clip=True)[:3]
+            null = core.CLIPTextEncode().encode(clip, "")[0]
+            tgt = core.CLIPTextEncode().encode(clip, "a zebra")[0]
+        else:
+            model_name = f"full-size {args.arch} UNet, random weights"
+            model, tgt, null = real_size_model(args.arch)
         calls = {"n": 0, "batch": 0}
         model = model.clone()
 
@@ -51,8 +65,6 @@ def main():
             return apply_model(kw["input"], kw["timestep"], **kw["c"])
 
         model.set_model_unet_function_wrapper(counting)
-        null = core.CLIPTextEncode().encode(clip, "")[0]
-        tgt = core.CLIPTextEncode().encode(clip, "a zebra")[0]
         lat = {"samples": torch.randn(1, 4, args.size // 8, args.size // 8, generator=torch.Generator().manual_seed(0))}
         n = args.steps
         inv = sampling.DreamDDIMInversion.execute(model, null, lat, n, "ddim_uniform", 1.0, 0).result[0]
@@ -81,7 +93,7 @@ def main():
 
     base = results["core KSampler ddim (cfg 3)"][0]
     dev = mm.get_torch_device()
-    print(f"device: {dev} ({torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}); "
+    print(f"device: {dev} ({torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}); {model_name}; "
           f"steps {n}; latent {args.size // 8}x{args.size // 8}; median of {args.repeat}")
     print(f"{'case':45s} {'time s':>9s} {'UNet calls':>11s} {'batch rows':>11s} {'vs KSampler':>12s}")
     for name, (t, c, b) in results.items():
@@ -91,6 +103,13 @@ def main():
     print(f"\nedit cost in UNet batch rows: official pipeline (200 NFE, batch-2 inversion + batch-2 sampling) "
           f"= {official}; ours at {n} steps (batch-1 null inversion + batch-2 edit) = {ours} "
           f"({ours / official:.3f}x)")
+    write_json(args.json, {
+        "bench": "sampler", "model": model_name, "steps": n, "size": args.size, "repeat": args.repeat,
+        "baseline": "core KSampler ddim (cfg 3)",
+        "rows": [{"case": k, "time_s": t, "unet_calls": c, "batch_rows": b, "ratio": t / base}
+                 for k, (t, c, b) in results.items()],
+        "edit_cost": {"official_rows": official, "ours_rows": ours, "ours_steps": n},
+    })
 
 
 if __name__ == "__main__":

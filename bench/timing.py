@@ -25,3 +25,19 @@ def best_times(cases: dict, repeat: int) -> dict:
         for name, fn in cases.items():
             best[name] = min(best[name], timed(fn))
     return best
+
+
+def device_label() -> str:
+    """What the numbers were measured on, e.g. 'cuda (NVIDIA H200)' or 'cpu (2 threads)'."""
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name()})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def write_json(path, data: dict):
+    """Machine-readable results for bench/report.py (with the device and torch version)."""
+    import json
+    from pathlib import Path
+    if path:
+        data = {"device": device_label(), "torch": torch.__version__, **data}
+        Path(path).write_text(json.dumps(data, indent=1))

@@ -79,6 +79,49 @@ def fake_conditioning(seed: int, tokens: int = 8, batch: int = 1):
     return [[torch.randn(batch, tokens, 768, generator=g), {}]]
 
 
+# Full-size UNet configurations, as ComfyUI's model_detection knows them (for benchmarks: random
+# weights give real timings and memory).
+REAL_UNET_CONFIGS = {
+    "sd15": {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+             "legacy": False, "adm_in_channels": None, "in_channels": 4, "model_channels": 320,
+             "num_res_blocks": [2, 2, 2, 2], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+             "channel_mult": [1, 2, 4, 4], "transformer_depth_middle": 1, "use_linear_in_transformer": False,
+             "context_dim": 768, "num_heads": 8, "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+             "use_temporal_attention": False, "use_temporal_resblock": False},
+    "sdxl": {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+             "legacy": False, "num_classes": "sequential", "adm_in_channels": 2816, "in_channels": 4,
+             "model_channels": 320, "num_res_blocks": [2, 2, 2], "transformer_depth": [0, 0, 2, 2, 10, 10],
+             "channel_mult": [1, 2, 4], "transformer_depth_middle": 10, "use_linear_in_transformer": True,
+             "context_dim": 2048, "num_head_channels": 64, "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+             "use_temporal_attention": False, "use_temporal_resblock": False},
+}
+
+
+def real_size_model(arch: str, device=None, dtype=None, seed: int = 0):
+    """A ModelPatcher of the full-size SD1.5 or SDXL UNet with seeded random weights, plus a
+    (positive, negative) conditioning pair of the right shapes (77 tokens; SDXL with pooled output)."""
+    import_comfy()
+    import comfy.model_patcher
+    import comfy.supported_models
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+    cfg = dict(REAL_UNET_CONFIGS[arch])
+    mc = {"sd15": comfy.supported_models.SD15, "sdxl": comfy.supported_models.SDXL}[arch](cfg)
+    mc.set_inference_dtype(dtype, None)
+    model = mc.get_model({}, device=device)
+    seeded_init_(model.diffusion_model, seed)
+    model.diffusion_model.to(device=device, dtype=dtype)
+    model.eval()
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        ctx = torch.randn(1, 77, cfg["context_dim"], generator=g)
+        extra = {"pooled_output": torch.randn(1, 1280, generator=g)} if arch == "sdxl" else {}
+        return [[ctx, extra]]
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=torch.device("cpu"))
+    return patcher, cond(), cond()
+
+
 def tiny_sd15_checkpoint() -> Path:
     """Path of the tiny SD15 checkpoint (generated once, about 10 s; cached)."""
     out = cache_dir() / "checkpoints" / CKPT_NAME
