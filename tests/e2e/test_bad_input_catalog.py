@@ -3,6 +3,7 @@
 Each must come back as ComfyUI's 400 ``node_errors`` or an ``execution_error`` whose message names
 the offending input, and the server must keep serving (a valid prompt runs at the end)."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from support.server import execution_error
 
 REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("DREAM_TEST_ARTIFACTS", REPO / "out" / "test-artifacts"))
 NO_FILE = "(none: use svg_text)"
 
 BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
@@ -97,15 +99,38 @@ def _expect_clear_error(server, prompt, node_id, words):
         assert "Traceback" not in text
     for w in words:
         assert w.lower() in text.lower(), f"error does not name {w!r}: {text[:600]}"
-    return status
+    return status, text
+
+
+def _message(text: str) -> str:
+    """The user-facing sentence of a node error / execution error (for the catalog listing)."""
+    try:
+        data = json.loads(text)
+        errs = data.get("errors") or data.get("error", {})
+        if isinstance(errs, list) and errs:
+            e = errs[0]
+            return f"{e.get('message', '')}: {e.get('details', '')}".strip(": ")
+        if isinstance(errs, dict):
+            return f"{errs.get('message', '')}: {errs.get('details', '')}".strip(": ")
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    return text
 
 
 @pytest.fixture(scope="module")
 def caught(server):
+    """(case, status, message) of every catalog entry; listed in out/test-artifacts/error_catalog.md
+    (the README's troubleshooting table is built from it)."""
     seen = []
     yield seen
-    print(f"\nbad-input catalog: {len(seen)} cases, {sum(s == 400 for s in seen)} rejected at validation (400), "
-          f"{sum(s != 400 for s in seen)} as clear execution errors")
+    statuses = [s for _, s, _ in seen]
+    print(f"\nbad-input catalog: {len(seen)} cases, {sum(s == 400 for s in statuses)} rejected at validation "
+          f"(400), {sum(s != 400 for s in statuses)} as clear execution errors")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    rows = ["| case | how | message |", "|---|---|---|"]
+    rows += [f"| {c} | {'400 on queue' if s == 400 else 'execution error'} | "
+             f"{_message(t)[:300].replace('|', '/').replace(chr(10), ' ')} |" for c, s, t in seen]
+    (ARTIFACTS / "error_catalog.md").write_text("\n".join(rows) + "\n")
 
 
 @pytest.mark.parametrize("case,stem,cls,change,words", WIDGET_CASES, ids=[c[0] for c in WIDGET_CASES])
@@ -113,7 +138,7 @@ def test_bad_widget_input(server, tiny_ckpt, caught, case, stem, cls, change, wo
     prompt = _prompt(server, tiny_ckpt, stem)
     node_id = next(k for k, v in prompt.items() if v["class_type"] == cls)
     prompt[node_id]["inputs"].update(change)
-    caught.append(_expect_clear_error(server, prompt, node_id, words))
+    caught.append((case, *_expect_clear_error(server, prompt, node_id, words)))
 
 
 @pytest.mark.parametrize("case,text", SVG_CASES, ids=[c[0] for c in SVG_CASES])
@@ -121,14 +146,14 @@ def test_hostile_svg_is_rejected(server, caught, case, text):
     prompt = {"1": {"class_type": "DreamLoadSVG", "inputs": {"svg_file": NO_FILE, "svg_text": text}},
               "2": {"class_type": "DreamSVGRender", "inputs": {"svg": ["1", 0], "scale": 1.0}},
               "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
-    caught.append(_expect_clear_error(server, prompt, "1", ["svg"]))
+    caught.append((case, *_expect_clear_error(server, prompt, "1", ["svg"])))
 
 
 def test_path_traversal_svg_file_is_refused(server, caught):
     prompt = {"1": {"class_type": "DreamLoadSVG", "inputs": {"svg_file": "../../../etc/passwd", "svg_text": ""}},
               "2": {"class_type": "DreamSVGRender", "inputs": {"svg": ["1", 0], "scale": 1.0}},
               "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
-    caught.append(_expect_clear_error(server, prompt, "1", ["svg_file"]))
+    caught.append(("svg-path-traversal", *_expect_clear_error(server, prompt, "1", ["svg_file"])))
 
 
 def test_server_still_serves_after_the_catalog(server, tiny_ckpt, caught):
