@@ -181,7 +181,16 @@ def test_template_browser_lists_every_example_with_its_thumbnail(frontend):
     assert sorted(types) == sorted(n["type"] for n in load(REPO / "workflows" / "sde_drag.json")["nodes"])
 
 
-def test_sde_drag_point_editor_draws_the_image_and_turns_clicks_into_points(frontend):
+@pytest.fixture(params=["litegraph", "vue"], ids=["classic-canvas", "nodes-2.0"])
+def renderer(request, frontend):
+    """The classic LiteGraph canvas (default) and the opt-in "Nodes 2.0" Vue renderer."""
+    set_vue = "async (on) => { await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', on); }"
+    frontend.js(set_vue, request.param == "vue")
+    yield request.param
+    frontend.js(set_vue, False)
+
+
+def test_sde_drag_point_editor_draws_the_image_and_turns_clicks_into_points(frontend, renderer):
     page = frontend.page
     page.keyboard.press("Escape")  # no dialog left open over the canvas
     load_in_page(frontend, load(REPO / "workflows" / "sde_drag.json"), "sde_drag")
@@ -212,9 +221,18 @@ def test_sde_drag_point_editor_draws_the_image_and_turns_clicks_into_points(fron
       const s = node.dreamPointsEditor.space();
       return s && s.w === 384 && s.h === 256;
     }""", timeout=10_000)
+    # bring the editor itself to the middle of the page (the node can be taller than the page)
+    frontend.js("""() => {
+      const r = app.graph.nodes.find((n) => n.type === 'DreamSDEDrag').dreamPointsEditor.canvas.getBoundingClientRect();
+      const s = app.canvas.ds.scale;
+      app.canvas.ds.offset[0] -= (r.x + r.width / 2 - window.innerWidth / 2) / s;
+      app.canvas.ds.offset[1] -= (r.y + r.height / 2 - window.innerHeight / 2) / s;
+      app.canvas.setDirty(true, true);
+    }""")
+    page.wait_for_timeout(500)
     rect = frontend.js("""() => {
       const node = app.graph.nodes.find((n) => n.type === 'DreamSDEDrag');
-      const el = node.widgets.find((w) => w.name === 'points_editor').element;
+      const el = node.dreamPointsEditor.canvas;
       const r = el.getBoundingClientRect();
       const ctx = el.getContext('2d');
       const d = ctx.getImageData(0, 0, el.width, el.height).data;
@@ -224,7 +242,7 @@ def test_sde_drag_point_editor_draws_the_image_and_turns_clicks_into_points(fron
       return { x: r.x, y: r.y, w: r.width, h: r.height, visible: el.checkVisibility?.() ?? true, onTop: top === el,
                painted: painted / (el.width * el.height), space: node.dreamPointsEditor.space() };
     }""")
-    assert rect["visible"] and rect["onTop"] and rect["w"] > 100 and rect["h"] > 100, rect
+    assert rect["visible"] and rect["onTop"] and rect["w"] > 100 and 100 < rect["h"] < 600, rect
     # the image covers the editor but for letterbox bars (the hint text alone paints ~1%)
     assert rect["painted"] > 0.4, f"the editor did not draw the input image: {rect}"
     assert rect["space"] == {"w": 384, "h": 256}, rect
@@ -243,7 +261,7 @@ def test_sde_drag_point_editor_draws_the_image_and_turns_clicks_into_points(fron
     assert 0 <= a["x"] < b["x"] < 384 and 0 <= a["y"] < 256 and abs(a["y"] - b["y"]) <= 1, pts
     # clicks 20% of the editor's width apart on a fitted 384-px-wide image: about 0.2 * 384 * (w / fitted w)
     assert b["x"] - a["x"] >= 0.2 * 384 * 0.9, pts
-    frontend.screenshot(SHOTS / "sde_drag_point_editor.png")
+    frontend.screenshot(SHOTS / f"sde_drag_point_editor_{renderer}.png")
     # the points are what the page queues
     out = frontend.js("async () => (await app.graphToPrompt()).output")
     drag = next(v for v in out.values() if v["class_type"] == "DreamSDEDrag")

@@ -75,10 +75,19 @@ function dot(ctx, p, color) {
 function attachEditor(node) {
   const text = node.widgets?.find((w) => w.name === "points");
   if (!text || typeof node.addDOMWidget !== "function") return; // the text widget alone still works
+  // The canvas floats inside a box: its backing store (resized to the displayed size on redraw)
+  // must never feed back into the layout, or nodes that size to their content (the "Nodes 2.0"
+  // renderer) would grow it without end.
+  const box = document.createElement("div");
+  Object.assign(box.style, { position: "relative", width: "100%", height: "100%", minHeight: "220px" });
   const canvas = document.createElement("canvas");
   canvas.width = 512;
   canvas.height = 384;
-  Object.assign(canvas.style, { width: "100%", height: "100%", cursor: "crosshair", background: "#222" });
+  Object.assign(canvas.style, {
+    position: "absolute", left: "0", top: "0", width: "100%", height: "100%", display: "block",
+    cursor: "crosshair", background: "#222",
+  });
+  box.appendChild(canvas);
   const state = { own: null, pending: null, view: null, key: null };
 
   const background = () =>
@@ -155,7 +164,7 @@ function attachEditor(node) {
     write(pts);
   });
 
-  const widget = node.addDOMWidget("points_editor", "dream_points_editor", canvas, {
+  const widget = node.addDOMWidget("points_editor", "dream_points_editor", box, {
     serialize: false,
     hideOnZoom: false,
     getMinHeight: () => 220,
@@ -184,6 +193,7 @@ function attachEditor(node) {
   };
 
   node.dreamPointsEditor = {
+    canvas,
     redraw,
     // the coordinate space of the points (pixels of the image the node receives), once known
     space: () => (state.view ? { w: state.view.w, h: state.view.h } : null),
