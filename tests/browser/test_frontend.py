@@ -33,7 +33,8 @@ async ({wf, name}) => {
   const dialogs = [];
   const saved = [app.showMissingNodesError, app.showMissingModelsError];
   app.showMissingNodesError = (types) => dialogs.push({ nodes: types });
-  app.showMissingModelsError = (models) => dialogs.push({ models });
+  app.showMissingModelsError = (models) =>
+    dialogs.push({ models: models.map((m) => ({ name: m.name, url: m.url, directory: m.directory })) });
   try {
     await app.loadGraphData(wf, true, true, name);
   } finally {
@@ -81,6 +82,14 @@ def test_workflow_loads_in_the_frontend_exactly_as_shipped(frontend, server, wor
     assert res["missing"] == [], f"node types unknown to the frontend: {res['missing']}"
     assert [d for d in res["dialogs"] if "nodes" in d] == [], res["dialogs"]
     assert res["errored"] == [], f"nodes flagged with errors after loading: {res['errored']}"
+    # a model the server does not have is offered for download, from the node's properties.models
+    # (the test server only has the tiny checkpoint)
+    wanted = sorted({(m["name"], m["url"], m["directory"]) for n in ui["nodes"]
+                     for m in n.get("properties", {}).get("models", [])})
+    offered = sorted({(m["name"], m["url"], m["directory"]) for d in res["dialogs"] for m in d.get("models", [])})
+    assert offered == wanted, (offered, wanted)
+    if any(n["type"] == "CheckpointLoaderSimple" for n in ui["nodes"]):
+        assert wanted and all(u.startswith("https://huggingface.co/") for _, u, _ in wanted)
 
     # every widget value is where the file put it (a widget the frontend does not know, or a
     # reordered one, shifts the values); our point editor canvas is never serialized

@@ -26,6 +26,14 @@ def _ordered_inputs(info: dict):
 
 
 NODE_W, COL_GAP, ROW_GAP, X0, Y0 = 320, 60, 50, 40, 40
+# Where the frontend's "missing models" dialog offers to download a model a workflow names (the
+# same entries as ComfyUI's own templates: node properties.models).
+MODEL_SOURCES = {
+    "v1-5-pruned-emaonly-fp16.safetensors": {
+        "url": "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
+               "v1-5-pruned-emaonly-fp16.safetensors?download=true",
+        "directory": "checkpoints"},
+}
 
 
 def _estimated_height(n: dict, info: dict) -> int:
@@ -68,6 +76,14 @@ def _layout(spec: list[dict], object_info: dict) -> dict:
         pos[n["id"]] = [X0 + col * (NODE_W + COL_GAP), y]
         y_next[col] = y + _estimated_height(n, object_info[n["type"]]) + ROW_GAP
     return pos
+
+
+def _properties(node_type: str, widgets: list) -> dict:
+    props = {"Node name for S&R": node_type}
+    models = [{"name": v, **MODEL_SOURCES[v]} for v in widgets if isinstance(v, str) and v in MODEL_SOURCES]
+    if models:
+        props["models"] = models
+    return props
 
 
 def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> dict:
@@ -116,7 +132,7 @@ def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> 
                             "slot_index": slot})
         nodes.append({"id": n["id"], "type": n["type"], "pos": n.get("pos", layout[n["id"]]),
                       "size": [NODE_W, _estimated_height(n, info)], "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
-                      "properties": {"Node name for S&R": n["type"]}, "widgets_values": widgets,
+                      "properties": _properties(n["type"], widgets), "widgets_values": widgets,
                       **({"title": n["title"]} if "title" in n else {})})
     idx = {n["id"]: n for n in nodes}
     for lid, src, slot, dst, inp in pending:
