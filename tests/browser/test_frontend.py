@@ -71,12 +71,21 @@ def frontend(server):
     assert not ours, f"errors from the pack in the browser console: {ours}"
 
 
+@pytest.fixture(params=["litegraph", "vue"], ids=["classic-canvas", "nodes-2.0"])
+def renderer(request, frontend):
+    """The classic LiteGraph canvas (default) and the opt-in "Nodes 2.0" Vue renderer."""
+    set_vue = "async (on) => { await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', on); }"
+    frontend.js(set_vue, request.param == "vue")
+    yield request.param
+    frontend.js(set_vue, False)
+
+
 def load_in_page(frontend, ui: dict, name: str) -> dict:
     return frontend.js(LOAD_JS, {"wf": ui, "name": name})
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_workflow_loads_in_the_frontend_exactly_as_shipped(frontend, server, workflow):
+def test_workflow_loads_in_the_frontend_exactly_as_shipped(frontend, server, workflow, renderer):
     ui = load(workflow)
     res = load_in_page(frontend, ui, workflow.stem)
     assert res["missing"] == [], f"node types unknown to the frontend: {res['missing']}"
@@ -108,7 +117,7 @@ def test_workflow_loads_in_the_frontend_exactly_as_shipped(frontend, server, wor
         assert page[k]["inputs"] == v["inputs"], f"{workflow.name} node {k} ({v['class_type']})"
 
     frontend.fit_view()
-    frontend.screenshot(SHOTS / f"{workflow.stem}.png")
+    frontend.screenshot(SHOTS / f"{workflow.stem}_{renderer}.png")
 
 
 def test_queue_from_the_page_runs_and_shows_the_output_image(frontend, server, tiny_ckpt):
@@ -188,15 +197,6 @@ def test_template_browser_lists_every_example_with_its_thumbnail(frontend):
     page.wait_for_function("() => app.graph.nodes.some((n) => n.type === 'DreamSDEDrag')", timeout=30_000)
     types = frontend.js("() => app.graph.nodes.map((n) => n.type)")
     assert sorted(types) == sorted(n["type"] for n in load(REPO / "workflows" / "sde_drag.json")["nodes"])
-
-
-@pytest.fixture(params=["litegraph", "vue"], ids=["classic-canvas", "nodes-2.0"])
-def renderer(request, frontend):
-    """The classic LiteGraph canvas (default) and the opt-in "Nodes 2.0" Vue renderer."""
-    set_vue = "async (on) => { await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', on); }"
-    frontend.js(set_vue, request.param == "vue")
-    yield request.param
-    frontend.js(set_vue, False)
 
 
 def test_sde_drag_point_editor_draws_the_image_and_turns_clicks_into_points(frontend, renderer):
