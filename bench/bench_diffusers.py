@@ -31,6 +31,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
+from timing import write_json  # noqa: E402
+
 
 class Counter:
     """Counts UNet calls and batch rows through a forward pre-hook."""
@@ -162,7 +164,6 @@ def main():
     print(f"max |adapter - official| / max |official| = {diff:.2e} (clean-end convention of the first "
           f"inversion step: alpha_bar_0 = {dream.table.final_alpha_cumprod:.5f} vs 1); with the official "
           f"structure at alpha_bar_(t<0) = 1: {diff_same_end:.2e}")
-    from timing import write_json
     write_json(args.json, {
         "bench": "diffusers", "arch": args.arch, "steps": args.steps, "size": size, "repeat": args.repeat,
         "baseline": "official structure (batch-2 inversion + batch-2 edit)",

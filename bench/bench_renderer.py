@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dreamsampler_core.svg import SVGPath, SVGScene, render  # noqa: E402
+from timing import write_json  # noqa: E402
 
 
 def make_scene(size: int, num_paths: int, seed: int = 0, device="cpu", dtype=torch.float32) -> SVGScene:
@@ -93,7 +94,6 @@ def main(argv=None):
     sizes, counts, repeats = ((256,), (16, 64), 2) if args.quick else ((256, 512), (16, 64, 256), 3)
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     rows = [r for d in devices for r in bench(d, sizes, counts, repeats)]
-    from timing import write_json
     base = {(r["device"], r["size"]): r["forward_backward_s"] for r in rows if r["paths"] == counts[0]}
     for r in rows:  # cost per path relative to the smallest scene of the same size
         r["ratio"] = r["forward_backward_s"] / base[(r["device"], r["size"])]

@@ -1,5 +1,7 @@
 """Shared timing helpers for the benchmarks (wall time with CUDA synchronisation)."""
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -36,8 +38,6 @@ def device_label() -> str:
 
 def write_json(path, data: dict):
     """Machine-readable results for bench/report.py (with the device and torch version)."""
-    import json
-    from pathlib import Path
     if path:
         data = {"device": device_label(), "torch": torch.__version__, **data}
         Path(path).write_text(json.dumps(data, indent=1))

@@ -39,22 +39,23 @@ MODEL_SOURCES = {
 def _estimated_height(n: dict, info: dict) -> int:
     """About the height the LiteGraph frontend gives the node: title, slot rows, widget rows,
     multiline text boxes, an image preview (Load Image) and our point editor."""
-    n_in = sum(1 for name, ispec in _ordered_inputs(info) if not _is_widget(ispec) or name in n.get("links", {}))
-    rows = max(n_in, len(info["output"]))
-    h = 30 + 20 * rows + 10
+    links = n.get("links", {})
+    n_in, h = 0, 0
     for name, ispec in _ordered_inputs(info):
-        if not _is_widget(ispec) or name in n.get("links", {}):
+        if not _is_widget(ispec) or name in links:
+            n_in += 1
             continue
         opts = ispec[1] if len(ispec) > 1 else {}
         h += 100 if opts.get("multiline") else 24
         h += 24 if opts.get("control_after_generate") else 0
         h += 24 + 240 if opts.get("image_upload") else 0
+    h += 30 + 20 * max(n_in, len(info["output"])) + 10
     if n["type"] == "DreamSDEDrag":
         h += 240
     return h
 
 
-def _layout(spec: list[dict], object_info: dict) -> dict:
+def _layout(spec: list[dict], heights: dict) -> dict:
     """Left-to-right layered layout: a node's column is its longest link path from a source;
     nodes stack in spec order inside a column."""
     by_id = {n["id"]: n for n in spec}
@@ -74,7 +75,7 @@ def _layout(spec: list[dict], object_info: dict) -> dict:
         col = d(n["id"])
         y = y_next.get(col, Y0)
         pos[n["id"]] = [X0 + col * (NODE_W + COL_GAP), y]
-        y_next[col] = y + _estimated_height(n, object_info[n["type"]]) + ROW_GAP
+        y_next[col] = y + heights[n["id"]] + ROW_GAP
     return pos
 
 
@@ -99,24 +100,24 @@ def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> 
             link_id += 1
             pending.append((link_id, src, slot, n["id"], inp))
             out_links.setdefault((src, slot), []).append(link_id)
-    layout = _layout(spec, object_info)
+    heights = {n["id"]: _estimated_height(n, object_info[n["type"]]) for n in spec}
+    layout = _layout(spec, heights)
     for order, n in enumerate(spec):
         info = object_info[n["type"]]
         inputs, widgets = [], []
         for name, ispec in _ordered_inputs(info):
             linked = name in n.get("links", {})
             if _is_widget(ispec):
+                opts = ispec[1] if len(ispec) > 1 else {}
                 if name in n.get("widgets", {}):
                     val = n["widgets"][name]
                 else:
-                    opts = ispec[1] if len(ispec) > 1 else {}
                     val = opts.get("default")
                     if val is None and isinstance(ispec[0], list):
                         val = ispec[0][0]
                     if val is None and ispec[0] == "COMBO":
                         val = (opts.get("options") or [None])[0]
                 widgets.append(val)
-                opts = ispec[1] if len(ispec) > 1 else {}
                 if opts.get("control_after_generate"):
                     widgets.append("fixed")
                 if opts.get("image_upload"):
@@ -131,7 +132,7 @@ def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> 
             outputs.append({"name": oname, "type": otype, "links": out_links.get((n["id"], slot), []),
                             "slot_index": slot})
         nodes.append({"id": n["id"], "type": n["type"], "pos": n.get("pos", layout[n["id"]]),
-                      "size": [NODE_W, _estimated_height(n, info)], "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
+                      "size": [NODE_W, heights[n["id"]]], "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
                       "properties": _properties(n["type"], widgets), "widgets_values": widgets,
                       **({"title": n["title"]} if "title" in n else {})})
     idx = {n["id"]: n for n in nodes}
