@@ -581,11 +581,21 @@ def prox_closed_form(op: LinearOperator, y: Tensor, x_hat: Tensor, mu: float, si
     return x_hat + op._lift(s * c / (s * s + mu_b))
 
 
+_CG_SLACK = 1e-3      # relative rise of the CG objective taken as divergence, not round-off
+
+
+def _cg_objective(y: Tensor, Ax: Tensor, x: Tensor, x_hat: Tensor, mu: float) -> Tensor:
+    """||y - A x||^2 + mu ||x - x_hat||^2 per batch item, [B] float64."""
+    return _bdot(y - Ax, y - Ax) + mu * _bdot(x - x_hat, x - x_hat)
+
+
 def prox_cg(op: LinearOperator, y: Tensor, x_hat: Tensor, mu: float, sigma_y: float = 0.0, iters: int = 10,
             tol: float = 1e-4) -> Tensor:
     """Conjugate gradient on (A^T A + mu I) x = A^T y + mu x_hat, started at x_hat (the official
     solver: 10 iterations, tol 1e-4).  Each batch item stops when its normal-equation residual is
-    below tol * ||rhs|| or, with sigma_y > 0, when ||y - A x|| <= sqrt(m) sigma_y (discrepancy)."""
+    below tol * ||rhs|| or, with sigma_y > 0, when ||y - A x|| <= sqrt(m) sigma_y (discrepancy).
+    Guarded: exact CG lowers J = ||y - A x||^2 + mu ||x - x_hat||^2 monotonically, so an item whose
+    iterate turns NaN / inf or raises J clearly (round-off aside) stops and keeps its last good iterate."""
     y = op.project(y)
     x = x_hat.clone()
     Ax = op.A(x)
@@ -597,6 +607,7 @@ def prox_cg(op: LinearOperator, y: Tensor, x_hat: Tensor, mu: float, sigma_y: fl
     target2 = (sigma_y ** 2) * op.num_measurements(y) if sigma_y > 0 else None
     if target2 is not None:
         stop |= _bdot(y - Ax, y - Ax) <= target2
+    good, best_j = x, _cg_objective(y, Ax, x, x_hat, mu)
     for _ in range(int(iters)):
         if bool(stop.all()):
             break
@@ -616,13 +627,18 @@ def prox_cg(op: LinearOperator, y: Tensor, x_hat: Tensor, mu: float, sigma_y: fl
         Ax = Ax + _bview(alpha, Ax) * Ap_meas
         r = r - _bview(alpha, r) * Ap
         rs_new = _bdot(r, r)
+        j = _cg_objective(y, Ax, x, x_hat, mu)
+        ok = torch.isfinite(j) & (j <= best_j * (1.0 + _CG_SLACK))
+        good = torch.where(ok.reshape((-1,) + (1,) * (x.ndim - 1)), x, good)
+        best_j = torch.where(ok, torch.minimum(j, best_j), best_j)
+        stop = stop | ~ok
         stop = stop | (rs_new.sqrt() <= tol * _bdot(rhs, rhs).sqrt())
         if target2 is not None:
             stop = stop | (_bdot(y - Ax, y - Ax) <= target2)
         beta = rs_new / rs.clamp_min(1e-300)
         p = r + _bview(beta, p) * p
         rs = rs_new
-    return x
+    return good
 
 
 SOLVERS = ("auto", "cg")

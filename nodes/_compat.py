@@ -23,7 +23,7 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
-from ..dreamsampler_core.inversion import ddim_invert
+from ..dreamsampler_core.inversion import RefineStats, ddim_invert
 from ..dreamsampler_core.regularizers import required_predictions
 from ..dreamsampler_core.sampler import dream_sample
 from ..dreamsampler_core.schedule import Parameterization
@@ -184,6 +184,7 @@ class DreamRawSampler(comfy.samplers.Sampler):
         self.regularizers = tuple(regularizers)
         self.refine = int(refine)
         self.noise_fn = None          # optional noise provider (recorded trajectories), see core.sampler
+        self.refine_stats = None      # RefineStats of the last inversion with refine > 0
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
@@ -207,7 +208,14 @@ class DreamRawSampler(comfy.samplers.Sampler):
             def cb(k, x):
                 if callback is not None:
                     callback(k, x, x, n)
-            return ddim_invert(base_x0, latent_image, sigmas, param, refine=self.refine, callback=cb)
+            stats = RefineStats()
+            x_t = ddim_invert(base_x0, latent_image, sigmas, param, refine=self.refine, callback=cb, stats=stats)
+            if self.refine > 0:
+                self.refine_stats = stats
+                log.info("DDIM inversion refinement: %d of %d iterations lowered the reverse-step residual "
+                         "(%d steps x %d refine_steps x %d latents; %d non-finite iterates discarded)",
+                         stats.helped, stats.requested, n, self.refine, latent_image.shape[0], stats.non_finite)
+            return x_t
 
         regs = tuple(getattr(model_wrap, "dream_regularizers", ())) + self.regularizers
         needed = required_predictions(regs)

@@ -10,6 +10,12 @@ from .common import (CATEGORY, InputError, Regularizers, check_conditioning, che
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
 MAX_STEPS = 10000
+REFINE_TOOLTIP = (
+    "Fixed-point refinements per step (one model call each, plus one per step to check the plain step). "
+    "Guarded: each step keeps its best iterate and stops once the reverse-step residual stops shrinking or "
+    "turns NaN, so it is never worse than plain inversion. On flow models (SD3, Flux) the step into sigma = 1 "
+    "solves x_T = (x - a D(x_T)) / s, which converges only where the model is smooth at pure noise; "
+    "otherwise that step stays plain. The log says how many iterations helped.")
 
 
 def _check_choice(value, name, options):
@@ -74,8 +80,8 @@ class DreamDDIMInversion(io.ComfyNode):
                                tooltip="How far to invert: 1 = to pure noise; less inverts only part of the way "
                                        "(set DreamSampler's denoise to the same value)."),
                 io.Int.Input("refine_steps", default=0, min=0, max=50,
-                             tooltip="Fixed-point refinements per step (each costs one model call). 0 = plain DDIM "
-                                     "inversion as in the paper; 2-5 makes the round trip nearly exact."),
+                             tooltip=REFINE_TOOLTIP + " (So does the output LATENT, under 'dream_inversion'.) 0 = "
+                                     "plain DDIM inversion as in the paper; 2-5 makes the round trip nearly exact."),
             ],
             outputs=[io.Latent.Output(display_name="inverted_latent",
                                       tooltip="Noisy latent x_T (plus the grid it was inverted on). "
@@ -103,6 +109,8 @@ class DreamDDIMInversion(io.ComfyNode):
         out = dict(latent_image, samples=x_t)
         out[C.INVERSION_KEY] = {"sigma_start": float(sigmas[0]), "steps": int(steps), "scheduler": scheduler,
                                 "denoise": float(denoise)}
+        if sampler.refine_stats is not None:
+            out[C.INVERSION_KEY]["refine"] = sampler.refine_stats.as_dict()
         return io.NodeOutput(out)
 
 
@@ -240,8 +248,7 @@ class DreamInversionSampler(io.ComfyNode):
             description="DDIM inversion as a SAMPLER for SamplerCustomAdvanced: give it the normal (descending) "
                         "sigmas of the sampler you will use (FlipSigmas output is accepted too) and a DisableNoise. "
                         "Unlike flipped Euler it is safe for flow models (no division by zero at sigma = 1).",
-            inputs=[io.Int.Input("refine_steps", default=0, min=0, max=50,
-                                 tooltip="Fixed-point refinements per step (each costs one model call).")],
+            inputs=[io.Int.Input("refine_steps", default=0, min=0, max=50, tooltip=REFINE_TOOLTIP)],
             outputs=[io.Sampler.Output()],
         )
 

@@ -38,6 +38,9 @@ def test_oracle_inversion_round_trip_through_comfy(S, gm, kind):
     for refine in (0, 4):
         (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, 25, sched, 1.0, refine)
         assert torch.isfinite(inv["samples"]).all()
+        # how many refinement iterations helped rides along in the LATENT (DreamSampler ignores it)
+        report = inv["dream_inversion"].get("refine")
+        assert report is None if refine == 0 else 0 < report["helped"] <= report["requested"] == 25 * 4 * 4
         out, _ = run(sampling.DreamSampler, model, 0, 25, 1.0, sched, null, null, inv, 1.0, 0.0, "constant")
         errs.append(float((out["samples"] - lat["samples"]).abs().max()))
     # float32 through ComfyUI's model wrapper: refined inversion reconstructs to ~1e-4

@@ -159,9 +159,9 @@ class _OracleNet(torch.nn.Module):
     The condition's first token, first entries, hold class weights (null = prior).
     """
 
-    def __init__(self, gm, kind: str, model_sampling):
+    def __init__(self, gm, kind: str, model_sampling, perturb=None):
         super().__init__()
-        self.gm, self.kind = gm, kind
+        self.gm, self.kind, self.perturb = gm, kind, perturb
         self.ms = model_sampling
         self.dtype = torch.float32
         from dreamsampler_core.schedule import Parameterization
@@ -178,6 +178,8 @@ class _OracleNet(torch.nn.Module):
         for b in range(x.shape[0]):
             wb = self.gm.weights if w is None or w[b].sum() <= 0 else w[b] / w[b].sum()
             x0 = self.gm.denoise(x[b:b + 1], sigma, self.param, wb)
+            if self.perturb is not None:
+                x0 = x0 + self.perturb(x[b:b + 1], sigma)
             if self.kind == "eps":
                 out.append((x[b:b + 1] - x0) / sigma)
             elif self.kind == "v":                              # sigma_data = 1
@@ -187,8 +189,9 @@ class _OracleNet(torch.nn.Module):
         return torch.cat(out).to(xc.dtype)
 
 
-def oracle_model(gm, kind: str = "eps"):
-    """ModelPatcher whose denoiser is the exact mixture posterior mean (latent [B,4,H,W] flattened)."""
+def oracle_model(gm, kind: str = "eps", perturb=None):
+    """ModelPatcher whose denoiser is the exact mixture posterior mean (latent [B,4,H,W] flattened),
+    plus ``perturb(x, sigma)`` when given (e.g. ``expansive.perturbation``)."""
     import_comfy()
     import comfy.model_base
     import comfy.model_patcher
@@ -212,7 +215,7 @@ def oracle_model(gm, kind: str = "eps"):
             self.memory_usage_shape_process = {}
             self.adm_channels = 0
             self.inpaint_model = False
-            self.diffusion_model = _OracleNet(gm, kind, self.model_sampling)
+            self.diffusion_model = _OracleNet(gm, kind, self.model_sampling, perturb)
             self.training = False
 
         def get_dtype(self):
