@@ -35,8 +35,12 @@ class ServerError(RuntimeError):
 
 
 class ComfyServer:
-    def __init__(self, workdir: Path, checkpoints=(), python: str | None = None, extra_args=()):
+    def __init__(self, workdir: Path, checkpoints=(), python: str | None = None, extra_args=(),
+                 pack_dir: Path | None = None):
+        """``pack_dir``: a copy of the pack to install in ``custom_nodes`` instead of linking this
+        repository (e.g. the registry archive, extracted)."""
         self.workdir = Path(workdir)
+        self.pack_dir = Path(pack_dir) if pack_dir is not None else None
         self.checkpoints = [Path(c) for c in checkpoints]
         self.python = python or sys.executable
         self.extra_args = list(extra_args)
@@ -50,9 +54,12 @@ class ComfyServer:
         for sub in ("models/checkpoints", "custom_nodes", "input", "output", "temp", "user"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         link = self.workdir / "custom_nodes" / PACK_DIR_NAME
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(REPO, target_is_directory=True)
+        if self.pack_dir is None or self.pack_dir.resolve() != link.resolve():
+            if link.is_symlink() or link.is_file():
+                link.unlink()
+            elif link.exists():
+                shutil.rmtree(link)
+            link.symlink_to(self.pack_dir or REPO, target_is_directory=True)
         for ckpt in self.checkpoints:
             dst = self.workdir / "models" / "checkpoints" / ckpt.name
             if dst.is_symlink() or dst.exists():
