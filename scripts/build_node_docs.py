@@ -38,8 +38,8 @@ def workflows_using() -> dict[str, list[tuple[str, str]]]:
     return used
 
 
-def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+def _line(text) -> str:
+    return " ".join(str(text).split())
 
 
 def _value(inp) -> str:
@@ -59,16 +59,22 @@ def _value(inp) -> str:
 def page(schema, used: list[tuple[str, str]]) -> str:
     lines = [f"# {schema.display_name or schema.node_id}", "",
              f"`{schema.node_id}` · category **{schema.category}**", "", schema.description.strip(), ""]
+    # lists, not wide tables: the help panel is a narrow sidebar
     if schema.inputs:
-        lines += ["## Inputs", "", "| Input | Type | Value | What it does |", "|---|---|---|---|"]
+        lines += ["## Inputs", ""]
         for inp in schema.inputs:
-            name = f"`{inp.id}`" + (" (optional)" if inp.optional else "")
-            lines.append(f"| {name} | {inp.get_io_type()} | {_cell(_value(inp))} | {_cell(inp.tooltip or '')} |")
+            head = f"* **`{inp.id}`** · {inp.get_io_type()}" + (" · optional" if inp.optional else "")
+            value = _value(inp)
+            lines.append(head + (f" · {value}" if value else ""))
+            if inp.tooltip:
+                lines.append(f"  {_line(inp.tooltip)}")
         lines.append("")
     if schema.outputs:
-        lines += ["## Outputs", "", "| Output | Type | What it is |", "|---|---|---|"]
+        lines += ["## Outputs", ""]
         for out in schema.outputs:
-            lines.append(f"| `{out.display_name or out.io_type}` | {out.io_type} | {_cell(out.tooltip or '')} |")
+            lines.append(f"* **`{out.display_name or out.io_type}`** · {out.io_type}")
+            if out.tooltip:
+                lines.append(f"  {_line(out.tooltip)}")
         lines.append("")
     lines += ["## Example workflows", ""]
     if used:
