@@ -36,10 +36,12 @@ class ServerError(RuntimeError):
 
 class ComfyServer:
     def __init__(self, workdir: Path, checkpoints=(), python: str | None = None, extra_args=(),
-                 pack_dir: Path | None = None):
+                 pack_dir: Path | None = None, comfy_dir: Path | None = None):
         """``pack_dir``: a copy of the pack to install in ``custom_nodes`` instead of linking this
-        repository (e.g. the registry archive, extracted)."""
+        repository (e.g. the registry archive, extracted); ``comfy_dir``: run this ComfyUI tree
+        instead of the cached host (e.g. a fresh copy a test installed the pack into)."""
         self.workdir = Path(workdir)
+        self.comfy_dir = Path(comfy_dir) if comfy_dir is not None else host_dir()
         self.pack_dir = Path(pack_dir) if pack_dir is not None else None
         self.checkpoints = [Path(c) for c in checkpoints]
         self.python = python or sys.executable
@@ -69,12 +71,12 @@ class ComfyServer:
     def start(self, timeout: float = 180.0):
         self._prepare()
         self.port = free_port()
-        cmd = [self.python, str(host_dir() / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [self.python, str(self.comfy_dir / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", str(self.workdir), "--database-url", "sqlite:///:memory:",
                "--disable-auto-launch", "--deterministic", *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=str(host_dir()), stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=str(self.comfy_dir), stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
