@@ -45,6 +45,11 @@ async ({wf, name}) => {
   } finally {
     [app.showMissingNodesError, app.showMissingModelsError] = saved;
   }
+  // frontend 1.5x lists missing models in the workflow's pending warnings (its Issues tab)
+  const pending = app.extensionManager.workflow?.activeWorkflow?.pendingWarnings;
+  const candidates = (pending?.missingModelCandidates ?? []).filter((m) => m.isMissing);
+  if (candidates.length) dialogs.push({ models: candidates.map((m) => ({ name: m.name, url: m.url, directory: m.directory })) });
+  for (const t of pending?.missingNodeTypes ?? []) dialogs.push({ nodes: [t] });
   const graph = app.graph.serialize();
   const { output } = await app.graphToPrompt();
   return {
@@ -116,7 +121,11 @@ def test_workflow_loads_in_the_frontend_exactly_as_shipped(frontend, workflow, r
     res = load_in_page(frontend, ui, workflow.stem)
     assert res["missing"] == [], f"node types unknown to the frontend: {res['missing']}"
     assert [d for d in res["dialogs"] if "nodes" in d] == [], res["dialogs"]
-    assert res["errored"] == [], f"nodes flagged with errors after loading: {res['errored']}"
+    # newer frontends (1.5x) also outline a loader whose model file the server lacks (the test
+    # server has only the tiny checkpoint); nothing else may be flagged
+    missing_model = {f"{n['id']}:{n['type']}" for n in ui["nodes"] if n.get("properties", {}).get("models")}
+    errored = [e for e in res["errored"] if e not in missing_model]
+    assert errored == [], f"nodes flagged with errors after loading: {errored}"
     # a model the server does not have is offered for download, from the node's properties.models
     # (the test server only has the tiny checkpoint)
     wanted = sorted({(m["name"], m["url"], m["directory"]) for n in ui["nodes"]
@@ -132,7 +141,9 @@ def test_workflow_loads_in_the_frontend_exactly_as_shipped(frontend, workflow, r
     for node in ui["nodes"]:
         got = loaded[node["id"]]
         assert got["type"] == node["type"]
-        assert got["widgets_values"] == node.get("widgets_values"), f"{workflow.name} node {node['id']} ({node['type']})"
+        # (1.5x leaves widgets_values out of a node without widgets, 1.3x writes [])
+        assert (got["widgets_values"] or []) == (node.get("widgets_values") or []), \
+            f"{workflow.name} node {node['id']} ({node['type']})"
 
     # the prompt the page would queue is the one CI runs through /prompt
     ours = to_api(ui, server.object_info())
