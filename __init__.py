@@ -11,7 +11,12 @@ except ImportError:     # imported outside ComfyUI (e.g. by pytest walking the r
     ComfyExtension = None
 
 if ComfyExtension is not None:
+    import os
+
     from .nodes import NODE_LIST
+    from .nodes import web_routes
+
+    web_routes.register(os.path.dirname(os.path.abspath(__file__)))
 
     class DreamSamplerExtension(ComfyExtension):
         async def get_node_list(self):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields as dataclass_fields
 
 import torch
 from comfy_api.latest import io
@@ -86,3 +86,19 @@ def first_error(*errors):
         if e:
             return e
     return True
+
+
+#: Schema fields newer than ComfyUI 0.3.75 (the oldest host we support): passed only where known
+NEWER_SCHEMA_FIELDS = frozenset({"search_aliases"})
+
+
+def supported_fields(schema_cls, fields: dict) -> dict:
+    """``fields`` less the newer ones ``schema_cls`` does not declare (0.3.75's Schema has no
+    ``search_aliases``; 0.38 shows them in node search)."""
+    known = {f.name for f in dataclass_fields(schema_cls)}
+    return {k: v for k, v in fields.items() if k in known or k not in NEWER_SCHEMA_FIELDS}
+
+
+def schema(**fields) -> io.Schema:
+    """``io.Schema(**fields)`` on every supported ComfyUI (see ``supported_fields``)."""
+    return io.Schema(**supported_fields(io.Schema, fields))

@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from . import _compat as C
 from .common import CATEGORY, InputError, check_conditioning, check_image, check_number, first_error
+from .common import schema
 from .sampling import _check_model
 from ..dreamsampler_core import csd
 
@@ -36,8 +37,9 @@ def pad_to_multiple(pixels: torch.Tensor, multiple: int) -> torch.Tensor:
 class DreamCSDEdit(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamCSDEdit",
+            search_aliases=["csd", "collaborative score distillation", "svgd", "panorama edit", "video edit"],
             display_name="Dream CSD Edit (panorama / frames)",
             category=SUB,
             description="Collaborative Score Distillation edit: edits a wide image (as overlapping windows) or the "

@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from . import _compat as C
 from .common import CATEGORY, InputError, check_conditioning, check_latent, check_number, first_error
+from .common import schema
 from .sampling import MAX_STEPS, _check_model, _scheduler_input
 from ..dreamsampler_core import cycle
 
@@ -110,8 +111,9 @@ def _decode_run(code: cycle.CycleCode, mask):
 class DreamDDPMEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamDDPMEncode",
+            search_aliases=["cyclediffusion", "dpm encoder", "ddpm inversion", "edit friendly inversion"],
             display_name="Dream DDPM Encode (DPM-Encoder)",
             category=SUB,
             description="CycleDiffusion's DPM-Encoder: noises the image latent to the start level and records, "
@@ -190,8 +192,9 @@ class DreamDDPMEncode(io.ComfyNode):
 class DreamDDPMDecode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamDDPMDecode",
+            search_aliases=["cyclediffusion", "dpm decoder"],
             display_name="Dream CycleDiffusion Decode",
             category=SUB,
             description="Decodes a DDPM code (from Dream DDPM Encode) with the TARGET prompt: the stochastic "
@@ -237,8 +240,9 @@ class DreamDDPMDecode(io.ComfyNode):
 class DreamCycleDiffusionSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamCycleDiffusionSampler",
+            search_aliases=["cyclediffusion", "dpm decoder sampler"],
             display_name="Dream CycleDiffusion (SAMPLER)",
             category=f"{CATEGORY}/custom_sampling",
             description="CycleDiffusion decoding as a SAMPLER for SamplerCustomAdvanced: connect Dream DDPM Encode's "
@@ -273,8 +277,9 @@ class DreamCycleDiffusionSampler(io.ComfyNode):
 class DreamCycleSDEEdit(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamCycleSDEEdit",
+            search_aliases=["cycle sde", "sdedit", "sde edit"],
             display_name="Dream Cycle-SDE Edit",
             category=SUB,
             description="SDEdit-style text editing with a choice of stage 2 (SDE-Drag paper, 'SDE beats ODE'): the "

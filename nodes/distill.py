@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from . import _compat as C
 from .common import CATEGORY, InputError, Regularizers, check_conditioning, check_latent, check_number, first_error
+from .common import schema
 from .svg import SVGParams, check_image, check_svg, render_image, svg_output, svg_texts
 from ..dreamsampler_core.distill import (METHODS, WEIGHTINGS, ImageGenerator, LatentGenerator, PixelDataTerm,
                                          SVGGenerator, dream_distill, score_distill)
@@ -100,8 +101,9 @@ def _preview(image_bhwc: torch.Tensor):
 class DreamScoreDistill(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamScoreDistill",
+            search_aliases=["sds", "score distillation", "dds", "text to svg", "vectorfusion"],
             display_name="Dream Score Distill / DreamSampler Distill",
             category=f"{CATEGORY}/distill",
             description="Optimizes a differentiable generator (an SVG through the pack's renderer, an image through "

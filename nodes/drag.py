@@ -9,6 +9,7 @@ from comfy_api.latest import io, ui
 
 from . import _compat as C
 from .common import CATEGORY, InputError, check_conditioning, check_image, check_number, first_error
+from .common import schema
 from .cycle import _guider, _mask, cycle_grid
 from .sampling import MAX_STEPS, _check_model, _scheduler_input
 from ..dreamsampler_core import drag
@@ -37,8 +38,9 @@ def drag_pairs(points: str, target_points: str, width: int, height: int):
 class DreamSDEDrag(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamSDEDrag",
+            search_aliases=["drag", "point drag", "draggan", "dragdiffusion"],
             display_name="Dream SDE-Drag",
             category=SUB,
             description="Drags image content from source points to target points without gradients (SDE-Drag, "
@@ -151,8 +153,9 @@ def _seed_def():
 class DreamDragBenchLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamDragBenchLoader",
+            search_aliases=["dragbench", "drag benchmark"],
             display_name="Dream DragBench Item",
             category=SUB,
             description="Loads one DragBench item folder in either published format: SDE-Drag's (origin_image.png, "

@@ -10,6 +10,7 @@ from comfy_api.latest import io
 from . import _compat as C
 from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_image,
                      check_latent, check_number, extend, first_error)
+from .common import schema
 from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, MaskError, as_mask4d, downscale_factor, feather
 from ..dreamsampler_core.operators import (OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator, OperatorError,
@@ -139,8 +140,9 @@ class DreamMaskInpaint(io.ComfyNode):
         optional.append(Regularizers.Input("regularizers", optional=True,
                                            tooltip="Earlier regularizers to chain (e.g. Dream Data Consistency; "
                                                    "the official order is data consistency first, then this)."))
-        return io.Schema(
+        return schema(
             node_id="DreamMaskInpaint",
+            search_aliases=["inpaint", "inpainting", "text guided inpainting", "mask edit"],
             display_name="Dream Mask Inpaint",
             category=SUBCATEGORY,
             description="Text-guided inpainting regularizer: inside each mask the step's estimate moves toward "
@@ -223,8 +225,9 @@ def preset_or_error(name):
 class DreamDataConsistency(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamDataConsistency",
+            search_aliases=["super resolution", "upscale", "deblur", "inverse problem", "restoration", "dps"],
             display_name="Dream Data Consistency",
             category=SUBCATEGORY,
             description="Restoration regularizer for y = A(x) + noise in pixel space (inpainting, "
@@ -320,8 +323,9 @@ class DreamDataConsistency(io.ComfyNode):
 class DreamDegrade(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamDegrade",
+            search_aliases=["degradation", "blur", "downscale", "measurement"],
             display_name="Dream Degrade",
             category=SUBCATEGORY,
             description="Makes a restoration benchmark from a clean image: the measurement y = A(x) + sigma_y * "

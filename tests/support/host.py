@@ -27,6 +27,18 @@ def cache_dir() -> Path:
     return d
 
 
+#: the newest comfyui-frontend-package, served next to the pinned one (scripts/setup_host.sh adds it)
+NEWEST_FRONTEND = os.environ.get("DREAM_NEWEST_FRONTEND", "1.58.1")
+
+
+def newest_frontend_root() -> Path:
+    """The static folder of the newest frontend, for ``main.py --front-end-root``."""
+    root = host_dir().parent / "frontends" / NEWEST_FRONTEND / "comfyui_frontend_package" / "static"
+    if not (root / "index.html").exists():
+        raise RuntimeError(f"frontend {NEWEST_FRONTEND} not found at {root}; run scripts/setup_host.sh")
+    return root
+
+
 _imported = False
 
 

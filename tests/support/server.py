@@ -35,8 +35,15 @@ class ServerError(RuntimeError):
 
 
 class ComfyServer:
-    def __init__(self, workdir: Path, checkpoints=(), python: str | None = None, extra_args=(), custom_nodes=()):
+    def __init__(self, workdir: Path, checkpoints=(), python: str | None = None, extra_args=(), custom_nodes=(),
+                 pack_dir: Path | None = None, comfy_dir: Path | None = None):
+        """``custom_nodes``: more node folders to link (test-only nodes); ``pack_dir``: a copy of the
+        pack to install in ``custom_nodes`` instead of linking this repository (e.g. the registry
+        archive, extracted); ``comfy_dir``: run this ComfyUI tree instead of the cached host (e.g. a
+        fresh copy a test installed the pack into)."""
         self.workdir = Path(workdir)
+        self.comfy_dir = Path(comfy_dir) if comfy_dir is not None else host_dir()
+        self.pack_dir = Path(pack_dir) if pack_dir is not None else None
         self.checkpoints = [Path(c) for c in checkpoints]
         self.custom_nodes = [Path(c) for c in custom_nodes]      # more node folders (test-only nodes)
         self.python = python or sys.executable
@@ -51,9 +58,12 @@ class ComfyServer:
         for sub in ("models/checkpoints", "custom_nodes", "input", "output", "temp", "user"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         link = self.workdir / "custom_nodes" / PACK_DIR_NAME
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(REPO, target_is_directory=True)
+        if self.pack_dir is None or self.pack_dir.resolve() != link.resolve():
+            if link.is_symlink() or link.is_file():
+                link.unlink()
+            elif link.exists():
+                shutil.rmtree(link)
+            link.symlink_to(self.pack_dir or REPO, target_is_directory=True)
         for extra in self.custom_nodes:
             dst = self.workdir / "custom_nodes" / extra.name
             if dst.is_symlink() or dst.exists():
@@ -68,12 +78,12 @@ class ComfyServer:
     def start(self, timeout: float = 180.0):
         self._prepare()
         self.port = free_port()
-        cmd = [self.python, str(host_dir() / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [self.python, str(self.comfy_dir / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", str(self.workdir), "--database-url", "sqlite:///:memory:",
                "--disable-auto-launch", "--deterministic", *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=str(host_dir()), stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=str(self.comfy_dir), stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
