@@ -35,9 +35,10 @@ class ServerError(RuntimeError):
 
 
 class ComfyServer:
-    def __init__(self, workdir: Path, checkpoints=(), python: str | None = None, extra_args=()):
+    def __init__(self, workdir: Path, checkpoints=(), python: str | None = None, extra_args=(), custom_nodes=()):
         self.workdir = Path(workdir)
         self.checkpoints = [Path(c) for c in checkpoints]
+        self.custom_nodes = [Path(c) for c in custom_nodes]     # extra node packages (test-only), linked too
         self.python = python or sys.executable
         self.extra_args = list(extra_args)
         self.port = None
@@ -53,6 +54,11 @@ class ComfyServer:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(REPO, target_is_directory=True)
+        for package in self.custom_nodes:
+            dst = self.workdir / "custom_nodes" / package.name
+            if dst.is_symlink() or dst.exists():
+                dst.unlink()
+            dst.symlink_to(package.resolve(), target_is_directory=True)
         for ckpt in self.checkpoints:
             dst = self.workdir / "models" / "checkpoints" / ckpt.name
             if dst.is_symlink() or dst.exists():
