@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from .regularizers import Regularizer, StepContext, apply_regularizers
-from .sampler import eta_at, renoise_direction
+from .sampler import renoise_direction, step_eta
 from .schedule import Parameterization
 
 METHODS = ("dreamsampler", "sds", "dds")
@@ -406,6 +406,7 @@ def dream_distill(denoise, generator: Generator, sigmas: Tensor, param: Paramete
             ctx = StepContext(i=i, n=n, sigma=sigma, sigma_next=sigma_next, x=x, base=base, eps=eps,
                               preds=preds, param=param, span=float(spans[i]), u=float(times[i]),
                               generator=rng, host=host or {})
+            ctx.eta = step_eta(eta, eta_schedule, ctx, regularizers)
             z_tgt = _plain(apply_regularizers(base, ctx, regularizers))
             target = codec.decode(z_tgt) if pixel_fit else z_tgt
         losses.append(fit_generator(generator, optimizer, target, codec=codec, space=fit_space,
@@ -418,10 +419,7 @@ def dream_distill(denoise, generator: Generator, sigmas: Tensor, param: Paramete
             x = z_bar
             continue
         with torch.no_grad():
-            eta_i = eta_at(eta, eta_schedule, ctx)
-            for reg in regularizers:
-                asked = reg.renoise_eta(ctx) if hasattr(reg, "renoise_eta") else None
-                eta_i = eta_i if asked is None else max(eta_i, float(asked))
+            eta_i = ctx.eta
             xi = fresh_noise(x) if eta_i > 0.0 else None
             x = param.compose(z_bar, renoise_direction(eps, eta_i, xi), sigma_next)
     return DistillResult(latent=z_bar, losses=losses)

@@ -101,8 +101,10 @@ class DreamDDIMInversion(io.ComfyNode):
         latent.pop("noise_mask", None)
         x_t = C.run_guider(guider, sampler, sigmas, latent, torch.zeros_like(samples), seed=0)
         out = dict(latent_image, samples=x_t)
+        # "source": the clean latent, for a noise_mask (set before or after this node): its known
+        # region must end equal to the source, not to the inverted x_T
         out[C.INVERSION_KEY] = {"sigma_start": float(sigmas[0]), "steps": int(steps), "scheduler": scheduler,
-                                "denoise": float(denoise)}
+                                "denoise": float(denoise), "source": samples}
         return io.NodeOutput(out)
 
 
@@ -186,13 +188,20 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
                 f"DreamSampler starts at {float(sigmas[0]):.4g} (denoise={denoise}). Set DreamSampler's denoise "
                 f"(and scheduler) to the inversion's.")
         noise = torch.zeros_like(samples)
+        known = inverted.get("source") if latent.get("noise_mask") is not None else None
+        if known is not None and tuple(known.shape) != tuple(samples.shape):
+            raise InputError(
+                f"'latent_image' has a noise mask and comes from Dream DDIM Inversion, but its shape "
+                f"{tuple(samples.shape)} is not the inverted image's {tuple(known.shape)}; set the noise mask "
+                f"on the latent as it leaves the inversion (or before it), without resizing it in between.")
     else:
         noise = C.prepare_noise(latent, seed)
+        known = None
     guider = C.DreamGuider(model)
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     guider.set_regularizers(regularizers)
-    sampler = C.DreamRawSampler(mode="sample", eta=eta, eta_schedule=eta_schedule)
+    sampler = C.DreamRawSampler(mode="sample", eta=eta, eta_schedule=eta_schedule, known_source=known)
     x0_output = {}
     result = C.run_guider(guider, sampler, sigmas, latent, noise, seed, x0_output)
     out = dict(latent, samples=result)
