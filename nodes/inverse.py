@@ -12,8 +12,8 @@ from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_
                      check_latent, check_number, extend, first_error)
 from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, MaskError, as_mask4d, downscale_factor, feather
-from ..dreamsampler_core.operators import (OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator, OperatorError,
-                                           degrade, make_operator)
+from ..dreamsampler_core.operators import (CG_MAX_ITERS, OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator,
+                                           OperatorError, degrade, make_operator)
 
 SUBCATEGORY = f"{CATEGORY}/inverse"
 #: a degradation: the operator plus the image shape it was made for (from Dream Degrade)
@@ -242,7 +242,7 @@ class DreamDataConsistency(io.ComfyNode):
             description="Restoration regularizer for y = A(x) + noise in pixel space (inpainting, "
                         "super-resolution, deblurring, colorization): at its steps the estimate is decoded, "
                         "the closest image agreeing with the measurement is solved exactly (closed form, or "
-                        "conjugate gradient for motion blur), re-encoded and mixed in with weight "
+                        "conjugate gradient to a tolerance for motion blur), re-encoded and mixed in with weight "
                         "strength * alpha_bar_t. No gradient through the diffusion model unless 'dps' > 0.",
             inputs=[
                 io.Vae.Input("vae", tooltip="The checkpoint's VAE (decodes the estimate, encodes the solution)."),
@@ -263,8 +263,11 @@ class DreamDataConsistency(io.ComfyNode):
                 io.Combo.Input("solver", options=list(SOLVERS), default="auto",
                                tooltip="'auto': exact closed form where the operator has one (all but motion blur), "
                                        "else conjugate gradient; 'cg': always conjugate gradient."),
-                io.Int.Input("cg_iters", default=10, min=1, max=1000,
-                             tooltip="Conjugate-gradient iterations (official 10)."),
+                io.Int.Input("cg_iters", default=CG_MAX_ITERS, min=1, max=1000,
+                             tooltip="Most conjugate-gradient iterations (motion blur, or solver 'cg'); CG stops "
+                                     "earlier at a relative residual of 1e-5 (or at the sigma_y noise level). "
+                                     "Measured at mu 1e-4 on a 15 px motion blur: ~225 iterations, 0.3% from the "
+                                     "exact solution; the official 10 leave 68% of the correction undone."),
                 io.Float.Input("dps", default=0.0, min=0.0, max=10.0, step=0.1,
                                tooltip="Opt-in DPS gradient step on the steps where the data term is inactive "
                                        "(1 = the official step). COSTLY: each such step adds a forward and a "
