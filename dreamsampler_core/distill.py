@@ -45,7 +45,11 @@ METHODS = ("dreamsampler", "sds", "dds")
 FIT_SPACES = ("latent", "pixel")
 WEIGHTINGS = ("tweedie", "sds")
 
-#: VectorFusion's Adam settings (spec svg_rendering §1.4)
+#: VectorFusion's Adam settings (spec svg_rendering §1.4).  VectorFusion back-propagates the
+#: unnormalised w (eps_hat - eps); our fit loss is a *mean* over the rendered values, so its
+#: gradients are n times smaller and eps is divided by n (``Generator.optimizer``): the same Adam
+#: steps as the unnormalised sum, whatever the canvas size (with eps = 1e-6 on the mean, a 512 px
+#: canvas had point gradients ~ eps and its points moved by a canvas-dependent fraction of lr).
 ADAM_BETAS = (0.9, 0.9)
 ADAM_EPS = 1e-6
 
@@ -67,11 +71,16 @@ class Generator:
     def project_(self) -> None:
         """Projection after every optimizer step (e.g. colours back into [0, 1])."""
 
+    def output_size(self) -> int:
+        """Number of values ``render()`` returns (what the fit loss averages over)."""
+        return int(self.render().numel())
+
     def optimizer(self) -> torch.optim.Optimizer:
+        """Adam with VectorFusion's betas and eps = ADAM_EPS / output_size() (see ADAM_EPS)."""
         groups = [g for g in self.param_groups() if g["lr"] > 0 and g["params"]]
         if not groups:
             raise ValueError("nothing to optimize: every learning rate is 0")
-        return torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS)
+        return torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS / max(self.output_size(), 1))
 
 
 class LatentGenerator(Generator):
@@ -86,6 +95,9 @@ class LatentGenerator(Generator):
     def render(self) -> Tensor:
         return self.z
 
+    def output_size(self) -> int:
+        return int(self.z.numel())
+
     def param_groups(self):
         return [{"params": [self.z], "lr": self.lr}]
 
@@ -99,6 +111,9 @@ class ImageGenerator(Generator):
 
     def render(self) -> Tensor:
         return self.image * 2.0 - 1.0
+
+    def output_size(self) -> int:
+        return int(self.image.numel())
 
     def param_groups(self):
         return [{"params": [self.image], "lr": self.lr}]
@@ -133,6 +148,10 @@ class SVGGenerator(Generator):
     @property
     def size(self) -> tuple[int, int]:
         return self.scenes[0].width, self.scenes[0].height
+
+    def output_size(self) -> int:
+        w, h = self.size
+        return len(self.scenes) * 3 * int(w) * int(h)
 
     def render(self) -> Tensor:
         from .svg import render
