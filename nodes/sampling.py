@@ -127,11 +127,13 @@ def _sampling_inputs():
                        tooltip="Fraction of the schedule to run (as KSampler). For an inverted latent use the "
                                "inversion's denoise."),
         io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="Stochasticity: fraction of fresh noise in each renoise step. 0 = deterministic "
-                               "DDIM (exact reconstruction of an inverted image)."),
+                       tooltip="Stochasticity: fraction of fresh noise in each renoise step (see eta_schedule). "
+                               "0 = deterministic DDIM (exact reconstruction of an inverted image)."),
         io.Combo.Input("eta_schedule", options=list(ETA_SCHEDULES), default="constant",
-                       tooltip="'constant': eta every step; 'alpha_bar': eta * alpha_bar_t, more noise late "
-                               "(the official inpainting setting); 'ddim': eta is DDIM's eta (1 = DDPM posterior)."),
+                       tooltip="'constant': eta is the fraction of fresh noise at every step; eta = 1 replaces the "
+                               "base noise entirely (no memory of the trajectory), unlike the papers' eta. "
+                               "'alpha_bar': eta * alpha_bar_t, more noise late (the official inpainting setting). "
+                               "'ddim': DDIM's eta (1 = the DDPM posterior), the one that reproduces the papers' eta."),
     ]
 
 
@@ -225,7 +227,8 @@ class DreamSamplerSelect(io.ComfyNode):
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Fraction of fresh noise in each renoise step (0 = deterministic DDIM)."),
                 io.Combo.Input("eta_schedule", options=list(ETA_SCHEDULES), default="constant",
-                               tooltip="'constant', 'alpha_bar' (eta * alpha_bar_t) or 'ddim' (DDIM's eta)."),
+                               tooltip="'constant' (eta = 1 replaces the base noise entirely, unlike the papers' eta), "
+                                       "'alpha_bar' (eta * alpha_bar_t) or 'ddim' (DDIM's eta, as the papers)."),
             ],
             outputs=[io.Sampler.Output()],
         )
