@@ -582,8 +582,8 @@ def prox_closed_form(op: LinearOperator, y: Tensor, x_hat: Tensor, mu: float, si
 
 
 #: CG defaults: run to the tolerance, at most CG_MAX_ITERS iterations.  The official solver stops
-#: after 10 (tol 1e-4), which at mu = 1e-4 on a 15 px motion blur (condition ~1e4) leaves 68 % of
-#: the correction to the exact proximal solution undone; tol 1e-5 stops after ~225 iterations
+#: after 10 (tol 1e-4), which at mu = 1e-4 on a 15 px motion blur (condition ~1e4) leaves 66 % of
+#: the correction to the exact proximal solution undone; tol 1e-5 stops after ~220 iterations
 #: there, 0.3 % from it (tests/core/test_inverse.py).
 CG_MAX_ITERS = 500
 CG_TOL = 1e-5
