@@ -470,13 +470,14 @@ class DreamPipeline:
         """Text-guided inpainting, the official dream_inpaint structure: the known pixels are the
         measurement y = M x (M = 1 - mask), E(A^T y) (hole = grey) is DDIM-inverted with the source
         prompt, then sampled with ``DataConsistency`` (pixel replacement through the VAE, weight
-        ``data_consistency`` * gamma_t) and ``MaskInpaint`` (the hole pulled toward ``prompt``'s
-        estimate, weight ``strength`` * gamma_t; None = the source prompt alone).
+        ``data_consistency`` * gamma_t) and ``MaskInpaint`` (the hole follows ``prompt``'s estimate
+        with guidance ``strength``, 1 = the prompt's own, at any step count; None = the source prompt
+        alone).
 
         mask: one mask, or a list of masks with ``prompt`` a list of the same length (one prompt per
         region; ``overlap`` says how overlapping regions share).  preset: ``inverse.PRESETS``
-        ("paper" = the official schedule, "restore" = every step).  dps: the opt-in DPS step
-        (backpropagates through the UNet and the decoder).
+        ("paper" = the official data-consistency schedule and fresh noise, "restore" = every step).
+        dps: the opt-in DPS step (backpropagates through the UNet and the decoder).
         """
         from .inverse import DataConsistency, MaskInpaint, preset as get_preset
         from .masks import feather as feather_mask, union

@@ -38,14 +38,18 @@ import torch
 from torch import Tensor
 
 from .regularizers import Regularizer, StepContext, apply_regularizers
-from .sampler import eta_at, renoise_direction
+from .sampler import renoise_direction, step_eta
 from .schedule import Parameterization
 
 METHODS = ("dreamsampler", "sds", "dds")
 FIT_SPACES = ("latent", "pixel")
 WEIGHTINGS = ("tweedie", "sds")
 
-#: VectorFusion's Adam settings (spec svg_rendering §1.4)
+#: VectorFusion's Adam settings (spec svg_rendering §1.4).  VectorFusion back-propagates the
+#: unnormalised w (eps_hat - eps); our fit loss is a *mean* over the rendered values, so its
+#: gradients are n times smaller and eps is divided by n (``Generator.optimizer``): the same Adam
+#: steps as the unnormalised sum, whatever the canvas size (with eps = 1e-6 on the mean, a 512 px
+#: canvas had point gradients ~ eps and its points moved by a canvas-dependent fraction of lr).
 ADAM_BETAS = (0.9, 0.9)
 ADAM_EPS = 1e-6
 
@@ -67,11 +71,16 @@ class Generator:
     def project_(self) -> None:
         """Projection after every optimizer step (e.g. colours back into [0, 1])."""
 
+    def output_size(self) -> int:
+        """Number of values ``render()`` returns (what the fit loss averages over)."""
+        return int(self.render().numel())
+
     def optimizer(self) -> torch.optim.Optimizer:
+        """Adam with VectorFusion's betas and eps = ADAM_EPS / output_size() (see ADAM_EPS)."""
         groups = [g for g in self.param_groups() if g["lr"] > 0 and g["params"]]
         if not groups:
             raise ValueError("nothing to optimize: every learning rate is 0")
-        return torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS)
+        return torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS / max(self.output_size(), 1))
 
 
 class LatentGenerator(Generator):
@@ -86,6 +95,9 @@ class LatentGenerator(Generator):
     def render(self) -> Tensor:
         return self.z
 
+    def output_size(self) -> int:
+        return int(self.z.numel())
+
     def param_groups(self):
         return [{"params": [self.z], "lr": self.lr}]
 
@@ -99,6 +111,9 @@ class ImageGenerator(Generator):
 
     def render(self) -> Tensor:
         return self.image * 2.0 - 1.0
+
+    def output_size(self) -> int:
+        return int(self.image.numel())
 
     def param_groups(self):
         return [{"params": [self.image], "lr": self.lr}]
@@ -133,6 +148,10 @@ class SVGGenerator(Generator):
     @property
     def size(self) -> tuple[int, int]:
         return self.scenes[0].width, self.scenes[0].height
+
+    def output_size(self) -> int:
+        w, h = self.size
+        return len(self.scenes) * 3 * int(w) * int(h)
 
     def render(self) -> Tensor:
         from .svg import render
@@ -406,6 +425,7 @@ def dream_distill(denoise, generator: Generator, sigmas: Tensor, param: Paramete
             ctx = StepContext(i=i, n=n, sigma=sigma, sigma_next=sigma_next, x=x, base=base, eps=eps,
                               preds=preds, param=param, span=float(spans[i]), u=float(times[i]),
                               generator=rng, host=host or {})
+            ctx.eta = step_eta(eta, eta_schedule, ctx, regularizers)
             z_tgt = _plain(apply_regularizers(base, ctx, regularizers))
             target = codec.decode(z_tgt) if pixel_fit else z_tgt
         losses.append(fit_generator(generator, optimizer, target, codec=codec, space=fit_space,
@@ -418,10 +438,7 @@ def dream_distill(denoise, generator: Generator, sigmas: Tensor, param: Paramete
             x = z_bar
             continue
         with torch.no_grad():
-            eta_i = eta_at(eta, eta_schedule, ctx)
-            for reg in regularizers:
-                asked = reg.renoise_eta(ctx) if hasattr(reg, "renoise_eta") else None
-                eta_i = eta_i if asked is None else max(eta_i, float(asked))
+            eta_i = ctx.eta
             xi = fresh_noise(x) if eta_i > 0.0 else None
             x = param.compose(z_bar, renoise_direction(eps, eta_i, xi), sigma_next)
     return DistillResult(latent=z_bar, losses=losses)

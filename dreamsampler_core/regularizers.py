@@ -43,6 +43,7 @@ class StepContext:
     param: Parameterization
     span: float                # length of this step in normalized time (1 = whole schedule)
     u: float = 1.0             # normalized time of this step (1 = pure noise, 0 = clean)
+    eta: float = 0.0           # fresh-noise fraction of this step's renoise (set before the regularizers)
     generator: torch.Generator | None = None
     host: dict = field(default_factory=dict)   # host services, e.g. "codec" (VAE decode/encode)
 
@@ -53,6 +54,31 @@ class StepContext:
     @property
     def alpha_bar_next(self) -> float:
         return float(self.param.alpha_bar(self.sigma_next))
+
+
+def _ve_sigma(param: Parameterization, sigma) -> float:
+    """rho = s / a, the VE noise level of sigma (inf where a = 0: flow at sigma = 1)."""
+    a, s = float(param.signal(torch.as_tensor(sigma, dtype=torch.float64))), float(param.noise(
+        torch.as_tensor(sigma, dtype=torch.float64)))
+    return math.inf if a <= 0.0 else s / a
+
+
+def guided_step_weight(ctx: StepContext) -> float:
+    """k_t in [0, 1] such that  z <- z + w k_t (target - z),  renoised by the sampler with the base
+    noise (and ctx.eta fresh noise), is exactly the sampler's step taken with the guided prediction
+    z + w (target - z) and its own noise:
+
+        k_t = 1 - sqrt(1 - eta_t) rho_next / rho_t,   rho = s / a  (the VE sigma; spec §6).
+
+    (From a' z + s' (sqrt(1-eta) eps + sqrt(eta) xi) with eps = (x - a z) / s.)  k_t ~ the step's
+    length in log sigma, so a weight w acts the same at any step count (the step-count invariance
+    of CFG Edit's 'invariant' schedule without a reference grid); the last step (sigma_next = 0)
+    has k = 1, i.e. the prediction itself."""
+    if float(ctx.sigma_next) <= 0.0:
+        return 1.0
+    rho, rho_next = _ve_sigma(ctx.param, ctx.sigma), _ve_sigma(ctx.param, ctx.sigma_next)
+    ratio = 0.0 if math.isinf(rho) else rho_next / rho
+    return min(max(1.0 - math.sqrt(max(1.0 - ctx.eta, 0.0)) * ratio, 0.0), 1.0)
 
 
 class Regularizer:
@@ -157,10 +183,14 @@ Denoiser = Callable[[Tensor, Tensor], "tuple[Tensor, dict[str, Any]]"]
 
 @dataclass
 class KeepKnown(Regularizer):
-    """Hard data consistency in latent space for a mask: the known region follows the source.
+    """Hard data consistency in latent space for a mask (a LATENT's noise_mask): the known region
+    follows the source's own trajectory and ends equal to it.
 
     ``mask``: [B or 1, 1 or C, H, W] in the latent grid, ComfyUI convention 1 = repaint,
-    0 = keep; soft values blend.  ``source``: the source latent x0 (model space).
+    0 = keep; soft values blend.  ``source``: the clean source latent x0 (model space).
+    The known region takes the step of the prediction "source" (``guided_step_weight``): from
+    x = a src + s n it goes to a' src + s' n, as core's noise-mask inpainting, and the last step
+    returns the source exactly.
     """
 
     source: Tensor = None
@@ -168,4 +198,5 @@ class KeepKnown(Regularizer):
 
     def __call__(self, z, ctx):
         m = self.mask.to(device=z.device, dtype=z.dtype)
-        return m * z + (1.0 - m) * self.source.to(device=z.device, dtype=z.dtype)
+        k = guided_step_weight(ctx)
+        return z + (k * (1.0 - m)) * (self.source.to(device=z.device, dtype=z.dtype) - z)

@@ -46,6 +46,18 @@ def eta_at(eta: float, schedule: str, ctx: StepContext) -> float:
     raise ValueError(f"eta schedule must be one of {ETA_SCHEDULES}, got {schedule!r}")
 
 
+def step_eta(eta: float, schedule: str, ctx: StepContext, regularizers=()) -> float:
+    """This step's fresh-noise fraction: the sampler's ``eta_at``, raised to the largest a
+    regularizer asks for (``Regularizer.renoise_eta``; inverse.py); 0 at a final step to sigma 0."""
+    if float(ctx.sigma_next) == 0.0:
+        return 0.0
+    eta_i = eta_at(eta, schedule, ctx)
+    for reg in regularizers:
+        asked = reg.renoise_eta(ctx) if hasattr(reg, "renoise_eta") else None
+        eta_i = eta_i if asked is None else max(eta_i, float(asked))
+    return eta_i
+
+
 def renoise_direction(eps: Tensor, eta: float, xi: Tensor | None) -> Tensor:
     """eps_tilde = sqrt(1 - eta) * eps + sqrt(eta) * xi   (spec dreamsampler §1.1, eta_t)."""
     if eta <= 0.0 or xi is None:
@@ -86,16 +98,14 @@ def dream_sample(denoise, x: Tensor, sigmas: Tensor, param: Parameterization, *,
         ctx = StepContext(i=i, n=n, sigma=sigma, sigma_next=sigma_next, x=x, base=base, eps=eps,
                           preds=preds, param=param, span=float(spans[i]), u=float(times[i]),
                           generator=generator, host=host or {})
+        ctx.eta = step_eta(eta, eta_schedule, ctx, regularizers)   # known before the proximal step
         z = apply_regularizers(base, ctx, regularizers)       # proximal step: z_bar
         if callback is not None:
             callback(i, z, x)
         if float(sigma_next) == 0.0:
             x = z
             continue
-        eta_i = eta_at(eta, eta_schedule, ctx)
-        for reg in regularizers:                              # terms may ask for fresh noise (inverse.py)
-            asked = reg.renoise_eta(ctx) if hasattr(reg, "renoise_eta") else None
-            eta_i = eta_i if asked is None else max(eta_i, float(asked))
+        eta_i = ctx.eta
         xi = noise_fn(i, ctx) if eta_i > 0.0 else None
         x = param.compose(z, renoise_direction(eps, eta_i, xi), sigma_next)
         if post_step is not None:

@@ -177,8 +177,10 @@ class DreamRawSampler(comfy.samplers.Sampler):
     from the inversion node) means "start from the latent as it is".
     """
 
-    def __init__(self, mode="sample", eta=0.0, eta_schedule="constant", regularizers=(), refine=0):
+    def __init__(self, mode="sample", eta=0.0, eta_schedule="constant", regularizers=(), refine=0,
+                 known_source=None):
         self.mode = mode
+        self.known_source = known_source   # clean latent (VAE space) a noise mask keeps, when the input is x_T
         self.eta = float(eta)
         self.eta_schedule = eta_schedule
         self.regularizers = tuple(regularizers)
@@ -236,7 +238,10 @@ class DreamRawSampler(comfy.samplers.Sampler):
         generator = torch.Generator(device="cpu").manual_seed(int(seed if seed is not None else 0) + 7)
         if denoise_mask is not None:
             from ..dreamsampler_core.regularizers import KeepKnown
-            regs = regs + (KeepKnown(latent_image, denoise_mask),)
+            known = latent_image
+            if self.known_source is not None:       # an inverted latent: keep the un-inverted source
+                known = inner.process_latent_in(self.known_source.to(latent_image))
+            regs = regs + (KeepKnown(known, denoise_mask),)
 
         def cb(i, z, x_):
             if callback is not None:

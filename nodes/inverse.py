@@ -13,8 +13,8 @@ from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_
 from .common import schema
 from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, MaskError, as_mask4d, downscale_factor, feather
-from ..dreamsampler_core.operators import (OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator, OperatorError,
-                                           degrade, make_operator)
+from ..dreamsampler_core.operators import (CG_MAX_ITERS, OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator,
+                                           OperatorError, degrade, make_operator)
 
 SUBCATEGORY = f"{CATEGORY}/inverse"
 #: a degradation: the operator plus the image shape it was made for (from Dream Degrade)
@@ -25,6 +25,13 @@ PRESET_HELP = ("'paper': the official dream_inpaint schedule (every 3rd step whi
                "weight alpha_bar_t, fresh noise eta_t = alpha_bar_t on those steps; 57 of 200 steps); "
                "'restore': every step, weight alpha_bar_t (SR, deblurring); 'project': every step at full "
                "weight (strongest fidelity).")
+MASK_PRESET_HELP = ("In every preset the mask acts on every step with a step-count-invariant weight (measured on "
+                    "an exact oracle: hole mean within 0.1 of the target's at 20, 50 and 200 steps). 'restore' "
+                    "(default) and 'project': deterministic (the same here). 'paper': adds the official "
+                    "dream_inpaint's fresh noise (eta_t = alpha_bar_t on every 3rd of 200 steps down to t = 156), "
+                    "spread so any step count draws the same amount; it lowers the hole's variation (oracle: std "
+                    "0.68x the target's at 20 steps, 0.93x at 200). Unlike the official code the text does not stop "
+                    "at 85% of the steps (on the oracle the hole then drifted back to its surroundings).")
 
 
 @dataclass(frozen=True)
@@ -127,8 +134,8 @@ class DreamMaskInpaint(io.ComfyNode):
                                           "repainted by DreamSampler's positive prompt alone."),
             io.Latent.Input("source", optional=True,
                             tooltip="Clean latent of the source image (VAE Encode). When connected, the unmasked "
-                                    "region is pulled toward it ('keep'); leave it out when a data-consistency "
-                                    "term keeps the known pixels (the official configuration)."),
+                                    "region follows it ('keep') and ends equal to it. Without it only a "
+                                    "data-consistency term (the official configuration) keeps the known pixels."),
         ]
         for k in range(2, MAX_REGIONS + 1):
             optional += [
@@ -145,26 +152,31 @@ class DreamMaskInpaint(io.ComfyNode):
             search_aliases=["inpaint", "inpainting", "text guided inpainting", "mask edit"],
             display_name="Dream Mask Inpaint",
             category=SUBCATEGORY,
-            description="Text-guided inpainting regularizer: inside each mask the step's estimate moves toward "
-                        "that region's target prompt (DreamSampler's 'text distillation' blend, weight "
-                        "alpha_bar_t), the rest follows the source. Up to 4 masks with a prompt each; where "
-                        "masks overlap their prompts are blended by the overlap rule, never summed. Masks are "
-                        "area-pooled to the latent grid (soft edges).",
+            description="Text-guided inpainting regularizer: inside each mask every step follows that region's "
+                        "target prompt (DreamSampler's 'text distillation' blend as an exact sampler step, so 20, "
+                        "50 or 200 steps give the same result), the rest follows the 'source' latent and ends "
+                        "equal to it. Up to 4 masks with a prompt each; where masks overlap their prompts are "
+                        "blended by the overlap rule, never summed. Masks are area-pooled to the latent grid "
+                        "(soft edges).",
             inputs=[
                 io.Mask.Input("mask", tooltip="Region to repaint, ComfyUI convention: white (1) = repaint, black "
                                               "= keep; the image's size. Soft values repaint partially."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05,
-                               tooltip="Pull toward the target prompts (1 = the official weight alpha_bar_t; "
-                                       "0 = none)."),
-                io.Combo.Input("preset", options=list(PRESETS), default="paper", tooltip="When it acts: " + PRESET_HELP),
+                               tooltip="Guidance of the target prompt inside the mask: 1 = the target prompt's own "
+                                       "prediction (on an exact oracle the hole then has the target class's mean "
+                                       "and spread); above 1 it pushes past it like CFG against DreamSampler's "
+                                       "positive prompt (try 2-5 if the model follows the prompt weakly); 0 = none."),
+                io.Combo.Input("preset", options=list(PRESETS), default="restore", tooltip=MASK_PRESET_HELP),
                 io.Int.Input("feather", default=0, min=0, max=256,
                              tooltip="Soft mask edge in pixels (Gaussian, before pooling to the latent grid)."),
                 io.Combo.Input("overlap", options=list(OVERLAP_RULES), default="average",
                                tooltip="Where masks overlap: 'average' blends their prompts (mask-weighted), "
                                        "'last_on_top' lets the later mask win."),
                 io.Float.Input("keep", default=1.0, min=0.0, max=1.0, step=0.05,
-                               tooltip="Pull of the unmasked region toward the 'source' latent (needs 'source'; "
-                                       "1 = weight alpha_bar_t, i.e. pasted back at the end)."),
+                               tooltip="How much of the unmasked region follows the 'source' latent (needs "
+                                       "'source'): 1 = it follows the source's own noisy trajectory and the last "
+                                       "step pastes the source back exactly (oracle: RMS < 1e-9, any preset or "
+                                       "step count); 0.5 pastes half of it; 0 = free."),
             ] + optional,
             outputs=[Regularizers.Output(display_name="regularizers")],
         )
@@ -233,7 +245,7 @@ class DreamDataConsistency(io.ComfyNode):
             description="Restoration regularizer for y = A(x) + noise in pixel space (inpainting, "
                         "super-resolution, deblurring, colorization): at its steps the estimate is decoded, "
                         "the closest image agreeing with the measurement is solved exactly (closed form, or "
-                        "conjugate gradient for motion blur), re-encoded and mixed in with weight "
+                        "conjugate gradient to a tolerance for motion blur), re-encoded and mixed in with weight "
                         "strength * alpha_bar_t. No gradient through the diffusion model unless 'dps' > 0.",
             inputs=[
                 io.Vae.Input("vae", tooltip="The checkpoint's VAE (decodes the estimate, encodes the solution)."),
@@ -254,8 +266,11 @@ class DreamDataConsistency(io.ComfyNode):
                 io.Combo.Input("solver", options=list(SOLVERS), default="auto",
                                tooltip="'auto': exact closed form where the operator has one (all but motion blur), "
                                        "else conjugate gradient; 'cg': always conjugate gradient."),
-                io.Int.Input("cg_iters", default=10, min=1, max=1000,
-                             tooltip="Conjugate-gradient iterations (official 10)."),
+                io.Int.Input("cg_iters", default=CG_MAX_ITERS, min=1, max=1000,
+                             tooltip="Most conjugate-gradient iterations (motion blur, or solver 'cg'); CG stops "
+                                     "earlier at a relative residual of 1e-5 (or at the sigma_y noise level). "
+                                     "Measured at mu 1e-4 on a 15 px motion blur: ~220 iterations, 0.3% from the "
+                                     "exact solution; the official 10 leave 66% of the correction undone."),
                 io.Float.Input("dps", default=0.0, min=0.0, max=10.0, step=0.1,
                                tooltip="Opt-in DPS gradient step on the steps where the data term is inactive "
                                        "(1 = the official step). COSTLY: each such step adds a forward and a "

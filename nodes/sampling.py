@@ -109,8 +109,10 @@ class DreamDDIMInversion(io.ComfyNode):
         latent.pop("noise_mask", None)
         x_t = C.run_guider(guider, sampler, sigmas, latent, torch.zeros_like(samples), seed=0)
         out = dict(latent_image, samples=x_t)
+        # "source": the clean latent, for a noise_mask (set before or after this node): its known
+        # region must end equal to the source, not to the inverted x_T
         out[C.INVERSION_KEY] = {"sigma_start": float(sigmas[0]), "steps": int(steps), "scheduler": scheduler,
-                                "denoise": float(denoise)}
+                                "denoise": float(denoise), "source": samples}
         if sampler.refine_stats is not None:
             out[C.INVERSION_KEY]["refine"] = sampler.refine_stats.as_dict()
         return io.NodeOutput(out)
@@ -135,11 +137,13 @@ def _sampling_inputs():
                        tooltip="Fraction of the schedule to run (as KSampler). For an inverted latent use the "
                                "inversion's denoise."),
         io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="Stochasticity: fraction of fresh noise in each renoise step. 0 = deterministic "
-                               "DDIM (exact reconstruction of an inverted image)."),
+                       tooltip="Stochasticity: fraction of fresh noise in each renoise step (see eta_schedule). "
+                               "0 = deterministic DDIM (exact reconstruction of an inverted image)."),
         io.Combo.Input("eta_schedule", options=list(ETA_SCHEDULES), default="constant",
-                       tooltip="'constant': eta every step; 'alpha_bar': eta * alpha_bar_t, more noise late "
-                               "(the official inpainting setting); 'ddim': eta is DDIM's eta (1 = DDPM posterior)."),
+                       tooltip="'constant': eta is the fraction of fresh noise at every step; eta = 1 replaces the "
+                               "base noise entirely (no memory of the trajectory), unlike the papers' eta. "
+                               "'alpha_bar': eta * alpha_bar_t, more noise late (the official inpainting setting). "
+                               "'ddim': DDIM's eta (1 = the DDPM posterior), the one that reproduces the papers' eta."),
     ]
 
 
@@ -197,13 +201,20 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
                 f"DreamSampler starts at {float(sigmas[0]):.4g} (denoise={denoise}). Set DreamSampler's denoise "
                 f"(and scheduler) to the inversion's.")
         noise = torch.zeros_like(samples)
+        known = inverted.get("source") if latent.get("noise_mask") is not None else None
+        if known is not None and tuple(known.shape) != tuple(samples.shape):
+            raise InputError(
+                f"'latent_image' has a noise mask and comes from Dream DDIM Inversion, but its shape "
+                f"{tuple(samples.shape)} is not the inverted image's {tuple(known.shape)}; set the noise mask "
+                f"on the latent as it leaves the inversion (or before it), without resizing it in between.")
     else:
         noise = C.prepare_noise(latent, seed)
+        known = None
     guider = C.DreamGuider(model)
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     guider.set_regularizers(regularizers)
-    sampler = C.DreamRawSampler(mode="sample", eta=eta, eta_schedule=eta_schedule)
+    sampler = C.DreamRawSampler(mode="sample", eta=eta, eta_schedule=eta_schedule, known_source=known)
     x0_output = {}
     result = C.run_guider(guider, sampler, sigmas, latent, noise, seed, x0_output)
     out = dict(latent, samples=result)
@@ -228,7 +239,8 @@ class DreamSamplerSelect(io.ComfyNode):
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Fraction of fresh noise in each renoise step (0 = deterministic DDIM)."),
                 io.Combo.Input("eta_schedule", options=list(ETA_SCHEDULES), default="constant",
-                               tooltip="'constant', 'alpha_bar' (eta * alpha_bar_t) or 'ddim' (DDIM's eta)."),
+                               tooltip="'constant' (eta = 1 replaces the base noise entirely, unlike the papers' eta), "
+                                       "'alpha_bar' (eta * alpha_bar_t) or 'ddim' (DDIM's eta, as the papers)."),
             ],
             outputs=[io.Sampler.Output()],
         )

@@ -23,7 +23,8 @@ from support.workflows import load  # noqa: E402
 # The page is resized to hold the whole graph at 100% zoom; the picture is the canvas without the
 # side bar (LEFT), the tab strip and floating run bar (TOP) and the zoom controls (BOTTOM).
 LEFT, TOP, BOTTOM, PAD = 60, 90, 70, 30
-SETTINGS = {"LiteGraph.Canvas.MinFontSizeForLOD": 1, "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1}
+SETTINGS = {"LiteGraph.Canvas.MinFontSizeForLOD": 1, "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1,
+            "Comfy.Workflow.ShowMissingModelsWarning": False}      # no dialog over the picture
 MAX_WIDTH = 2400
 
 FRAME_JS = """({left, top, pad}) => {

@@ -58,9 +58,12 @@ def inpainting(two_masks: bool):
     """Text-guided inpainting: the sun becomes a hot-air balloon (and the left forest a cabin).
 
     Official dream_inpaint structure (null-text DDIM inversion of the measurement, data consistency
-    with the inpainting operator, then the per-mask text blend) on the 'restore' schedule; set both
-    regularizers' preset to 'paper', steps to 200, Data Consistency's sigma_y to 0 and dps to 1 for
-    the exact official configuration (143 of its 200 steps then backpropagate through the UNet)."""
+    with the inpainting operator, then the per-mask text blend) on the 'restore' schedule.  Mask
+    Inpaint's 'source' is the encoded measurement with keep 1, so the unmasked latent ends equal to
+    it; its text term is step-count invariant (the same result at 20, 50 or 200 steps).  For the
+    official data-consistency schedule set Data Consistency's preset to 'paper', steps to 200, its
+    sigma_y to 0 and dps to 1 (143 of the 200 steps then backpropagate through the UNet); Mask
+    Inpaint's 'paper' adds the official fresh noise."""
     nodes = [loader(1), *load_image(2, size=SIZE)]
     nodes += rectangle_mask(10, 300, 60, 140, 140)                          # the sun
     nodes += mask_at_image_size(13, (12, 0))
@@ -87,12 +90,12 @@ def inpainting(two_masks: bool):
          "links": {"model": (1, 0), "conditioning": (32, 0), "latent_image": (31, 0)}},
         {"id": 36, "type": "DreamDataConsistency", "title": "Keep the known pixels",
          "widgets": {"operator": "inpainting", "strength": 1.0, "sigma_y": 0.01, "mu": 1e-4, "preset": "restore",
-                     "solver": "auto", "cg_iters": 10, "dps": 0.0},
+                     "solver": "auto", "cg_iters": 500, "dps": 0.0},
          "links": {"vae": (1, 2), "measurement": (30, 0), "degradation": (30, 1)}},
     ]
     inpaint = {"id": 37, "type": "DreamMaskInpaint", "title": "Paint the prompts into the masks",
                "widgets": {"strength": 1.0, "preset": "restore", "feather": 8, "overlap": "average", "keep": 1.0},
-               "links": {"mask": mask1, "target": (33, 0), "regularizers": (36, 0)}}
+               "links": {"mask": mask1, "target": (33, 0), "source": (31, 0), "regularizers": (36, 0)}}
     if two_masks:
         nodes.append({"id": 34, "type": "CLIPTextEncode", "title": "Target prompt (mask 2)",
                       "widgets": {"text": "a small wooden cabin"}, "links": {"clip": (1, 1)}})

@@ -243,3 +243,32 @@ def test_bad_arguments_are_refused():
         D.LatentGenerator(torch.zeros(1, 4), lr=0.0).optimizer()
     with pytest.raises(ValueError, match="NaN"):
         D.PixelDataTerm(None, torch.full((1, 3, 2, 2), float("nan")))
+
+
+def _square_scene(size, shift=0.0):
+    """A black square over a third of a white canvas of ``size`` px, moved by ``shift`` * size."""
+    a, b = (0.3 + shift) * size, (0.6 + shift) * size
+    v = torch.tensor([(a, a), (b, a), (b, b), (a, b)])
+    pts = torch.stack([v, v + (v.roll(-1, 0) - v) / 3, v + 2 * (v.roll(-1, 0) - v) / 3], 1).reshape(-1, 2)
+    return SVGScene(size, size, [SVGPath(pts, torch.tensor([0.0, 0.0, 0.0, 1.0]))], torch.tensor([1.0, 1.0, 1.0]))
+
+
+def test_adam_point_step_does_not_depend_on_canvas_size():
+    """The same drawing on a 64 px and a 512 px canvas, one fit step toward a faint (1 %) copy moved
+    by 5 % of the canvas: each control point moves by the point lr (Adam's normalized first step) on
+    both canvases.  With eps = 1e-6 on the mean loss they moved by 0.96-0.99 lr (64 px) and 0.82-0.90 lr
+    (512 px): damped by a canvas-dependent amount."""
+    lr = 1.0
+    moves = {}
+    for size in (64, 512):
+        start = render(_square_scene(size), layout="BCHW") * 2 - 1
+        moved = render(_square_scene(size, 0.05), layout="BCHW") * 2 - 1
+        gen = D.SVGGenerator([_square_scene(size)], point_lr=lr, color_lr=0.0)
+        p0 = gen.scenes[0].paths[0].points.detach().clone()
+        D.fit_generator(gen, gen.optimizer(), start + 0.01 * (moved - start), space="pixel", steps=1)
+        moves[size] = (gen.scenes[0].paths[0].points.detach() - p0).abs()
+    for size, d in moves.items():
+        active = d[d > 1e-3]
+        assert len(active) >= 8, (size, d)                      # the edges' points move, x and y
+        assert torch.allclose(active, torch.full_like(active, lr), rtol=1e-3), (size, d)
+    assert torch.allclose(moves[64], moves[512], atol=1e-3), moves

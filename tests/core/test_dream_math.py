@@ -143,3 +143,24 @@ def test_eta_noise_is_seeded_and_changes_the_sample(gm, x0):
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
     assert torch.allclose(run(1, 0.0), run(2, 0.0))
+
+
+def test_eta_schedules_do_what_the_tooltip_says(gm, x0):
+    """'constant' eta = 1 replaces the base noise entirely: the next latent is the Tweedie estimate
+    plus fresh noise, whatever the current latent's noise; 'ddim' eta = 1 is the DDPM posterior:
+    fresh fraction sigma_{t->s}^2 / (1 - abar_s) = (1 - abar_t / abar_s) / (1 - abar_t), and eta = 0
+    is deterministic DDIM."""
+    from dreamsampler_core.sampler import eta_at
+    p = Parameterization("ve")
+    sig = grid("ve", 10)
+    den = mixture_denoiser(gm, p)
+    xi = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4), dtype=x0.dtype)
+    x = x0 + sig[2] * torch.randn(x0.shape, generator=torch.Generator().manual_seed(5), dtype=x0.dtype)
+    step = lambda x_, eta, sched: dream_sample(lambda a, s: (den(a, s), {}), x_, sig[2:4], p, eta=eta,
+                                               eta_schedule=sched, noise_fn=lambda i, ctx: xi)
+    assert torch.allclose(step(x, 1.0, "constant"), den(x, sig[2]) + sig[3] * xi, atol=1e-12)
+    ctx = StepContext(i=0, n=1, sigma=sig[2], sigma_next=sig[3], x=x, base=None, eps=None, preds={}, param=p,
+                      span=0.1)
+    a_t, a_s = ctx.alpha_bar, ctx.alpha_bar_next
+    assert eta_at(1.0, "ddim", ctx) == pytest.approx((1 - a_t / a_s) / (1 - a_t))
+    assert 0.0 < eta_at(1.0, "ddim", ctx) < 0.9 and eta_at(0.0, "ddim", ctx) == 0.0   # keeps base noise

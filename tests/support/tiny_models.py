@@ -153,6 +153,20 @@ def tiny_sd15_checkpoint() -> Path:
 
 
 # ----------------------------------------------------------------------------- analytic oracle
+def exact_prompt_mixture(means, stds, weights):
+    """A GaussianMixture whose one-hot prompts are exact: a class of weight 0 has responsibility
+    exactly 0 (the core class floors weights at 1e-300, so far from class k its "class k" prompt
+    still returns another class's posterior).  means / stds: [K, d]; weights: [K]."""
+    from dreamsampler_core.analytic import GaussianMixture
+
+    class ExactPromptMixture(GaussianMixture):
+        def log_resp(self, x, a, s, weights):
+            lr = super().log_resp(x, a, s, weights)
+            return torch.where(weights[None] > 0, lr, torch.full_like(lr, -math.inf))
+
+    return ExactPromptMixture(means, stds, weights)
+
+
 class _OracleNet(torch.nn.Module):
     """Network whose output makes ComfyUI's calculate_denoised return the exact E[x0 | x].
 
