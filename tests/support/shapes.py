@@ -233,10 +233,11 @@ def _train_phase(net, ema, x, labels, iters, lr, g, log, tag):
             log(f"  model {tag} iter {i:5d}  loss {run:.4f}  ({time.time() - t0:.0f} s)")
 
 
-def train_model(phases=((2500, 2e-3), (2500, 1e-3)), n: int = 8000, seed: int = 0, log=print,
+def train_model(phases=((2500, 2e-3),), n: int = 8000, seed: int = 0, log=print,
                 start: ShapesUNet | None = None) -> ShapesUNet:
-    """Deterministic eps-prediction training on one thread (about 6 minutes per phase; each phase
-    restarts Adam from the previous phase's EMA weights). ``start``: resume after phase 1."""
+    """Deterministic eps-prediction training on one thread (about 6 minutes per 2500-iteration phase;
+    a later phase restarts Adam from the previous phase's EMA weights, ``start`` skips phase 1).
+    The committed weights are the default single phase."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
