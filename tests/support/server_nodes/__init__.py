@@ -10,7 +10,7 @@ for _p in (str(_TESTS.parent), str(_TESTS)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from support import expansive  # noqa: E402
+from support import expansive, shapes  # noqa: E402
 from support.tiny_models import class_conditioning, oracle_model  # noqa: E402
 
 
@@ -33,4 +33,58 @@ class TestExpansiveFlowOracle:
         return oracle_model(gm, "flow", perturb=expansive.perturbation), class_conditioning(None), {"samples": x0}
 
 
-NODE_CLASS_MAPPINGS = {"TestExpansiveFlowOracle": TestExpansiveFlowOracle}
+class TestShapesModel:
+    """The learned shapes model (support.shapes): ComfyUI BaseModel, eps, SD1.5 schedule, latent =
+    pixels [B, 3, 16, 16] in [-1, 1]; loaded once per server from the committed weights."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "build"
+    _model = None
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def build(self):
+        if TestShapesModel._model is None:
+            TestShapesModel._model = shapes.comfy_model()
+        return (TestShapesModel._model,)
+
+
+class TestShapesPrompt:
+    """The class 'prompt' (index into support.shapes.CLASSES; -1 = the null prompt)."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"class_index": ("INT", {"default": -1, "min": -1, "max": shapes.K - 1})}}
+
+    def build(self, class_index):
+        return (shapes.conditioning(class_index),)
+
+
+class TestShapesImages:
+    """Real samples of one class from a split, as a latent batch [count, 3, 16, 16]
+    ('inpaint': small shapes centred in the right half)."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"split": (["heldout", "inpaint", "judge_test"],),
+                             "class_index": ("INT", {"default": 0, "min": 0, "max": shapes.K - 1}),
+                             "count": ("INT", {"default": 32, "min": 1, "max": 1024})}}
+
+    def build(self, split, class_index, count):
+        x, _, _ = shapes.dataset(split, count, class_index, right_half=split == "inpaint")
+        return ({"samples": x},)
+
+
+NODE_CLASS_MAPPINGS = {"TestExpansiveFlowOracle": TestExpansiveFlowOracle, "TestShapesModel": TestShapesModel,
+                       "TestShapesPrompt": TestShapesPrompt, "TestShapesImages": TestShapesImages}
