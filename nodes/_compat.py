@@ -112,6 +112,9 @@ def progress_bar_enabled() -> bool:
 
 
 def throw_if_interrupted():
+    """Raise on /interrupt.  Called before every model evaluation of the pack's loops: the progress
+    hook (throttled in newer ComfyUI) and ComfyUI's per-layer check (only in its own ops, skipped
+    inside torch.compile) are not enough for "stops within one step"."""
     comfy.model_management.throw_exception_if_processing_interrupted()
 
 
@@ -204,6 +207,7 @@ class DreamRawSampler(comfy.samplers.Sampler):
         seed = extra_args.get("seed")
 
         def base_x0(x, sigma):
+            throw_if_interrupted()
             return model_wrap(x, sigma * s_in, **extra_args)
 
         if self.mode == "invert":
@@ -352,6 +356,7 @@ def grad_denoiser(model_wrap, extra_args):
         original = inner.diffusion_model
         inner.diffusion_model = state["model"]
         try:
+            throw_if_interrupted()
             s_in = x.new_ones([x.shape[0]])
             return model_wrap(x, sigma * s_in, **extra_args)
         finally:
@@ -396,6 +401,7 @@ class DreamCoreSampler(comfy.samplers.Sampler):
         step = [0]
 
         def denoise(x, sigma):
+            throw_if_interrupted()
             if self.guidance is not None:
                 model_wrap.cfg = self.guidance.get(float(sigma), base_cfg)
             return model_wrap(x, sigma * s_in, **extra_args)
@@ -548,6 +554,7 @@ class DistillSampler(comfy.samplers.Sampler):
         is_distill = isinstance(model_wrap, DistillGuider)
 
         def denoise(x, sigma, branch="target"):
+            throw_if_interrupted()
             if branch == "source" and not is_distill:
                 raise RuntimeError("DDS needs the Dream distillation guider (a source prompt)")
             with torch.inference_mode():
@@ -737,6 +744,7 @@ class DreamCSDSampler(comfy.samplers.Sampler):
         step = [0]
 
         def predict(x_t, x_src_t, sigma, src):
+            throw_if_interrupted()
             ts = torch.as_tensor(sigma, dtype=torch.float32, device=x_t.device).reshape(1).expand(x_t.shape[0])
             image = inner.process_latent_out(src) if ip2p else None
             x0_tgt = self._guided(inner, options, x_t, ts, target, negative, image, ip2p)

@@ -1,8 +1,5 @@
 """Trust in a user's ComfyUI: no leaked model patches, determinism across servers, bounded memory,
 /interrupt stops our long-running nodes promptly.  Runs after test_server.py on the same server."""
-import json
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +7,10 @@ import pytest
 from PIL import Image
 import io as _io
 
+from support.interrupt import interrupt_each_long_node
 from support.server import ComfyServer
 
 REPO = Path(__file__).resolve().parents[2]
-
-#: long-running node types and the widget that makes them long
-LONG_NODES = {"DreamSampler": "steps", "DreamDDIMInversion": "steps", "DreamSDEDrag": "steps",
-              "DreamDDPMDecode": "steps", "DreamScoreDistill": "iterations", "DreamCSDEdit": "iterations"}
-
 
 def core_ksampler_prompt(ckpt_name, seed=11):
     return {
@@ -114,65 +107,6 @@ def test_memory_is_bounded_over_50_executions(server, tiny_ckpt):
     assert growth < 0.05, f"RSS grew {growth:.1%} after warm-up: {rss}"
 
 
-def _interrupt_when_progress(server, node_id, result):
-    """Watch /ws; when our node reports progress >= 2, POST /interrupt; count the steps it still made."""
-    import websocket
-    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?clientId={server.client_id}", timeout=600)
-    try:
-        while True:
-            msg = ws.recv()
-            if isinstance(msg, bytes):
-                continue
-            m = json.loads(msg)
-            if m["type"] == "progress" and str(m["data"].get("node")) == node_id:
-                if "interrupted_at" in result:
-                    result["after"] = result.get("after", 0) + 1
-                elif m["data"]["value"] >= 2:
-                    result["progress_max"] = m["data"]["max"]
-                    result["interrupted_at"] = m["data"]["value"]
-                    server.interrupt()
-            elif m["type"] in ("execution_interrupted", "execution_error", "execution_success"):
-                result["end"] = m["type"]
-                return
-    finally:
-        ws.close()
-
-
-def long_prompts(server, tiny_ckpt):
-    """(name, prompt, node id) for each long-running node type in the shipped workflows."""
-    from build_workflows import test_overrides
-    from run_workflow import prepare_prompt
-    seen = {}
-    for wf in sorted((REPO / "workflows").glob("*.json")):
-        _, prompt = prepare_prompt(server, wf, tiny_ckpt.name, fast=True, test_overrides=test_overrides())
-        for k, v in prompt.items():
-            widget = LONG_NODES.get(v["class_type"])
-            if widget and v["class_type"] not in seen and widget in v["inputs"]:
-                v["inputs"][widget] = 400
-                if "seed" in v["inputs"]:
-                    v["inputs"]["seed"] = 424242          # never cached
-                seen[v["class_type"]] = (wf.stem, prompt, k)
-    return seen
-
-
 def test_interrupt_stops_each_long_running_node_within_a_step(server, tiny_ckpt):
-    cases = long_prompts(server, tiny_ckpt)
-    assert {"DreamSampler", "DreamDDIMInversion"} <= set(cases)
-    for cls, (stem, prompt, node_id) in sorted(cases.items()):
-        result = {}
-        watcher = threading.Thread(target=_interrupt_when_progress, args=(server, node_id, result), daemon=True)
-        watcher.start()
-        time.sleep(0.5)
-        status, resp = server.queue(prompt)
-        assert status == 200, resp
-        entry = server.wait(resp["prompt_id"], timeout=900)
-        watcher.join(10)
-        assert "interrupted_at" in result, f"{cls} ({stem}) reported no progress"
-        assert entry["status"]["status_str"] == "error"
-        kinds = [k for k, _ in entry["status"]["messages"]]
-        assert "execution_interrupted" in kinds, (cls, kinds)
-        assert result.get("end") == "execution_interrupted", result
-        # it stopped within one step of the interrupt, long before finishing its 400 steps
-        assert result["progress_max"] >= 100
-        assert result.get("after", 0) <= 1, f"{cls} made {result['after']} more steps after /interrupt"
+    interrupt_each_long_node(server, tiny_ckpt)
     server.run(core_ksampler_prompt(tiny_ckpt.name, seed=5))      # the next prompt runs

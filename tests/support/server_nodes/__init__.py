@@ -86,5 +86,40 @@ class TestShapesImages:
         return ({"samples": x},)
 
 
+class TestProgressHookWithoutInterrupt:
+    """Makes this server's progress-bar hook report progress but never raise on /interrupt (from
+    now on, for every prompt): newer ComfyUI throttles the hook (at most every 100 ms / 0.5 %), so a
+    node must not rely on it to stop.  Run it once, alone, before the prompts under test."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ()
+    FUNCTION = "install"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def install(self):
+        import comfy.model_management as mm
+        import comfy.utils
+        inner = comfy.utils.PROGRESS_BAR_HOOK
+        if getattr(inner, "_without_interrupt", False) or inner is None:
+            return {}
+
+        def hook(*args, **kwargs):
+            check = mm.throw_exception_if_processing_interrupted
+            mm.throw_exception_if_processing_interrupted = lambda: None
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                mm.throw_exception_if_processing_interrupted = check
+
+        hook._without_interrupt = True
+        comfy.utils.set_progress_bar_global_hook(hook)
+        return {}
+
+
 NODE_CLASS_MAPPINGS = {"TestExpansiveFlowOracle": TestExpansiveFlowOracle, "TestShapesModel": TestShapesModel,
-                       "TestShapesPrompt": TestShapesPrompt, "TestShapesImages": TestShapesImages}
+                       "TestShapesPrompt": TestShapesPrompt, "TestShapesImages": TestShapesImages,
+                       "TestProgressHookWithoutInterrupt": TestProgressHookWithoutInterrupt}
