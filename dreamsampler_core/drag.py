@@ -6,14 +6,17 @@ floor(pixel / f) with f the VAE's downscale factor (8 for SD).  Latents are [B, 
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import numbers
 import pickle
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,6 +24,22 @@ from . import cycle
 from .schedule import Parameterization
 
 Point = tuple  # (x, y)
+
+#: most source/target pairs of one drag (DragBench items have 1-10; each pair is a copy-paste per sub-drag)
+MAX_POINT_PAIRS = 100
+#: longest points text parsed (100 pairs in the editor's format take about 3 kB)
+MAX_POINTS_TEXT = 64 * 1024
+#: deepest JSON nesting accepted ({"source": [[x, y]]} is 3 deep)
+MAX_JSON_DEPTH = 16
+#: file size limits of a DragBench item (a prompt.json is a few hundred bytes, a meta_data.pkl
+#: holds one mask: 0.3 MB at 512 x 512 in uint8)
+MAX_PROMPT_JSON_BYTES = 1 << 20
+MAX_META_PKL_BYTES = 16 << 20
+#: most elements of one numpy array in a meta_data.pkl (a 4096 x 4096 mask)
+MAX_ARRAY_ELEMENTS = 4096 * 4096
+
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlist = 3, 40, 40, 4
 
 
 class PointsError(ValueError):
@@ -30,18 +49,63 @@ class PointsError(ValueError):
 # ----------------------------------------------------------------------------- points
 def _number(v, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-        raise PointsError(f"{where} must be a finite number, got {v!r}")
+        raise PointsError(f"{where} must be a finite number, got {_short.repr(v)}")
     return float(v)
 
 
 def _point(item, where: str) -> Point:
     if isinstance(item, dict):
         if "x" not in item or "y" not in item:
-            raise PointsError(f"{where} must have keys \"x\" and \"y\", got {item!r}")
+            raise PointsError(f"{where} must have keys \"x\" and \"y\", got {_short.repr(item)}")
         return (_number(item["x"], f"{where}.x"), _number(item["y"], f"{where}.y"))
     if isinstance(item, (list, tuple)) and len(item) == 2:
         return (_number(item[0], f"{where}[0]"), _number(item[1], f"{where}[1]"))
-    raise PointsError(f"{where} must be {{\"x\": .., \"y\": ..}} or [x, y], got {item!r}")
+    raise PointsError(f"{where} must be {{\"x\": .., \"y\": ..}} or [x, y], got {_short.repr(item)}")
+
+
+def json_depth(text: str, limit: int) -> int:
+    """Bracket nesting depth of JSON text (strings skipped), counted up to ``limit + 1``."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def load_json(text: str, name: str, example: str = ""):
+    """json.loads with a size-independent depth cap: PointsError naming ``name`` instead of a
+    RecursionError; ``example`` is appended to syntax errors."""
+    if json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise PointsError(f"{name} is nested more than {MAX_JSON_DEPTH} levels deep; points are a flat list "
+                          "like [{\"x\": 120, \"y\": 200}, ...] or {\"source\": [[x, y]], \"target\": [[x, y]]}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PointsError(f"{name} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}){example}") from None
+    except RecursionError:
+        raise PointsError(f"{name} is nested too deeply to be a list of points") from None
+
+
+def _check_points_text(text: str, name: str):
+    if len(text) > MAX_POINTS_TEXT:
+        raise PointsError(f"{name} is {len(text)} characters long, at most {MAX_POINTS_TEXT} are read (room for "
+                          f"{MAX_POINT_PAIRS} point pairs, the most one drag takes); give fewer points")
 
 
 def parse_point_list(text: str, name: str = "points") -> list:
@@ -50,11 +114,8 @@ def parse_point_list(text: str, name: str = "points") -> list:
         raise PointsError(f"{name} must be a string")
     if not text.strip():
         return []
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PointsError(f"{name} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); expected "
-                          "e.g. [{\"x\": 120, \"y\": 200}, {\"x\": 160, \"y\": 200}]") from None
+    _check_points_text(text, name)
+    data = load_json(text, name, "; expected e.g. [{\"x\": 120, \"y\": 200}, {\"x\": 160, \"y\": 200}]")
     if not isinstance(data, list):
         raise PointsError(f"{name} must be a JSON list of {{\"x\", \"y\"}} points, got a {type(data).__name__}")
     return [_point(p, f"{name}[{i}]") for i, p in enumerate(data)]
@@ -71,10 +132,8 @@ def parse_drag_points(points: str, target_points: str = "") -> tuple[list, list]
     """
     stripped = points.strip() if isinstance(points, str) else ""
     if stripped.startswith("{"):
-        try:
-            obj = json.loads(stripped)
-        except json.JSONDecodeError as e:
-            raise PointsError(f"points is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        _check_points_text(stripped, "points")
+        obj = load_json(stripped, "points")
         if not isinstance(obj, dict) or "source" not in obj or "target" not in obj:
             raise PointsError("a points object must have \"source\" and \"target\" lists")
         if not isinstance(obj["source"], list) or not isinstance(obj["target"], list):
@@ -92,10 +151,17 @@ def parse_drag_points(points: str, target_points: str = "") -> tuple[list, list]
         src, tgt = flat[0::2], flat[1::2]
     if len(src) != len(tgt):
         raise PointsError(f"{len(src)} source points but {len(tgt)} target points; they must pair up")
+    check_pair_count(len(src), "points")
     if not src:
         raise PointsError("no drag points: click a source then a target on the image (or type "
                           "[{\"x\": 100, \"y\": 120}, {\"x\": 140, \"y\": 120}])")
     return src, tgt
+
+
+def check_pair_count(pairs: int, name: str):
+    if pairs > MAX_POINT_PAIRS:
+        raise PointsError(f"{name} has {pairs} pairs (source, target); at most {MAX_POINT_PAIRS} pairs are "
+                          "supported in one drag; split the drag or give fewer points")
 
 
 def format_points(sources: Sequence[Point], targets: Sequence[Point]) -> str:
@@ -244,88 +310,307 @@ class DragItem:
     mask: object = None
 
 
-_SAFE_GLOBALS = {
-    ("builtins", n) for n in ("list", "dict", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int",
-                              "float", "complex", "bool", "slice")
-} | {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("_codecs", "encode"),        # numpy's protocol-2 byte payloads
-}
+# A DragBench meta_data.pkl holds {"prompt": str, "points": [array or [x, y], ...], "mask": array}.
+# The unpickler below builds exactly that: containers and numbers from pickle opcodes, numpy
+# arrays only from the values stored in the file (size checked against the shape first), and it
+# refuses every callable that could allocate from a number (bytes(n), ndarray(shape)) or run code.
+_NUMERIC_DTYPES = {"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8"}
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _Dtype:
+    """A numeric numpy dtype announced by a pickle (numpy.dtype(code, align, copy) + its state)."""
+
+    def __init__(self, code, align=False, copy=True):
+        if isinstance(code, bytes):
+            code = code.decode("latin1")
+        if not isinstance(code, str) or code not in _NUMERIC_DTYPES:
+            raise _Refused(f"a numpy array of dtype {_short.repr(code)}; DragBench files hold numeric arrays only "
+                           "(points, mask)")
+        self.dtype = np.dtype(code)
+
+    def __setstate__(self, state):
+        # (version, byteorder, subarray, names, fields, elsize, alignment, flags)
+        if not (isinstance(state, tuple) and len(state) >= 5 and state[2] is None and state[3] is None
+                and state[4] is None and state[1] in ("<", ">", "|", "=")):
+            raise _Refused("a structured or malformed numpy dtype")
+        if state[1] in "<>" and self.dtype.itemsize > 1:
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _as_dtype(d) -> np.dtype:
+    if isinstance(d, _Dtype):
+        return d.dtype
+    return _Dtype(d).dtype
+
+
+def _array_from_data(data, dtype, shape, fortran=False) -> np.ndarray:
+    """An array holding exactly the given bytes; its shape is checked before anything is allocated."""
+    dt = _as_dtype(dtype)
+    if not (isinstance(shape, tuple) and len(shape) <= 4
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in shape)):
+        raise _Refused(f"a numpy array of shape {_short.repr(shape)}")
+    count = math.prod(shape)
+    if count > MAX_ARRAY_ELEMENTS:
+        raise _Refused(f"a numpy array of {count} elements (at most {MAX_ARRAY_ELEMENTS})")
+    if isinstance(data, pickle.PickleBuffer):
+        data = data.raw()
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != count * dt.itemsize:
+        raise _Refused(f"a numpy array whose data ({_short.repr(type(data).__name__)}) does not match its "
+                       f"shape {shape} and dtype {dt}")
+    flat = np.frombuffer(bytes(data), dtype=dt)
+    return flat.reshape(shape, order="F" if fortran else "C").copy()
+
+
+class _Array:
+    """A numpy array announced by numpy.core.multiarray._reconstruct(ndarray, (0,), b'b'); its
+    shape, dtype and data arrive with the BUILD that follows (numpy's ndarray state)."""
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise _Refused("a malformed numpy array")
+        _, shape, dtype, fortran, data = state
+        self.array = _array_from_data(data, dtype, tuple(shape) if isinstance(shape, (list, tuple)) else shape,
+                                      bool(fortran))
+
+
+class _NDArrayClass:
+    """Stands for numpy.ndarray: only accepted as _reconstruct's first argument, never called."""
+
+    __slots__ = ()
+
+    def __call__(self, *args, **kw):
+        raise _Refused(f"a call numpy.ndarray{_short.repr(args)}, which allocates uninitialised memory")
+
+    def __setstate__(self, state):
+        raise _Refused("a state applied to numpy.ndarray")
+
+
+_NDARRAY = _NDArrayClass()
+
+
+def _reconstruct(cls, shape, dtype):
+    if cls is not _NDARRAY or not isinstance(shape, tuple) or shape != (0,):
+        raise _Refused(f"a numpy array without data (_reconstruct with shape {_short.repr(shape)}, which returns "
+                       "uninitialised memory)")
+    return _Array()
+
+
+def _frombuffer(buf, dtype, shape, order="C"):         # protocol 5 (in-band buffers)
+    return _array_from_data(buf, dtype, tuple(shape) if isinstance(shape, (list, tuple)) else shape, order == "F")
+
+
+def _scalar(dtype, data):
+    arr = _array_from_data(data, dtype, (1,))
+    return arr[0].item()
+
+
+def _encode(text, encoding="latin1"):                   # protocol 2 stores bytes as latin-1 text
+    if not isinstance(text, str) or str(encoding).lower().replace("-", "") != "latin1":
+        raise _Refused("_codecs.encode of anything but latin-1 text")
+    return text.encode("latin1")
+
+
+def _bytes(*args):                                      # protocol 2 writes b"" as bytes()
+    if args:
+        raise _Refused(f"a call builtins.bytes{_short.repr(args)} (a size to allocate: a memory bomb)")
+    return b""
+
+
+class _Global:
+    """What find_class hands out: a callable that a pickle can call but not modify (BUILD refused)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    def __setstate__(self, state):
+        raise _Refused("a state applied to a function")
+
+
+_GLOBALS = {("numpy", "dtype"): _Global(_Dtype), ("_codecs", "encode"): _Global(_encode),
+            ("builtins", "bytes"): _Global(_bytes)}
+for _m in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _GLOBALS[(_m, "_reconstruct")] = _Global(_reconstruct)
+    _GLOBALS[(_m, "scalar")] = _Global(_scalar)
+for _m in ("numpy.core.numeric", "numpy._core.numeric"):
+    _GLOBALS[(_m, "_frombuffer")] = _Global(_frombuffer)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Builds only builtin containers and numpy arrays; anything else is refused."""
+    """Builds only what a DragBench meta_data.pkl holds; every other global is refused."""
 
     def find_class(self, module, name):
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        module = "builtins" if module == "__builtin__" else module          # protocol 2 (fix_imports)
+        if (module, name) == ("numpy", "ndarray"):
+            return _NDARRAY
+        found = _GLOBALS.get((module, name))
+        if found is None:
+            raise _Refused(f"the global {module}.{name}")
+        return found
 
 
-def read_meta_pkl(path) -> dict:
-    """DragDiffusion's DragBench meta_data.pkl, parsed without executing arbitrary objects."""
+def _resolve(v):
+    """An announced array's data (refused if its BUILD never came), other values unchanged."""
+    if isinstance(v, _Array):
+        if v.array is None:
+            raise PointsError("a numpy array without data")
+        return v.array
+    if isinstance(v, _Dtype):
+        raise PointsError("a bare numpy dtype where a value was expected")
+    return v
+
+
+def _read_capped(path: Path, limit: int, label: str) -> bytes:
+    size = path.stat().st_size
+    if size > limit:
+        raise PointsError(f"{label} is {size / 2 ** 20:.1f} MB, over the {limit / 2 ** 20:.0f} MB limit for a "
+                          "DragBench file; check that it is the item's own file")
+    with open(path, "rb") as fh:
+        return fh.read(limit + 1)[:limit]
+
+
+def _points_of(raw, label: str) -> list:
+    raw = _resolve(raw)
+    if isinstance(raw, np.ndarray):
+        if raw.ndim != 2 or raw.shape[1] != 2:
+            raise PointsError(f"{label}: 'points' must be an N x 2 array of [x, y], got shape {raw.shape}")
+        raw = raw.tolist()
+    if not isinstance(raw, (list, tuple)):
+        raise PointsError(f"{label}: 'points' must be a list of [x, y] points, got {type(raw).__name__}")
+    if len(raw) > 2 * MAX_POINT_PAIRS:
+        raise PointsError(f"{label}: 'points' has {len(raw)} entries ({len(raw) // 2} handle/target pairs); at most "
+                          f"{MAX_POINT_PAIRS} pairs are supported")
+    out = []
+    for i, p in enumerate(raw):
+        p = _resolve(p)
+        if isinstance(p, np.ndarray):
+            p = p.reshape(-1).tolist() if p.size == 2 else p.tolist()
+        out.append(_point(p, f"{label}: points[{i}]"))
+    return out
+
+
+def _mask_of(raw, label: str):
+    """None or a float32 [H, W] / [H, W, C] array (nonzero = editable)."""
+    raw = _resolve(raw)
+    if raw is None:
+        return None
+    if isinstance(raw, (list, tuple)):
+        rows = [_resolve(r) for r in raw]
+        if not rows or not all(isinstance(r, (list, tuple)) and r and all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) for v in r) for r in rows):
+            raise PointsError(f"{label}: 'mask' must be an H x W array of numbers (a list of rows of numbers)")
+        if len({len(r) for r in rows}) != 1:
+            raise PointsError(f"{label}: 'mask' rows have different lengths ({min(map(len, rows))} to "
+                              f"{max(map(len, rows))}); it must be an H x W array")
+        if len(rows) * len(rows[0]) > MAX_ARRAY_ELEMENTS:
+            raise PointsError(f"{label}: 'mask' has more than {MAX_ARRAY_ELEMENTS} values")
+        raw = np.asarray(rows, dtype=np.float32)
+    if not isinstance(raw, np.ndarray) or raw.ndim not in (2, 3) or raw.size == 0:
+        raise PointsError(f"{label}: 'mask' must be an H x W array, got "
+                          f"{raw.shape if isinstance(raw, np.ndarray) else type(raw).__name__}")
+    mask = raw.astype(np.float32)
+    if not np.isfinite(mask).all():
+        raise PointsError(f"{label}: 'mask' contains NaN or infinite values")
+    return mask
+
+
+def read_meta_pkl(path, label: str | None = None) -> dict:
+    """DragDiffusion's DragBench meta_data.pkl, parsed without executing arbitrary objects.
+
+    Returns {"prompt": str, "sources": [(x, y)], "targets": [(x, y)], "mask": float32 array or None}.
+    ``label``: how messages name the file (default: its path)."""
     path = Path(path)
+    label = label or str(path)
+    data = _read_capped(path, MAX_META_PKL_BYTES, label)
     try:
-        with open(path, "rb") as fh:
-            data = _RestrictedUnpickler(fh).load()
-    except pickle.UnpicklingError as e:
-        raise PointsError(f"{path} holds objects other than lists, dicts, numbers and numpy arrays ({e}); "
-                          "it is not loaded because unpickling could run arbitrary code. Convert it to "
-                          "prompt.json ({\"prompt\", \"source\", \"target\"}) instead.") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, ImportError) as e:
-        raise PointsError(f"{path} is not a readable DragBench meta_data.pkl: {e}") from None
-    if not isinstance(data, dict) or "points" not in data:
-        raise PointsError(f"{path} must hold a dict with 'prompt', 'points' and 'mask'")
-    pts = [_point(_as_list(p), f"points[{i}]") for i, p in enumerate(_as_list(data["points"]))]
+        loaded = _RestrictedUnpickler(io.BytesIO(data)).load()
+    except _Refused as e:
+        raise PointsError(f"refusing to load {label}: it holds {e}. A pickle can run code or allocate unbounded "
+                          "memory, so only a DragBench {prompt, points, mask} file of numbers and numeric arrays is "
+                          "read; convert the item to prompt.json ({\"prompt\", \"source\", \"target\"}) "
+                          "otherwise.") from None
+    except PointsError as e:
+        raise PointsError(f"{label} holds {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, MemoryError, RecursionError) as e:
+        raise PointsError(f"{label} is not a readable DragBench meta_data.pkl (damaged or another kind of pickle: "
+                          f"{type(e).__name__}); re-download the item") from None
+    if not isinstance(loaded, dict) or "points" not in loaded:
+        raise PointsError(f"{label} must hold a dict with 'prompt', 'points' and 'mask'")
+    try:
+        prompt = _resolve(loaded.get("prompt", ""))
+        if not isinstance(prompt, str):
+            raise PointsError(f"{label}: 'prompt' must be text, got {type(prompt).__name__}")
+        pts = _points_of(loaded["points"], label)
+        mask = _mask_of(loaded.get("mask"), label)
+    except PointsError as e:
+        msg = str(e)
+        raise PointsError(msg if msg.startswith(label) else f"{label} holds {msg}") from None
     if len(pts) % 2:
-        raise PointsError(f"{path}: 'points' has an odd count ({len(pts)}); it interleaves handle, target")
-    return {"prompt": str(data.get("prompt", "")), "sources": pts[0::2], "targets": pts[1::2],
-            "mask": data.get("mask")}
+        raise PointsError(f"{label}: 'points' has an odd count ({len(pts)}); it interleaves handle, target")
+    return {"prompt": prompt, "sources": pts[0::2], "targets": pts[1::2], "mask": mask}
 
 
-def _as_list(v):
-    return v.tolist() if hasattr(v, "tolist") else v
-
-
-def read_prompt_json(path) -> dict:
+def read_prompt_json(path, label: str | None = None) -> dict:
     """SDE-Drag's DragBench prompt.json: {"source": [[x, y], ...], "target": [...], "prompt": str}."""
     path = Path(path)
+    label = label or str(path)
+    raw = _read_capped(path, MAX_PROMPT_JSON_BYTES, label)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise PointsError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PointsError(f"{label} is not UTF-8 text; re-save it as UTF-8 JSON") from None
+    data = load_json(text, label)
     if not isinstance(data, dict) or "source" not in data or "target" not in data:
-        raise PointsError(f"{path} must be an object with 'source', 'target' and 'prompt'")
-    src = [_point(p, f"source[{i}]") for i, p in enumerate(data["source"])]
-    tgt = [_point(p, f"target[{i}]") for i, p in enumerate(data["target"])]
+        raise PointsError(f"{label} must be an object with 'source', 'target' and 'prompt'")
+    for key in ("source", "target"):
+        if not isinstance(data[key], list):
+            raise PointsError(f"{label}: '{key}' must be a list of [x, y] points, got {type(data[key]).__name__}")
+        check_pair_count(len(data[key]), f"{label}: '{key}'")
+    prompt = data.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise PointsError(f"{label}: 'prompt' must be text, got {type(prompt).__name__}")
+    src = [_point(p, f"{label}: source[{i}]") for i, p in enumerate(data["source"])]
+    tgt = [_point(p, f"{label}: target[{i}]") for i, p in enumerate(data["target"])]
     if len(src) != len(tgt):
-        raise PointsError(f"{path}: {len(src)} source points but {len(tgt)} target points")
-    return {"prompt": str(data.get("prompt", "")), "sources": src, "targets": tgt}
+        raise PointsError(f"{label}: {len(src)} source points but {len(tgt)} target points")
+    return {"prompt": prompt, "sources": src, "targets": tgt}
 
 
 IMAGE_NAMES = ("origin_image.png", "original_image.png")
 
 
-def load_dragbench_item(folder) -> DragItem:
+def load_dragbench_item(folder, label: str | None = None) -> DragItem:
     """A DragBench item folder in either published format (spec csd §3.5).
 
     SDE-Drag ("DragBench-S"): origin_image.png, mask.png, prompt.json.
     DragDiffusion ("DragBench-D"): original_image.png, meta_data.pkl.
+    ``label``: how messages name the folder (e.g. its name relative to ComfyUI's input folder).
     """
     folder = Path(folder)
+    label = label or str(folder)
     if not folder.is_dir():
-        raise PointsError(f"{folder} is not a folder; give the path of one DragBench item")
+        raise PointsError(f"{label} is not a folder; give the path of one DragBench item")
     image = next((folder / n for n in IMAGE_NAMES if (folder / n).is_file()), None)
     if image is None:
-        raise PointsError(f"{folder} has no {' or '.join(IMAGE_NAMES)}")
+        raise PointsError(f"{label} has no {' or '.join(IMAGE_NAMES)}")
     if (folder / "prompt.json").is_file():
-        meta = read_prompt_json(folder / "prompt.json")
+        meta = read_prompt_json(folder / "prompt.json", f"{label}/prompt.json")
         mask_path = folder / "mask.png" if (folder / "mask.png").is_file() else None
         return DragItem(meta["prompt"], meta["sources"], meta["targets"], image, mask_path=mask_path)
     if (folder / "meta_data.pkl").is_file():
-        meta = read_meta_pkl(folder / "meta_data.pkl")
+        meta = read_meta_pkl(folder / "meta_data.pkl", f"{label}/meta_data.pkl")
         return DragItem(meta["prompt"], meta["sources"], meta["targets"], image, mask=meta["mask"])
-    raise PointsError(f"{folder} has neither prompt.json (SDE-Drag DragBench) nor meta_data.pkl "
+    raise PointsError(f"{label} has neither prompt.json (SDE-Drag DragBench) nor meta_data.pkl "
                       "(DragDiffusion DragBench)")

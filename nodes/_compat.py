@@ -79,14 +79,29 @@ def time_grid(model, sigmas: torch.Tensor):
     return (t[:-1] - t[1:]).clamp_min(0.0), t[:-1]
 
 
+#: longest full schedule (steps / denoise levels) the pack asks ComfyUI to build; core schedulers
+#: build it in full (some level by level in Python) before the tail is kept
+MAX_SCHEDULE = 10000
+
+
+def schedule_length(steps: int, denoise: float) -> int:
+    """Levels ComfyUI's calculate_sigmas builds for ``steps`` at ``denoise`` (as BasicScheduler)."""
+    return int(steps / denoise) if 0.0 < denoise < 1.0 else int(steps)
+
+
 def calculate_sigmas(model, scheduler: str, steps: int, denoise: float = 1.0) -> torch.Tensor:
-    """Descending sigma grid exactly as core BasicScheduler builds it (denoise keeps the tail)."""
-    total = steps
-    if denoise < 1.0:
-        if denoise <= 0.0:
-            return torch.FloatTensor([])
-        total = int(steps / denoise)
+    """Descending sigma grid exactly as core BasicScheduler builds it (denoise keeps the tail).
+    ValueError when the full schedule would exceed MAX_SCHEDULE levels (nodes check first and
+    name their inputs); interruptible before and after the build."""
+    if denoise <= 0.0:
+        return torch.FloatTensor([])
+    total = schedule_length(steps, denoise)
+    if total > MAX_SCHEDULE:
+        raise ValueError(f"steps / denoise = {steps} / {denoise:g} would build a {total}-level schedule, over "
+                         f"the limit of {MAX_SCHEDULE}")
+    throw_if_interrupted()
     sigmas = comfy.samplers.calculate_sigmas(model_sampling(model), scheduler, total).cpu()
+    throw_if_interrupted()
     return sigmas[-(steps + 1):]
 
 
@@ -96,6 +111,14 @@ def prepare_noise(latent: dict, seed: int) -> torch.Tensor:
 
 def fix_empty_latent_channels(model, samples):
     return comfy.sample.fix_empty_latent_channels(model, samples)
+
+
+def latent_spec(model) -> tuple[int, int, str]:
+    """(latent channels, spatial dimensions, model name) of a MODEL's latent format."""
+    fmt = model.get_model_object("latent_format")
+    config = getattr(model.model, "model_config", None)
+    name = type(config).__name__ if config is not None else type(model.model).__name__
+    return int(fmt.latent_channels), int(getattr(fmt, "latent_dimensions", 2)), name
 
 
 def process_latent_out(model, samples):
@@ -605,7 +628,12 @@ class _SVGData:
 
 def core_svg(svg_texts):
     """A core ``SVG`` object (comfy_extras.nodes_images.SVG: a list of BytesIO in ``.data``, what
-    SaveSVGNode consumes) of SVG texts."""
+    SaveSVGNode consumes) of SVG texts.  SaveSVGNode pastes the prompt into a CDATA block right after
+    the ``<svg>`` tag and writes the rest verbatim: the texts must hold no ']]>' and no script."""
+    for t in svg_texts:
+        low = t.lower()
+        if "]]>" in t or "<script" in low or "<![cdata[" in low or "<metadata" in low:
+            raise ValueError("refusing to hand an SVG with ']]>', CDATA, <metadata> or <script> to Save SVG")
     try:
         from comfy_extras.nodes_images import SVG
     except Exception:          # noqa: BLE001 - any import failure: the same payload in a stand-in
@@ -630,16 +658,39 @@ def input_svg_files() -> list[str]:
     return sorted(found)
 
 
-def input_file_path(name: str) -> str:
+#: longest name accepted for a file / folder inside the input folder (Linux allows 255 per part)
+MAX_INPUT_NAME = 1024
+
+
+def input_file_path(name: str, kind: str = "file") -> str:
     """Absolute path of ``name`` inside ComfyUI's input folder; ValueError if it escapes the folder
-    (absolute paths, '..', symlinks out) or is not a regular file."""
+    (absolute paths, '..', symlinks out) or is not a regular file (``kind="folder"``: a folder).
+    Containment is decided on the name alone before the file system is asked whether anything
+    exists, so the message never tells whether a path outside the folder exists."""
+    name = str(name)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the name contains an invalid character (a lone UTF-16 surrogate); retype it") from None
+    if len(name) > MAX_INPUT_NAME or any(len(part.encode("utf-8", "replace")) > 255
+                                         for part in name.replace("\\", "/").split("/")):
+        raise ValueError(f"the name is too long ({len(name)} characters; at most {MAX_INPUT_NAME}, 255 per "
+                         "folder level); give a path inside ComfyUI's input folder")
+    outside = f"{name!r} is not inside ComfyUI's input folder; give a path relative to that folder"
+    if "\0" in name:
+        raise ValueError(outside)
     root = _os.path.realpath(input_directory())
-    path = _os.path.realpath(_os.path.join(root, str(name)))
-    if _os.path.isabs(str(name)) or _os.path.commonpath([root, path]) != root:
-        raise ValueError(f"{name!r} is not inside ComfyUI's input folder")
-    if not _os.path.isfile(path):
-        raise ValueError(f"{name!r} is not a file in ComfyUI's input folder")
+    path = _os.path.realpath(_os.path.join(root, name))
+    if _os.path.isabs(name) or _os.path.commonpath([root, path]) != root:
+        raise ValueError(outside)
+    if not (_os.path.isdir(path) if kind == "folder" else _os.path.isfile(path)):
+        raise ValueError(f"{name!r} is not a {kind} in ComfyUI's input folder")
     return path
+
+
+def free_ram_bytes() -> int:
+    """RAM the OS can still give this process (ComfyUI's own estimate)."""
+    return int(comfy.model_management.get_free_memory(torch.device("cpu")))
 
 
 # =============================================================================================

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields as dataclass_fields
 import torch
 from comfy_api.latest import io
 
+from . import _compat as C
 from ..dreamsampler_core.regularizers import Regularizer
 
 CATEGORY = "DreamSampler"
@@ -41,6 +42,75 @@ def check_latent(latent, name: str = "latent_image") -> torch.Tensor:
     if not torch.isfinite(s).all():
         raise InputError(f"'{name}' contains NaN or infinite values; re-encode the image or check the upstream node.")
     return s
+
+
+#: what a latent of this many channels is usually for (to say which model it belongs to)
+LATENT_FAMILIES = {4: "SD1.x / SD2.x / SDXL models", 16: "SD3, Flux and other 16-channel models (or a video model)",
+                   128: "LTX-Video"}
+
+
+def model_latent(model, latent, name: str = "latent_image") -> torch.Tensor:
+    """The samples of a LATENT checked against the MODEL's latent format: an empty latent of another
+    family is resized as core samplers do; a filled one of the wrong shape is refused with a message
+    that says which kind of model it belongs to."""
+    s = C.fix_empty_latent_channels(model, check_latent(latent, name))
+    channels, dims, model_name = C.latent_spec(model)
+    if s.ndim != dims + 2:
+        kind = "video " if s.ndim == 5 else ""
+        raise InputError(f"'{name}' is a {s.ndim}-D {kind}latent {tuple(s.shape)}, but this model ({model_name}) takes "
+                         f"{dims + 2}-D latents [batch, {channels}, height, width]; encode an image with this model's "
+                         "VAE (VAE Encode) or use an Empty Latent Image.")
+    if s.shape[1] != channels:
+        family = LATENT_FAMILIES.get(int(s.shape[1]), f"models with {s.shape[1]}-channel latents")
+        raise InputError(f"'{name}' has {s.shape[1]} channels but this model ({model_name}) uses {channels}-channel "
+                         f"latents: a {s.shape[1]}-channel latent belongs to {family}. Encode the image with this "
+                         "model's VAE, or use the model the latent was made for.")
+    return s
+
+
+def check_schedule(steps, fraction, steps_name: str = "steps", name: str = "denoise"):
+    """Error string (for validate_inputs) when ComfyUI would build a schedule longer than
+    C.MAX_SCHEDULE for ``steps`` at this denoise-like ``fraction`` (it builds steps / fraction
+    levels and keeps the last ``steps``); None otherwise or when a value is missing / invalid."""
+    if check_number(steps, steps_name, integer=True) or check_number(fraction, name) or steps is None \
+            or fraction is None or not 0 < fraction < 1 or steps < 1:
+        return None
+    total = C.schedule_length(int(steps), float(fraction))
+    if total <= C.MAX_SCHEDULE:
+        return None
+    return (f"{steps_name}={int(steps)} at {name}={fraction:g} makes ComfyUI build a {total}-level noise schedule "
+            f"({steps_name} / {name}) and keep its last {int(steps)} steps; the limit is {C.MAX_SCHEDULE}. "
+            f"Raise {name} to at least {int(steps) / C.MAX_SCHEDULE:.3g} or lower {steps_name}.")
+
+
+def require_schedule(steps, fraction, steps_name: str = "steps", name: str = "denoise"):
+    """check_schedule in execute() (linked values never reach validate_inputs)."""
+    err = check_schedule(steps, fraction, steps_name, name)
+    if err:
+        raise InputError(err)
+
+
+def check_text(value, name: str):
+    """Error string for a text input that cannot be stored as UTF-8 (lone surrogates from a JSON
+    prompt's "\\udcff" escapes), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"{name} contains an invalid character (a lone UTF-16 surrogate U+{ord(value[e.start]):04X} at "
+                f"position {e.start}) that is not text; remove it or re-save the text as UTF-8")
+    return None
+
+
+def check_cdata_end(value, name: str):
+    """Error string when a text input holds ']]>': core Save SVG copies the whole prompt into a CDATA
+    block of the saved file, where ']]>' would end the block and turn the rest into live markup."""
+    if isinstance(value, str) and "]]>" in value:
+        return (f"{name} contains ']]>' (the end of a CDATA section). Text typed into a node is copied into the "
+                "metadata of every SVG that Save SVG writes, where ']]>' would end the metadata block and turn the "
+                "rest into live markup; remove it")
+    return None
 
 
 def check_image(image, name: str = "image") -> torch.Tensor:
@@ -82,8 +152,9 @@ def check_number(value, name: str, lo=None, hi=None, integer=False):
 
 
 def first_error(*errors):
+    """The first error string (None and True, another check's "valid", are skipped), or True."""
     for e in errors:
-        if e:
+        if e and e is not True:
             return e
     return True
 

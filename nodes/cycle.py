@@ -7,7 +7,8 @@ import torch
 from comfy_api.latest import io
 
 from . import _compat as C
-from .common import CATEGORY, InputError, check_conditioning, check_latent, check_number, first_error
+from .common import (CATEGORY, InputError, check_conditioning, check_latent, check_number, check_schedule,
+                     first_error, model_latent, require_schedule)
 from .common import schema
 from .sampling import MAX_STEPS, _check_model, _scheduler_input
 from ..dreamsampler_core import cycle
@@ -19,16 +20,18 @@ CYCLE_KEY = "dream_cycle"
 SUB = f"{CATEGORY}/cycle"
 
 
-def cycle_grid(model, scheduler: str, steps: int, strength: float) -> torch.Tensor:
+def cycle_grid(model, scheduler: str, steps: int, strength: float, name: str = "strength") -> torch.Tensor:
     """The sampling grid (as KSampler's steps/denoise) with its final 0 moved to the model's
-    smallest sigma, so that every step adds noise and the clean latent is exactly encodable."""
+    smallest sigma, so that every step adds noise and the clean latent is exactly encodable.
+    ``name``: the node's input holding ``strength`` (for messages)."""
+    require_schedule(steps, strength, "steps", name)
     sigmas = C.calculate_sigmas(model, scheduler, steps, strength)
     if len(sigmas) < 2:
-        raise InputError(f"steps={steps} with strength={strength} leaves no step; raise steps or strength.")
+        raise InputError(f"steps={steps} with {name}={strength} leaves no step; raise steps or {name}.")
     sigmas = cycle.clean_end_grid(sigmas, C.sigma_floor(model))
     err = cycle.end_level_error(sigmas)
     if err:
-        raise InputError(f"scheduler '{scheduler}' with steps={steps}, strength={strength}: {err}. "
+        raise InputError(f"scheduler '{scheduler}' with steps={steps}, {name}={strength}: {err}. "
                          "Try the 'ddim_uniform' or 'simple' scheduler.")
     return sigmas
 
@@ -92,6 +95,7 @@ def _validate(steps=None, strength=None, eta=None, cfg=None, source_cfg=None):
         if eta is not None and eta <= 0 else None,
         check_number(cfg, "cfg", 0.0, 100.0),
         check_number(source_cfg, "source_cfg", 0.0, 100.0),
+        check_schedule(steps, strength, "steps", "strength"),
     )
 
 
@@ -163,7 +167,7 @@ class DreamDDPMEncode(io.ComfyNode):
         param = _check_model(model)
         check_conditioning(source, "source")
         check_conditioning(negative, "negative")
-        samples = C.fix_empty_latent_channels(model, check_latent(latent_image))
+        samples = model_latent(model, latent_image)
         sigmas = cycle_grid(model, scheduler, steps, strength)
         generator = torch.Generator().manual_seed(int(seed))
         box = {}
@@ -316,7 +320,9 @@ class DreamCycleSDEEdit(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, steps=1, t0=0.7, cfg=7.5, source_cfg=7.5):
         return first_error(_validate(steps=steps, cfg=cfg, source_cfg=source_cfg),
-                           check_number(t0, "t0", 0.0, 1.0), "t0 must be greater than 0" if t0 is not None and t0 <= 0 else None)
+                           check_number(t0, "t0", 0.0, 1.0),
+                           "t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,
+                           check_schedule(steps, t0, "steps", "t0"))
 
     @classmethod
     def execute(cls, model, source, target, negative, latent_image, seed, steps, scheduler, t0, stage2, cfg,
@@ -325,10 +331,10 @@ class DreamCycleSDEEdit(io.ComfyNode):
         for c, n in ((source, "source"), (target, "target"), (negative, "negative")):
             check_conditioning(c, n)
         if stage2 not in cycle.STAGE2:
-            raise InputError(f"stage2 must be one of {cycle.STAGE2}")
-        samples = C.fix_empty_latent_channels(model, check_latent(latent_image))
+            raise InputError(f"stage2 must be one of {cycle.STAGE2}, got {stage2!r}")
+        samples = model_latent(model, latent_image)
         m = _mask(mask, samples)
-        sigmas = cycle_grid(model, scheduler, steps, t0)
+        sigmas = cycle_grid(model, scheduler, steps, t0, "t0")
         K = len(sigmas) - 1
         try:
             if stage2 == "cycle_sde":

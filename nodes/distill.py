@@ -7,9 +7,10 @@ import torch
 from comfy_api.latest import io
 
 from . import _compat as C
-from .common import CATEGORY, InputError, Regularizers, check_conditioning, check_latent, check_number, first_error
+from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_number, check_schedule, first_error,
+                     model_latent, require_schedule)
 from .common import schema
-from .svg import SVGParams, check_image, check_svg, render_image, svg_output, svg_texts
+from .svg import SVGParams, check_image, check_render_size, check_svg, render_image, svg_output, svg_texts
 from ..dreamsampler_core.distill import (METHODS, WEIGHTINGS, ImageGenerator, LatentGenerator, PixelDataTerm,
                                          SVGGenerator, dream_distill, score_distill)
 from ..dreamsampler_core.operators import AvgPoolSR, Inpainting, OperatorError
@@ -222,6 +223,7 @@ class DreamScoreDistill(io.ComfyNode):
             f"min_t ({min_t}) must not exceed denoise ({denoise}), the largest noise level SDS / DDS sample"
             if method in ("sds", "dds") and isinstance(min_t, (int, float)) and isinstance(denoise, (int, float))
             and min_t > denoise else None,
+            check_schedule(iterations, denoise, "iterations", "denoise") if method in (None, "dreamsampler") else None,
         )
 
     @classmethod
@@ -272,6 +274,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
     scenes = pixels = None
     if kind == "svg":
         scenes = check_svg(svg)
+        check_render_size(scenes, "distill a smaller canvas or fewer paths", grad=True)
         canvas = (scenes[0].height, scenes[0].width)
         start = render_image(scenes)
     elif kind == "image":
@@ -286,7 +289,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
         init_latent = vae.encode(pixels)
         batch = pixels.shape[0]
     else:
-        init_latent = C.fix_empty_latent_channels(model, check_latent(latent, "latent"))
+        init_latent = model_latent(model, latent, "latent")
         batch = init_latent.shape[0]
     data_term = None
     if measurement is not None or mask is not None or degradation is not None:
@@ -296,6 +299,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
 
     space = fit_space if fit_space != "auto" else ("pixel" if method == "dreamsampler" else "latent")
     if method == "dreamsampler":
+        require_schedule(iterations, denoise, "iterations", "denoise")
         sigmas = C.calculate_sigmas(model, scheduler, iterations, denoise)
         if len(sigmas) < 2:
             raise InputError(f"iterations={iterations} with denoise={denoise} leaves no step; raise iterations or "

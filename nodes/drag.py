@@ -8,7 +8,8 @@ import torch
 from comfy_api.latest import io, ui
 
 from . import _compat as C
-from .common import CATEGORY, InputError, check_conditioning, check_image, check_number, first_error
+from .common import (CATEGORY, InputError, check_cdata_end, check_conditioning, check_image, check_number,
+                     check_schedule, first_error)
 from .common import schema
 from .cycle import _guider, _mask, cycle_grid
 from .sampling import MAX_STEPS, _check_model, _scheduler_input
@@ -18,6 +19,10 @@ SUB = f"{CATEGORY}/drag"
 RAMPS = ("linear", "constant")
 #: ui key the in-canvas point editor (web/js/dream_points.js) reads the source image from
 EDITOR_UI_KEY = "dream_drag_source"
+#: smallest image side in latent cells (SD's UNet halves the latent three times)
+MIN_LATENT_SIDE = 8
+#: largest DragBench image / mask read (pixels); DragBench items are 512 x 512
+MAX_ITEM_PIXELS = 4096 * 4096
 
 
 def _check_image(image) -> torch.Tensor:
@@ -102,7 +107,8 @@ class DreamSDEDrag(io.ComfyNode):
             check_number(t0, "t0", 0.0, 1.0), "t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,
             check_number(cfg, "cfg", 0.0, 100.0), check_number(alpha, "alpha", 0.0, 10.0),
             check_number(beta, "beta", 0.0, 1.0), check_number(radius, "radius", 1, 64, integer=True),
-            check_number(step_size, "step_size", 0.1, 64.0))
+            check_number(step_size, "step_size", 0.1, 64.0), check_schedule(steps, t0, "steps", "t0"))
+        err = first_error(err, check_cdata_end(points, "points"), check_cdata_end(target_points, "target_points"))
         if err is True and isinstance(points, str):
             try:
                 drag.parse_drag_points(points, target_points if isinstance(target_points, str) else "")
@@ -118,13 +124,18 @@ class DreamSDEDrag(io.ComfyNode):
         check_conditioning(negative, "negative")
         pixels = _check_image(image)
         H, W = pixels.shape[1:3]
+        f = C.vae_downscale(vae)
+        if min(H, W) < MIN_LATENT_SIDE * f:
+            raise InputError(f"image is {W}x{H} pixels; SDE-Drag needs at least {MIN_LATENT_SIDE * f}x"
+                             f"{MIN_LATENT_SIDE * f} ({MIN_LATENT_SIDE} latent cells of the VAE's {f}-pixel factor): "
+                             "resize it (SD1.5 works best near 512x512)")
         src, tgt = drag_pairs(points, target_points, W, H)
         samples = vae.encode(pixels)
         h, w = samples.shape[-2:]
         P = drag.to_latent_points(src, W / w, H / h)
         Q = drag.to_latent_points(tgt, W / w, H / h)
         m = _mask(mask, samples)
-        sigmas = cycle_grid(model, scheduler, steps, t0)
+        sigmas = cycle_grid(model, scheduler, steps, t0, "t0")
         K = len(sigmas) - 1
         guidance = {float(s): g for s, g in zip(sigmas[:-1], drag.guidance_ramp(K, cfg, guidance_ramp))}
         subs = drag.substep_count(P, Q, step_size)
@@ -150,6 +161,35 @@ def _seed_def():
                         tooltip="Seed of the forward noising and the source re-noising (results depend on it).")
 
 
+def _item_path(item_folder) -> str:
+    """The item folder inside ComfyUI's input folder (the same confinement and message as Dream Load SVG)."""
+    try:
+        return C.input_file_path(str(item_folder).strip(), kind="folder")
+    except ValueError as e:
+        raise InputError(f"item_folder: {e}") from None
+
+
+def _open_image(path: Path, label: str, mode: str, size=None) -> np.ndarray:
+    """An item image as float32 in 0..1 (mode "RGB" [H, W, 3] or "L" [H, W]), resized to ``size``
+    (W, H) if given; its size is checked from the header before any pixel is decoded."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_ITEM_PIXELS:
+                raise InputError(f"{label} is {w}x{h} px, over the limit of {MAX_ITEM_PIXELS // 10 ** 6} Mpx "
+                                 "(4096x4096) for a DragBench item; resize it (DragBench images are 512x512)")
+            im = im.convert(mode)
+            return np.asarray(im.resize(size) if size is not None else im, dtype=np.float32) / 255.0
+    except InputError:
+        raise
+    except Image.DecompressionBombError:
+        raise InputError(f"{label} is a decompression bomb (far over the limit of 4096x4096 px); "
+                         "resize it") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{label} is not a readable image ({type(e).__name__}); re-save it as PNG") from None
+
+
 class DreamDragBenchLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -158,13 +198,14 @@ class DreamDragBenchLoader(io.ComfyNode):
             search_aliases=["dragbench", "drag benchmark"],
             display_name="Dream DragBench Item",
             category=SUB,
-            description="Loads one DragBench item folder in either published format: SDE-Drag's (origin_image.png, "
-                        "mask.png, prompt.json) or DragDiffusion's (original_image.png, meta_data.pkl; the pickle "
-                        "is read with a loader that only builds lists, dicts, numbers and numpy arrays). Outputs "
-                        "plug into Dream SDE-Drag.",
+            description="Loads one DragBench item folder from ComfyUI's input folder in either published format: "
+                        "SDE-Drag's (origin_image.png, mask.png, prompt.json) or DragDiffusion's "
+                        "(original_image.png, meta_data.pkl; the pickle is read with a loader that only builds "
+                        "lists, dicts, numbers and numeric numpy arrays from the file's own data). Outputs plug "
+                        "into Dream SDE-Drag.",
             inputs=[io.String.Input("item_folder", default="",
-                                    tooltip="Path of one item folder on the ComfyUI machine, e.g. "
-                                            "/data/DragBench/art_0.")],
+                                    tooltip="Path of one item folder inside ComfyUI's input folder, e.g. "
+                                            "DragBench/art_0 (copy or link the benchmark into input/).")],
             outputs=[io.Image.Output(display_name="image"),
                      io.Mask.Output(display_name="mask", tooltip="White = editable (all white without a mask)."),
                      io.String.Output(display_name="prompt"),
@@ -174,32 +215,39 @@ class DreamDragBenchLoader(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, item_folder=""):
         if not isinstance(item_folder, str) or not item_folder.strip():
-            return "item_folder is empty; give the path of one DragBench item folder"
+            return "item_folder is empty; give the path of one DragBench item folder inside ComfyUI's input folder"
+        err = check_cdata_end(item_folder, "item_folder")
+        if err:
+            return err
+        try:
+            _item_path(item_folder)
+        except InputError as e:
+            return str(e)
         return True
 
     @classmethod
     def fingerprint_inputs(cls, item_folder=""):
-        folder = Path(item_folder)
-        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())) if folder.is_dir() else item_folder
+        try:
+            folder = Path(_item_path(item_folder))
+            return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()))
+        except (InputError, OSError):
+            return str(item_folder)        # execute reports the problem
 
     @classmethod
     def execute(cls, item_folder) -> io.NodeOutput:
-        from PIL import Image
+        label = str(item_folder).strip()
         try:
-            item = drag.load_dragbench_item(Path(item_folder.strip()))
+            item = drag.load_dragbench_item(Path(_item_path(item_folder)), label=label)
         except drag.PointsError as e:
             raise InputError(str(e)) from None
-        with Image.open(item.image_path) as im:
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        rgb = _open_image(item.image_path, f"{label}/{item.image_path.name}", "RGB")
         H, W = rgb.shape[:2]
         if item.mask_path is not None:
-            with Image.open(item.mask_path) as im:
-                mask = np.asarray(im.convert("L").resize((W, H)), dtype=np.float32) / 255.0
+            mask = _open_image(item.mask_path, f"{label}/mask.png", "L", size=(W, H))
         elif item.mask is not None:
-            arr = np.asarray(item.mask)
-            arr = arr[..., 0] if arr.ndim == 3 else arr
+            arr = item.mask[..., 0] if item.mask.ndim == 3 else item.mask
             if arr.shape != (H, W):
-                raise InputError(f"{item_folder}: mask shape {arr.shape} differs from the image ({H}, {W})")
+                raise InputError(f"{label}/meta_data.pkl: mask shape {arr.shape} differs from the image ({H}, {W})")
             mask = (arr > 0).astype(np.float32)
         else:
             mask = np.ones((H, W), dtype=np.float32)

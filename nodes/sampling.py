@@ -5,8 +5,8 @@ import torch
 from comfy_api.latest import io
 
 from . import _compat as C
-from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_latent, check_number,
-                     first_error)
+from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_number, check_schedule,
+                     first_error, model_latent, require_schedule)
 from .common import schema
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
@@ -36,6 +36,7 @@ def _validate_sampling(steps=None, denoise=None, eta=None, cfg=None, refine_step
         check_number(cfg, "cfg", 0.0, 100.0),
         check_number(refine_steps, "refine_steps", 0, 50, integer=True),
         "denoise must be greater than 0 (0 would do nothing)" if denoise is not None and denoise <= 0 else None,
+        check_schedule(steps, denoise),
     )
 
 
@@ -47,6 +48,7 @@ def _check_model(model):
 
 
 def _sigmas(model, scheduler, steps, denoise):
+    require_schedule(steps, denoise)
     sigmas = C.calculate_sigmas(model, scheduler, steps, denoise)
     if len(sigmas) < 2:
         raise InputError(f"steps={steps} with denoise={denoise} leaves no sampling step; raise steps or denoise.")
@@ -98,8 +100,7 @@ class DreamDDIMInversion(io.ComfyNode):
     def execute(cls, model, conditioning, latent_image, steps, scheduler, denoise, refine_steps) -> io.NodeOutput:
         _check_model(model)
         check_conditioning(conditioning, "conditioning")
-        samples = check_latent(latent_image)
-        samples = C.fix_empty_latent_channels(model, samples)
+        samples = model_latent(model, latent_image)
         sigmas = _sigmas(model, scheduler, steps, denoise)
         guider = C.DreamGuider(model)
         guider.set_conds(conditioning, conditioning)
@@ -188,8 +189,7 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
     _check_model(model)
     check_conditioning(positive, "positive")
     check_conditioning(negative, "negative")
-    samples = check_latent(latent_image)
-    samples = C.fix_empty_latent_channels(model, samples)
+    samples = model_latent(model, latent_image)
     sigmas = _sigmas(model, scheduler, steps, denoise)
     latent = dict(latent_image, samples=samples)
     inverted = latent.pop(C.INVERSION_KEY, None)

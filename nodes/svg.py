@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from comfy_api.latest import io
 
 from . import _compat as C
-from .common import CATEGORY, InputError, check_image, check_number, first_error
+from .common import CATEGORY, InputError, check_cdata_end, check_image, check_number, check_text, first_error
 from .common import schema
 from ..dreamsampler_core.svg import (SVGError, SVGScene, paths_from_image, parse_svg, random_paths, render,
                                      scene_to_svg)
 from ..dreamsampler_core.svg.io import MAX_SVG_BYTES
+from ..dreamsampler_core.svg.renderer import MAX_RENDER_BYTES, RenderLimitError, canvas_error, check_render
 
 SUBCATEGORY = f"{CATEGORY}/svg"
 #: a batch of vector scenes (a tuple of dreamsampler_core.svg.SVGScene on the CPU, one canvas size)
@@ -48,10 +49,25 @@ def svg_output(scenes) -> tuple[SVGScene, ...]:
     return tuple(s.detach().to(device="cpu") for s in scenes)
 
 
-def render_image(scenes) -> torch.Tensor:
-    """IMAGE [B, H, W, 3] in 0..1 of a batch of scenes (no gradients)."""
+def render_budget() -> int:
+    """Bytes one render may use: MAX_RENDER_BYTES, or half of the RAM still free if that is less."""
+    return int(min(MAX_RENDER_BYTES, C.free_ram_bytes() // 2))
+
+
+def check_render_size(scenes, hint: str, grad: bool = False):
+    """InputError (with ``hint``: what to change) when rendering ``scenes`` is over the canvas, work
+    or memory limits (estimated before anything is drawn)."""
+    try:
+        check_render(list(scenes), max_bytes=render_budget(), grad=grad)
+    except RenderLimitError as e:
+        raise InputError(f"{e}; {hint}") from None
+
+
+def render_image(scenes, hint: str = "use a smaller canvas or fewer scenes") -> torch.Tensor:
+    """IMAGE [B, H, W, 3] in 0..1 of a batch of scenes (no gradients); size-checked first."""
+    check_render_size(scenes, hint)
     with torch.no_grad():
-        return render(list(scenes)).clamp(0.0, 1.0).float().cpu()
+        return render(list(scenes), interrupt=C.throw_if_interrupted).clamp(0.0, 1.0).float().cpu()
 
 
 def scale_scene(scene: SVGScene, factor: float) -> SVGScene:
@@ -164,7 +180,7 @@ class DreamSVGInit(io.ComfyNode):
         else:
             raise InputError(f"mode must be one of {INIT_MODES}, got {mode!r}")
         out = svg_output(scenes)
-        return io.NodeOutput(out, render_image(out))
+        return io.NodeOutput(out, render_image(out, "lower batch_size, width or height"))
 
 
 # ----------------------------------------------------------------------------- SVG Render
@@ -193,10 +209,12 @@ class DreamSVGRender(io.ComfyNode):
     @classmethod
     def execute(cls, svg, scale) -> io.NodeOutput:
         scenes = check_svg(svg)
-        w, h = scenes[0].width * scale, scenes[0].height * scale
-        if max(w, h) > 4 * MAX_CANVAS:
-            raise InputError(f"scale {scale} would render {round(w)}x{round(h)} pixels; lower it")
-        return io.NodeOutput(render_image([scale_scene(s, float(scale)) for s in scenes]))
+        w, h = max(1, round(scenes[0].width * scale)), max(1, round(scenes[0].height * scale))
+        err = canvas_error(w, h, f"the {scenes[0].width}x{scenes[0].height} canvas drawn at")
+        if err:
+            raise InputError(f"scale {scale:g}: {err}; lower the scale")
+        return io.NodeOutput(render_image([scale_scene(s, float(scale)) for s in scenes],
+                                          f"lower the scale (now {scale:g})"))
 
 
 # ----------------------------------------------------------------------------- Load SVG
@@ -210,6 +228,21 @@ def _read_input_file(name: str) -> bytes:
     if len(data) > MAX_SVG_BYTES:
         raise InputError(f"svg_file {name!r} is larger than {MAX_SVG_BYTES // (1024 * 1024)} MB; simplify it.")
     return data
+
+
+def _svg_text_error(svg_text) -> str | None:
+    """Why svg_text cannot be taken as it is: not storable as UTF-8, or holding ']]>', which would end
+    the CDATA block core Save SVG copies the prompt (and so this text) into."""
+    if not isinstance(svg_text, str) or not svg_text:
+        return None
+    err = check_text(svg_text, "svg_text")
+    if err:
+        return err
+    err = check_cdata_end(svg_text, "svg_text")
+    if err:
+        return (f"{err}: drop the <![CDATA[ ... ]]> wrapper (plain CSS works without it) or put the file in "
+                "ComfyUI's input folder and pick it as svg_file.")
+    return None
 
 
 class DreamLoadSVG(io.ComfyNode):
@@ -241,6 +274,9 @@ class DreamLoadSVG(io.ComfyNode):
         # a linked input is not passed (None): it is checked in execute
         if svg_text is not None and not isinstance(svg_text, str):
             return "svg_text must be text"
+        err = _svg_text_error(svg_text)
+        if err:
+            return err
         if svg_text and len(svg_text.encode("utf-8", "replace")) > MAX_SVG_BYTES:
             return f"svg_text is larger than {MAX_SVG_BYTES // (1024 * 1024)} MB"
         if svg_text == "" and svg_file in ("", NO_FILE):
@@ -265,6 +301,9 @@ class DreamLoadSVG(io.ComfyNode):
     def execute(cls, svg_file, svg_text) -> io.NodeOutput:
         if svg_text is not None and not isinstance(svg_text, str):
             raise InputError("svg_text must be text (SVG markup)")
+        err = _svg_text_error(svg_text)
+        if err:
+            raise InputError(err)
         if svg_text:
             data, origin = svg_text, "svg_text"
         elif svg_file in (None, "", NO_FILE):
@@ -273,7 +312,8 @@ class DreamLoadSVG(io.ComfyNode):
             data, origin = _read_input_file(svg_file), f"svg_file {svg_file!r}"
         try:
             scene = parse_svg(data)
-        except SVGError as e:
+            check_render(scene, max_bytes=render_budget())
+        except (SVGError, RenderLimitError) as e:
             raise InputError(f"{origin}: {e}") from None
         out = svg_output([scene])
         return io.NodeOutput(out, render_image(out), C.core_svg(svg_texts(out)))

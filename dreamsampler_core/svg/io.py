@@ -9,9 +9,11 @@ width and round joins/caps (what the renderer draws), so the text reproduces the
 
 Untrusted input is checked before any XML parser sees it (:func:`check_svg_bytes`): size limit,
 UTF-8 (or UTF-16 with BOM) text only, no gzip, no ``<!DOCTYPE``/``<!ENTITY`` (external entities,
-billion laughs), bounded element count *after* expanding ``<use>`` references (use-bombs, cycles),
-then bounded path and segment counts while converting. Every rejection is an :class:`SVGError`
-(a ``ValueError``) whose message says what to change.
+billion laughs); then, on the element tree and before svgelements interprets anything, bounded
+element count, nesting depth and path-segment count *after* expanding ``<use>`` references
+(use-bombs, cycles, deep groups, megabyte path strings), finite opacities and stroke widths, a
+canvas within the renderer's area limit; then bounded path and segment counts while converting.
+Every rejection is an :class:`SVGError` (a ``ValueError``) whose message says what to change.
 """
 from __future__ import annotations
 
@@ -27,20 +29,25 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .renderer import SVGPath, SVGScene
+from .renderer import MAX_CANVAS_PIXELS, MAX_CANVAS_SIDE, SVGPath, SVGScene, canvas_error
 
 MAX_SVG_BYTES = 8 * 1024 * 1024
 MAX_ELEMENTS = 50_000
 MAX_PATHS = 10_000
 MAX_SEGMENTS = 200_000
-MAX_CANVAS = 8192
+MAX_CANVAS = MAX_CANVAS_SIDE          # per side; the area is capped at MAX_CANVAS_PIXELS
 MAX_COORDINATE = 1e6
+#: deepest element nesting, <use> references included (svgelements recurses per level)
+MAX_DEPTH = 200
 
 _SVG_NS = "{http://www.w3.org/2000/svg}"
 _XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 _FORBIDDEN = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
 _DROPPED_TAGS = {"text", "image", "foreignObject", "filter", "mask", "clipPath", "pattern", "marker"}
+#: numeric presentation values checked before svgelements converts them (it fails on inf)
+_NUMERIC_PROPS = ("opacity", "fill-opacity", "stroke-opacity", "stop-opacity", "stroke-width")
+_CSS_PROP = re.compile(r"(?<![\w-])(" + "|".join(_NUMERIC_PROPS) + r")\s*:\s*([^;}\s]+)")
 
 
 class SVGError(ValueError):
@@ -56,7 +63,11 @@ def check_svg_bytes(data: bytes | str, max_bytes: int = MAX_SVG_BYTES) -> bytes:
     Raises :class:`SVGError` for oversized, compressed, non-text or DTD-carrying input.
     """
     if isinstance(data, str):
-        raw = data.encode("utf-8")
+        try:
+            raw = data.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise SVGError(f"SVG text contains a lone UTF-16 surrogate (U+{ord(data[exc.start]):04X} at character "
+                           f"{exc.start}), which is not a character; remove it or re-save the file as UTF-8") from None
     elif isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
     else:
@@ -94,8 +105,43 @@ def _href(elem) -> str | None:
     return elem.get("href") or elem.get(_XLINK_HREF)
 
 
-def _check_structure(root: ET.Element, max_elements: int) -> dict[str, ET.Element]:
-    """Count elements with ``<use>`` references expanded; refuse cycles and expansion bombs."""
+_ARITY = {"m": 2, "l": 2, "t": 2, "h": 1, "v": 1, "c": 6, "s": 4, "q": 4, "a": 7, "z": 0}
+_NUMBER_CHARS = str.maketrans({c: ("d" if c in "0123456789.eE+-" else " ") for c in map(chr, range(128))})
+
+
+def _count_numbers(text: str) -> int:
+    """Runs of number characters (a lower bound of the numbers: '1-2' counts once), at C speed."""
+    t = (" " + text).translate(_NUMBER_CHARS)
+    return t.count(" d")
+
+
+def _path_segments_lower_bound(elem: ET.Element) -> int:
+    """Fewest segments an element's own path data can produce, counted on the raw text (C-speed
+    str.count, no parsing): every explicit drawing command makes one, and the numbers left after
+    each command's first set are repetitions that make one per at most ``max arity`` numbers.
+    A polyline / polygon of n points has at least n - 1."""
+    tag = _local(elem.tag)
+    if tag in ("polyline", "polygon"):
+        return max(0, _count_numbers(elem.get("points") or "") // 2 - 1)
+    if tag != "path":
+        return 0
+    d = elem.get("d") or ""
+    counts = {c: d.count(c) + d.count(c.upper()) for c in _ARITY}
+    present = [c for c, n in counts.items() if n]
+    if not present:
+        return 0
+    numbers = _count_numbers(d)
+    repeated = max(0, numbers - sum(_ARITY[c] * n for c, n in counts.items()))
+    widest = max(_ARITY[c] for c in present)
+    drawn = sum(n for c, n in counts.items() if c not in "mz")
+    return drawn + (repeated // widest if widest else 0)
+
+
+def _check_structure(root: ET.Element, max_elements: int, max_segments: int = MAX_SEGMENTS
+                     ) -> dict[str, ET.Element]:
+    """Count elements, nesting depth and path segments with ``<use>`` references expanded, without
+    recursion; refuse cycles, expansion bombs, deep nesting and oversized path data before any
+    path is parsed."""
     if _local(root.tag) != "svg":
         raise SVGError(f"root element is <{_local(root.tag)}>, not <svg>; this is not an SVG document")
     ids = {}
@@ -108,34 +154,71 @@ def _check_structure(root: ET.Element, max_elements: int) -> dict[str, ET.Elemen
     if total > max_elements:
         raise SVGError(f"SVG has {total} elements, over the limit of {max_elements}; simplify it or "
                        "pass a larger max_elements")
-    memo: dict[int, int] = {}
-    active: set[int] = set()
 
-    def expanded(e: ET.Element) -> int:
-        key = id(e)
-        if key in memo:
-            return memo[key]
-        if key in active:
-            raise SVGError(f"<use> references form a cycle through id={e.get('id')!r}; break the cycle")
-        active.add(key)
-        n = 1
-        for child in e:
-            n += expanded(child)
-            if n > max_elements:
-                break
+    def deps(e):
+        out = list(e)
         if _local(e.tag) == "use":
             ref = _href(e)
             if ref and ref.startswith("#") and ref[1:] in ids:
-                n += expanded(ids[ref[1:]])
+                out.append(ids[ref[1:]])
+        return out
+
+    memo: dict[int, tuple[int, int, int]] = {}       # id(element) -> (elements, depth, segments) expanded
+    active: set[int] = set()                          # elements on the current path of the walk
+    stack = [(root, False)]
+    while stack:
+        e, done = stack.pop()
+        key = id(e)
+        if not done:
+            if key in memo:
+                continue
+            active.add(key)
+            stack.append((e, True))
+            for c in deps(e):
+                if id(c) in active:
+                    raise SVGError(f"<use> references form a cycle through id={c.get('id') or e.get('id')!r}; "
+                                   "break the cycle")
+                if id(c) not in memo:
+                    stack.append((c, False))
+            continue
+        parts = [memo[id(c)] for c in deps(e)]
+        n = 1 + sum(p[0] for p in parts)
+        depth = 1 + max((p[1] for p in parts), default=0)
+        segs = _path_segments_lower_bound(e) + sum(p[2] for p in parts)
         active.discard(key)
         if n > max_elements:
             raise SVGError(f"SVG expands to more than {max_elements} elements through nested <use> "
                            "references; flatten the <use> copies or pass a larger max_elements")
-        memo[key] = n
-        return n
-
-    expanded(root)
+        if depth > MAX_DEPTH:
+            raise SVGError(f"SVG elements are nested more than {MAX_DEPTH} levels deep (<g> inside <g>, or chains of "
+                           "<use> references); flatten the groups in an editor")
+        if segs > max_segments:
+            raise SVGError(f"SVG path data holds at least {segs} segments (counted before parsing, <use> copies "
+                           f"included), over the limit of {max_segments}; simplify the paths or pass a larger "
+                           "max_segments")
+        memo[key] = (n, depth, segs)
     return ids
+
+
+def _check_numeric_props(root: ET.Element):
+    """Opacities and stroke widths (attributes, style attributes, <style> sheets) must be finite;
+    a stroke width also at most MAX_COORDINATE.  Non-numbers are left to svgelements (ignored)."""
+    for e in root.iter():
+        found = [(k, e.get(k)) for k in _NUMERIC_PROPS if e.get(k) is not None]
+        for text in (e.get("style") or "", (e.text or "") if _local(e.tag) == "style" else ""):
+            found += _CSS_PROP.findall(text)
+        for name, raw in found:
+            value = str(raw).strip().lower().rstrip("%").removesuffix("px").strip()
+            try:
+                v = float(value)
+            except ValueError:
+                continue
+            if not math.isfinite(v):
+                raise SVGError(f"SVG {name}=\"{raw}\" on <{_local(e.tag)}> is not a finite number; "
+                               + ("give a width in px" if name == "stroke-width" else "give an opacity from 0 to 1"))
+            if name == "stroke-width" and abs(v) > MAX_COORDINATE:
+                raise SVGError(f"SVG stroke-width=\"{raw}\" on <{_local(e.tag)}> is beyond ±{MAX_COORDINATE:g} px; "
+                               "give a width in px")
 
 
 def _style_value(elem: ET.Element, name: str) -> str | None:
@@ -167,10 +250,7 @@ def _gradient_colors(root: ET.Element, ids: dict[str, ET.Element]) -> dict[str, 
             c = Color(_style_value(s, "stop-color") or "black")
             if c.value is None:
                 continue
-            try:
-                op = float(_style_value(s, "stop-opacity") or 1.0)
-            except ValueError:
-                op = 1.0
+            op = _unit(_style_value(s, "stop-opacity"), "stop-opacity")
             cols.append((c.red / 255, c.green / 255, c.blue / 255, c.alpha / 255 * op))
         if cols:
             out[gid] = tuple(sum(c[i] for c in cols) / len(cols) for i in range(4))
@@ -187,6 +267,19 @@ def _float(v, default: float) -> float:
         return default
 
 
+def _unit(v, name: str, default: float = 1.0) -> float:
+    """An opacity in 0..1 (numbers or percentages; unparsable -> default, as browsers ignore it);
+    SVGError for NaN / infinity, which must never reach a colour or be written back."""
+    text = str(v).strip() if v is not None else ""
+    try:
+        x = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        return default
+    if not math.isfinite(x):
+        raise SVGError(f"SVG {name}=\"{text}\" is not a finite number; give an opacity from 0 to 1")
+    return min(max(x, 0.0), 1.0)
+
+
 def _paint(elem, attr: str, gradients: dict, opacity: float):
     """RGBA tuple of an element's fill or stroke (None for none)."""
     raw = elem.values.get(attr)
@@ -196,7 +289,7 @@ def _paint(elem, attr: str, gradients: dict, opacity: float):
         if rgba is None:
             warnings.warn(f"SVG paint {raw!r} not found or unsupported; painted black", stacklevel=3)
             rgba = (0.0, 0.0, 0.0, 1.0)
-        own = _float(elem.values.get(f"{attr}-opacity"), 1.0)
+        own = _unit(elem.values.get(f"{attr}-opacity"), f"{attr}-opacity")
         return (rgba[0], rgba[1], rgba[2], rgba[3] * own * opacity)
     color = getattr(elem, attr)
     if color is None or color.value is None:
@@ -281,7 +374,9 @@ def parse_svg(data: str | bytes, *, max_bytes: int = MAX_SVG_BYTES, max_elements
         root = ET.fromstring(clean)
     except ET.ParseError as exc:
         raise SVGError(f"SVG is not well-formed XML ({exc}); check that the file is complete") from None
-    ids = _check_structure(root, max_elements)
+    ids = _check_structure(root, max_elements, max_segments)
+    _check_numeric_props(root)
+    _check_canvas_attrs(root)
     try:
         import svgelements as se
     except ImportError as exc:
@@ -295,8 +390,11 @@ def parse_svg(data: str | bytes, *, max_bytes: int = MAX_SVG_BYTES, max_elements
         doc = se.SVG.parse(io.BytesIO(clean), reify=True)
     except SVGError:
         raise
+    except RecursionError:
+        raise SVGError("SVG is nested too deeply to interpret; flatten the groups in an editor") from None
     except Exception as exc:  # svgelements raises assorted errors on malformed attributes
-        raise SVGError(f"SVG could not be interpreted ({type(exc).__name__}: {exc})") from None
+        raise SVGError(f"SVG could not be interpreted: an attribute value is malformed or out of range "
+                       f"({type(exc).__name__}); check the numbers, transforms and styles in the file") from None
 
     width, height = _canvas_size(doc)
     paths: list[SVGPath] = []
@@ -306,10 +404,13 @@ def parse_svg(data: str | bytes, *, max_bytes: int = MAX_SVG_BYTES, max_elements
             continue
         if str(elem.values.get("visibility", "visible")).strip() in ("hidden", "collapse"):
             continue
-        opacity = min(max(_float(elem.values.get("opacity"), 1.0), 0.0), 1.0)
+        opacity = _unit(elem.values.get("opacity"), "opacity")
         fill = None if isinstance(elem, se.SimpleLine) else _paint(elem, "fill", gradients, opacity)
         stroke = _paint(elem, "stroke", gradients, opacity)
         stroke_width = float(elem.stroke_width or 0.0) if stroke is not None else 0.0
+        if not (math.isfinite(stroke_width) and stroke_width <= MAX_COORDINATE):
+            raise SVGError(f"SVG has a stroke-width of {stroke_width:g} px after transforms, not finite or beyond "
+                           f"{MAX_COORDINATE:g} px; check the stroke-width and transform values")
         if stroke is not None and stroke_width <= 0:
             stroke = None
         if fill is None and stroke is None:
@@ -348,10 +449,26 @@ def _canvas_size(doc) -> tuple[int, int]:
         w, h = int(round(float(w))), int(round(float(h)))
     except (TypeError, ValueError):
         raise SVGError("SVG has no usable width/height or viewBox; add width=\"…\" height=\"…\"") from None
-    if not (1 <= w <= MAX_CANVAS and 1 <= h <= MAX_CANVAS):
-        raise SVGError(f"SVG canvas {w}x{h} px is outside 1..{MAX_CANVAS}; set width/height (in px) on "
-                       "the <svg> element")
+    err = canvas_error(w, h, "SVG canvas")
+    if err:
+        raise SVGError(f"{err}; set a smaller width/height (in px) on the <svg> element")
     return w, h
+
+
+def _check_canvas_attrs(root: ET.Element):
+    """The canvas limit on the root's plain width/height (px or unitless) before anything else is
+    parsed; other units are checked after svgelements converts them (:func:`_canvas_size`)."""
+    size = []
+    for k in ("width", "height"):
+        m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*(px)?\s*", root.get(k) or "")
+        try:
+            size.append(float(m.group(1)) if m else None)
+        except ValueError:
+            size.append(None)
+    if None not in size and all(math.isfinite(v) for v in size):
+        err = canvas_error(round(size[0]), round(size[1]), "SVG canvas")
+        if err:
+            raise SVGError(f"{err}; set a smaller width/height (in px) on the <svg> element")
 
 
 def load_svg(source: str | os.PathLike | io.IOBase, *, max_bytes: int = MAX_SVG_BYTES, **kwargs) -> SVGScene:
@@ -402,7 +519,12 @@ def scene_to_svg(scene: SVGScene, *, precision: int = 3, embed_background_image:
     data URI when ``embed_background_image`` (else omitted). Colours are quantised to 8 bits.
     """
     w, h = scene.width, scene.height
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">']
+    for t in scene.parameters(points=True, colors=True, widths=True, background=True):
+        if not bool(torch.isfinite(t.detach()).all()):
+            raise ValueError("the scene has NaN or infinite points, colours, opacities or widths; it cannot be "
+                             "written as SVG (re-run the node that made it)")
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{int(w)}" height="{int(h)}" '
+           f'viewBox="0 0 {int(w)} {int(h)}">']
     bg = scene.background
     if bg is None:
         out.append(f'<rect width="{w}" height="{h}" fill="#ffffff"/>')

@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -49,6 +50,37 @@ BACKENDS = ("torch", "pydiffvg")
 
 # Elements of the [pixels, edges] work arrays processed at once by the nearest-edge search.
 _WORK_BUDGET = 1 << 21
+
+#: canvas limits shared by the SVG parser and the nodes: area (a 4096 x 4096 canvas) and side
+MAX_CANVAS_PIXELS = 4096 * 4096
+MAX_CANVAS_SIDE = 8192
+#: most path-box pixels rasterised by one render (the sum of every layer's clipped bounding box)
+MAX_RENDER_WORK = 1 << 30
+#: default memory budget of one render call (callers may pass less, e.g. a share of free RAM)
+MAX_RENDER_BYTES = 4 << 30
+# Memory model of render() (bytes, measured on CPU float32 and rounded up): per canvas pixel of
+# each scene kept in the output batch (the image, its stack and a clamped copy), per canvas pixel
+# of the scene being drawn (background + canvas), per box pixel of the largest path (its
+# transient distance / winding / coverage arrays), and per layer box pixel kept for backward.
+_BYTES_PER_OUTPUT_PX = 36
+_BYTES_PER_CANVAS_PX = 24
+_BYTES_PER_PATH_PX = 64
+_BYTES_PER_LAYER_PX_GRAD = 48
+
+
+class RenderLimitError(ValueError):
+    """A render refused before it starts; the message says how big it is and what the limit is."""
+
+
+def canvas_error(width: int, height: int, what: str = "canvas") -> str | None:
+    """Why a ``width`` x ``height`` canvas is refused (None when it is within the limits)."""
+    w, h = int(width), int(height)
+    if w < 1 or h < 1:
+        return f"{what} {w}x{h} px is empty; width and height must be at least 1"
+    if w > MAX_CANVAS_SIDE or h > MAX_CANVAS_SIDE or w * h > MAX_CANVAS_PIXELS:
+        return (f"{what} {w}x{h} px ({w * h / 1e6:.1f} Mpx) is over the limit of {MAX_CANVAS_PIXELS / 1e6:.1f} Mpx "
+                f"(4096x4096) and {MAX_CANVAS_SIDE} px per side")
+    return None
 _SQRT_EPS = {torch.float64: 1e-60, torch.float32: 1e-24}
 
 
@@ -379,6 +411,8 @@ def path_layers(path: SVGPath, width: int, height: int, samples_per_segment: int
         pad = 0.5 * softness + 1.0
         if has_stroke:
             pad += max(float(half_w.detach()), 0.0)
+        if has_stroke and not math.isfinite(pad):
+            raise ValueError(f"SVGPath stroke width must be finite, got {float(half_w.detach()) * 2:g}")
         lo = torch.floor(v.min(0).values - pad)
         hi = torch.ceil(v.max(0).values + pad)
         if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
@@ -537,12 +571,101 @@ def _background_image(scene: SVGScene, channels: int, dtype, device) -> Tensor:
     return bg
 
 
+def _needs_grad(scene: SVGScene) -> bool:
+    return torch.is_grad_enabled() and any(
+        t.requires_grad for t in scene.parameters(points=True, colors=True, widths=True, background=True))
+
+
+def _path_box_pixels(path: SVGPath, width: int, height: int, softness: float = 1.0) -> tuple[int, int]:
+    """(box pixels, layers) a path rasterises: its padded bounding box clipped to the canvas, and
+    1 per fill plus 1 per stroke (what path_layers computes on)."""
+    has_stroke = path.stroke is not None and not (
+        not isinstance(path.stroke_width, Tensor) and float(path.stroke_width) <= 0)
+    layers = int(path.fill is not None) + int(has_stroke)
+    if not layers or path.points.numel() == 0:
+        return 0, 0
+    # numpy on the CPU copy: per-path torch reductions cost milliseconds each on a busy machine
+    v = path.points.detach().to("cpu", torch.float64).numpy()
+    sw = float(path.stroke_width.detach()) if isinstance(path.stroke_width, Tensor) else float(path.stroke_width)
+    pad = 0.5 * softness + 1.0 + (max(sw, 0.0) * 0.5 if has_stroke else 0.0)
+    lo, hi = v.min(0), v.max(0)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all() and math.isfinite(pad)):
+        return width * height, layers                # refused by path_layers; count it as the whole canvas
+    x0, y0 = max(math.floor(lo[0] - pad), 0), max(math.floor(lo[1] - pad), 0)
+    x1, y1 = min(math.ceil(hi[0] + pad), width), min(math.ceil(hi[1] + pad), height)
+    return max(x1 - x0, 0) * max(y1 - y0, 0), layers
+
+
+def render_cost(scenes: SVGScene | Sequence[SVGScene], grad: bool | None = None,
+                softness: float = 1.0) -> tuple[int, int]:
+    """(work, bytes) of ``render(scenes)`` before it runs: work = path-box pixels rasterised (the sum
+    over layers of their clipped bounding boxes), bytes = estimated peak memory (see the memory model
+    above).  ``grad``: whether the render keeps tensors for backward (default: any scene needs it)."""
+    scenes = [scenes] if isinstance(scenes, SVGScene) else list(scenes)
+    if grad is None:
+        grad = any(_needs_grad(s) for s in scenes)
+    work = layer_px = largest = 0
+    for s in scenes:
+        for p in s.paths:
+            px, n = _path_box_pixels(p, s.width, s.height, softness)
+            work += px * n
+            layer_px += px * n
+            largest = max(largest, px)
+    canvas = max((s.width * s.height for s in scenes), default=0)
+    nbytes = (len(scenes) * canvas * _BYTES_PER_OUTPUT_PX + canvas * _BYTES_PER_CANVAS_PX
+              + largest * _BYTES_PER_PATH_PX + (layer_px * _BYTES_PER_LAYER_PX_GRAD if grad else 0))
+    return work, nbytes
+
+
+def check_render(scenes: SVGScene | Sequence[SVGScene], max_bytes: int = MAX_RENDER_BYTES,
+                 max_work: int = MAX_RENDER_WORK, grad: bool | None = None) -> tuple[int, int]:
+    """Refuse (RenderLimitError) a render over the canvas, work or memory limits; returns render_cost."""
+    scenes = [scenes] if isinstance(scenes, SVGScene) else list(scenes)
+    for s in scenes:
+        err = canvas_error(s.width, s.height)
+        if err:
+            raise RenderLimitError(err)
+    work, nbytes = render_cost(scenes, grad)
+    if not scenes:
+        return work, nbytes
+    w, h = scenes[0].width, scenes[0].height
+    if work > max_work:
+        raise RenderLimitError(f"the paths cover {work / 1e6:.0f} Mpx in total (the sum of their bounding boxes on "
+                               f"the {w}x{h} canvas), over the limit of {max_work / 1e6:.0f} Mpx per render; "
+                               "simplify the drawing (fewer or smaller paths) or use a smaller canvas")
+    if nbytes > max_bytes:
+        raise RenderLimitError(f"rendering {len(scenes)} scene(s) of {w}x{h} px needs about "
+                               f"{nbytes / 2 ** 30:.1f} GiB, over the limit of {max_bytes / 2 ** 30:.1f} GiB")
+    return work, nbytes
+
+
 def _render_scene_torch(scene: SVGScene, channels: int, samples_per_segment, tolerance, softness,
-                        dtype=None) -> Tensor:
+                        dtype=None, interrupt=None) -> Tensor:
     dtype = dtype or scene.dtype
     device = scene.device
+    if not _needs_grad(scene):
+        # no backward: composite each path as soon as it is rasterised (memory O(canvas), not O(layers));
+        # the same arithmetic as _SparseOver.forward
+        with torch.no_grad():
+            canvas = _background_image(scene, channels, dtype, device).detach().clone().contiguous()
+            for path in scene.paths:
+                if interrupt is not None:
+                    interrupt()
+                res = path_layers(path, scene.width, scene.height, samples_per_segment, tolerance, softness)
+                if res is None:
+                    continue
+                (y0, y1, x0, x1), path_layer_list = res
+                for alpha, rgba in path_layer_list:
+                    color = rgba[:3].to(dtype)
+                    if channels == 4:
+                        color = torch.cat([color, torch.ones(1, dtype=dtype, device=device)])
+                    a = alpha.to(dtype).unsqueeze(-1)
+                    canvas[y0:y1, x0:x1].mul_(1.0 - a).add_(a * color)
+            return canvas
     boxes, layers = [], []
     for path in scene.paths:
+        if interrupt is not None:
+            interrupt()
         res = path_layers(path, scene.width, scene.height, samples_per_segment, tolerance, softness)
         if res is None:
             continue
@@ -561,7 +684,7 @@ def _render_scene_torch(scene: SVGScene, channels: int, samples_per_segment, tol
 
 def render(scene: SVGScene | Sequence[SVGScene], *, layout: str = "BHWC",
            samples_per_segment: int | None = None, tolerance: float = 0.1, softness: float = 1.0,
-           backend: str = "torch") -> Tensor:
+           backend: str = "torch", interrupt=None) -> Tensor:
     """Render one scene or a batch of scenes over their backgrounds.
 
     scene:               an :class:`SVGScene` or a sequence of them (same canvas size).
@@ -571,7 +694,9 @@ def render(scene: SVGScene | Sequence[SVGScene], *, layout: str = "BHWC",
     softness:            width of the anti-aliasing ramp in pixels (1 = box filter; >1 blurs edges
                          but widens the band that carries geometry gradients).
     backend:             "torch" (this module) or "pydiffvg" (needs a compiled diffvg; 2×2 MSAA).
-    Returns RGB in 0..1, differentiable w.r.t. every tensor in the scene(s).
+    interrupt:           optional callable run before each path (raises to stop a long render).
+    Returns RGB in 0..1, differentiable w.r.t. every tensor in the scene(s).  Untrusted scenes:
+    call :func:`check_render` first (canvas, work and memory limits).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -588,7 +713,7 @@ def render(scene: SVGScene | Sequence[SVGScene], *, layout: str = "BHWC",
         if backend == "pydiffvg":
             images.append(render_pydiffvg(s))
         else:
-            images.append(_render_scene_torch(s, 3, samples_per_segment, tolerance, softness))
+            images.append(_render_scene_torch(s, 3, samples_per_segment, tolerance, softness, interrupt=interrupt))
     out = torch.stack(images)
     return out.permute(0, 3, 1, 2) if layout == "BCHW" else out
 

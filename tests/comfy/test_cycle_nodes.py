@@ -147,23 +147,33 @@ def cls_execute(node, *args, points, mask=None, target_points="", **w):
                         w["alpha"], w["beta"], w["radius"], w["step_size"], mask=mask, target_points=target_points)
 
 
-def test_dragbench_loader_node(N, tmp_path):
+def test_dragbench_loader_node(N, tmp_path, monkeypatch):
+    import folder_paths
     from PIL import Image
     _, drag, common = N
-    item = tmp_path / "art_0"
-    item.mkdir()
+    monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(tmp_path / "input"))
+    item = tmp_path / "input" / "DragBench" / "art_0"
+    item.mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
     Image.fromarray(np.full((24, 40, 3), 200, np.uint8)).save(item / "origin_image.png")
     m = np.zeros((24, 40), np.uint8)
     m[:, :20] = 255
     Image.fromarray(m).save(item / "mask.png")
     (item / "prompt.json").write_text(json.dumps({"source": [[5, 6]], "target": [[9, 10]], "prompt": "a cat"}))
-    image, mask, prompt, points = run(drag.DreamDragBenchLoader, str(item))
+    image, mask, prompt, points = run(drag.DreamDragBenchLoader, "DragBench/art_0")
     assert image.shape == (1, 24, 40, 3) and mask.shape == (1, 24, 40) and prompt == "a cat"
     assert float(mask[0, :, :20].min()) == 1.0 and float(mask[0, :, 20:].max()) == 0.0
     from dreamsampler_core.drag import parse_drag_points
     assert parse_drag_points(points) == ([(5, 6)], [(9, 10)])
-    with pytest.raises(common.InputError, match="not a folder"):
-        run(drag.DreamDragBenchLoader, str(tmp_path / "nope"))
+    assert drag.DreamDragBenchLoader.validate_inputs("DragBench/art_0") is True
+    with pytest.raises(common.InputError, match="not a folder in ComfyUI's input folder"):
+        run(drag.DreamDragBenchLoader, "DragBench/nope")
+    # outside the input folder: refused by name, the same message whether the folder exists or not
+    msgs = {name: drag.DreamDragBenchLoader.validate_inputs(name).replace(name, "<name>")
+            for name in (str(item), str(tmp_path / "outside"), str(tmp_path / "missing"), "../outside", "../missing")}
+    assert len(set(msgs.values())) == 1 and "not inside ComfyUI's input folder" in msgs["../outside"], msgs
+    with pytest.raises(common.InputError, match="not inside ComfyUI's input folder"):
+        run(drag.DreamDragBenchLoader, str(item))
 
 
 def test_schemas_document_every_input(N):

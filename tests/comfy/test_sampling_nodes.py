@@ -172,3 +172,29 @@ def test_clear_errors_for_bad_inputs(S, sd15):
         inv = sampling.DreamDDIMInversion.execute(model, c, lat, 4, "simple", 0.5, 0).result[0]
         with pytest.raises(InputError, match="denoise"):
             sampling.DreamSampler.execute(model, 0, 4, 1.0, "simple", c, c, inv, 1.0, 0.0, "constant")
+
+
+def test_schedule_length_is_bounded_and_interruptible(S):
+    """steps / denoise levels are built by ComfyUI before the tail is kept (issue 16): refused past
+    10000 at queue time and in calculate_sigmas, and the build honours /interrupt."""
+    import time
+    import comfy.model_management as mm
+    from dreamsampler_pack.nodes import _compat as C
+    from support.tiny_models import tiny_model
+    sampling, _ = S
+    msg = sampling.DreamSampler.validate_inputs(steps=4, denoise=4e-6, scheduler="normal")
+    assert "1000000-level" in msg and "denoise to at least 0.0004" in msg
+    assert sampling.DreamSampler.validate_inputs(steps=20, denoise=0.002) is True        # exactly 10000
+    assert "steps=30 at denoise=0.001" in sampling.DreamDDIMInversion.validate_inputs(steps=30, denoise=0.001)
+    model = tiny_model("eps")
+    t = time.time()
+    with pytest.raises(ValueError, match="over the limit of 10000"):
+        C.calculate_sigmas(model, "normal", 4, 1e-9)
+    assert time.time() - t < 1.0
+    assert len(C.calculate_sigmas(model, "normal", 4, 0.5)) == 5
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            C.calculate_sigmas(model, "normal", 20, 1.0)
+    finally:
+        mm.interrupt_current_processing(False)

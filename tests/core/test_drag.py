@@ -5,6 +5,7 @@ overwrites the perturbed source where patches overlap; the beta perturbation kee
 sub-drags follow P + trunc(k/m d); a no-op drag reconstructs the latent exactly and a mask keeps
 the black region exactly; bad points give clear errors; the pickle loader refuses code.
 """
+import itertools
 import json
 import os
 import pickle
@@ -231,3 +232,103 @@ def test_point_editor_literal_format():
     assert drag.parse_drag_points('[{"x":10,"y":21},{"x":30,"y":40}]') == ([(10, 21)], [(30, 40)])
     js = FORMAT_JS.read_text()
     assert "JSON.stringify(points.slice(0, complete).map((p) => ({ x: Math.round(p.x), y: Math.round(p.y) })))" in js
+
+
+# ----------------------------------------------------------------------------- hostile DragBench files
+class _Reduce:
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def _meta(tmp_path, points, mask=None, protocol=2, prompt="a dog"):
+    path = tmp_path / "meta_data.pkl"
+    path.write_bytes(pickle.dumps({"prompt": prompt, "points": points, "mask": mask}, protocol=protocol))
+    return path
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_meta_pkl_numpy_arrays_and_scalars_in_every_protocol(tmp_path, protocol):
+    mask = np.arange(12, dtype=np.float64).reshape(3, 4)
+    pts = [np.array([1, 2], np.int64), np.array([3.5, 4], np.float32), [np.int64(5), np.float32(6.5)], (7, 8)]
+    meta = drag.read_meta_pkl(_meta(tmp_path, pts, np.asfortranarray(mask), protocol))
+    assert meta["sources"] == [(1, 2), (5, 6.5)] and meta["targets"] == [(3.5, 4), (7, 8)]
+    assert meta["mask"].dtype == np.float32 and np.array_equal(meta["mask"], mask)
+    big_endian = drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], mask.astype(">i4"), protocol))["mask"]
+    assert np.array_equal(big_endian, mask)
+
+
+def test_meta_pkl_memory_bombs_and_uninitialised_arrays_are_refused(tmp_path):
+    import numpy.core.multiarray as ma
+    cases = [
+        (_Reduce(bytes, (400_000_000,)), "builtins.bytes"),
+        (_Reduce(bytearray, (400_000_000,)), "the global builtins.bytearray"),
+        (_Reduce(np.ndarray, ((2_000_000, 2),)), "uninitialised"),
+        (_Reduce(ma._reconstruct, (np.ndarray, (64, 2), b"f")), "without data"),
+        (_Reduce(np.empty, ((64, 2),)), "the global numpy"),
+        (_Reduce(os.system, ("echo pwned",)), "the global posix.system"),
+    ]
+    for (bomb, words), protocol in itertools.product(cases, (2, 4)):
+        with pytest.raises(drag.PointsError, match="refusing to load") as err:
+            drag.read_meta_pkl(_meta(tmp_path, bomb, protocol=protocol))
+        assert words in str(err.value)
+    with pytest.raises(drag.PointsError, match="numeric arrays only"):
+        drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], np.array([["a"]], dtype=object)))
+
+
+class _FakeArray:
+    """Pickles as numpy does (_reconstruct(ndarray, (0,), b'b') + BUILD), with a chosen array state."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def __reduce__(self):
+        import numpy.core.multiarray as ma
+        return ma._reconstruct, (np.ndarray, (0,), b"b"), self.state
+
+
+def test_meta_pkl_array_data_must_match_its_shape(tmp_path):
+    good = _FakeArray((1, (2, 2), np.dtype("u1"), False, b"\1\0\1\0"))
+    ok = drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], good))
+    assert ok["mask"].tolist() == [[1, 0], [1, 0]]
+    for state in ((1, (4000, 4000, 4), np.dtype("u1"), False, b"\0"),          # 64 M elements announced
+                  (1, (4, 2), np.dtype("f4"), False, b"\0" * 8),                # too little data
+                  (1, (2, 2), np.dtype("u1"), False, [1, 2, 3, 4])):            # object-style list data
+        with pytest.raises(drag.PointsError, match="refusing to load"):
+            drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], _FakeArray(state)))
+
+
+def test_meta_pkl_shape_and_size_errors_name_the_field(tmp_path):
+    with pytest.raises(drag.PointsError, match="'points' must be a list"):
+        drag.read_meta_pkl(_meta(tmp_path, 5))
+    with pytest.raises(drag.PointsError, match="'mask' rows have different lengths"):
+        drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], [[1, 2], [3]]))
+    with pytest.raises(drag.PointsError, match="at most 100 pairs"):
+        drag.read_meta_pkl(_meta(tmp_path, [[1, 2]] * 202, protocol=4))
+    with pytest.raises(drag.PointsError, match="'prompt' must be text"):
+        drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], prompt=[[["x"]]]))
+    big = tmp_path / "big.pkl"
+    big.write_bytes(b"\x80\x04" + b"\0" * (drag.MAX_META_PKL_BYTES + 1))
+    with pytest.raises(drag.PointsError, match="MB limit"):
+        drag.read_meta_pkl(big, "item/meta_data.pkl")
+
+
+def test_prompt_json_and_points_text_are_bounded(tmp_path):
+    path = tmp_path / "prompt.json"
+    path.write_text('{"source": ' + "[" * 50_000 + "]" * 50_000 + ', "target": []}')
+    with pytest.raises(drag.PointsError, match="nested more than 16 levels"):
+        drag.read_prompt_json(path, "x/prompt.json")
+    path.write_text('{"source": 5, "target": 5}')
+    with pytest.raises(drag.PointsError, match="'source' must be a list"):
+        drag.read_prompt_json(path)
+    # brackets inside strings do not count as nesting
+    assert drag.json_depth('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[", "b": [[1]]}', 16) == 3
+    with pytest.raises(drag.PointsError, match="nested"):
+        drag.parse_drag_points("[" * 20_000 + "]" * 20_000)
+    with pytest.raises(drag.PointsError, match="characters long, at most"):
+        drag.parse_drag_points(json.dumps([{"x": 1, "y": 1}] * 10_000))
+    with pytest.raises(drag.PointsError, match="101 pairs"):
+        drag.parse_drag_points(json.dumps([[1, 1]] * 202))
+    assert len(drag.parse_drag_points(json.dumps([[1, 1]] * 200))[0]) == 100

@@ -278,3 +278,86 @@ def test_missing_parser_package_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "svgelements", None)
     with pytest.raises(ImportError, match="pip install svgelements"):
         parse_svg(_rects(1))
+
+
+# ----------------------------------------------------------------------------- hostile structure (issue 16)
+HEAD = '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="64" height="64">'
+
+
+def _no_svgelements(monkeypatch):
+    import svgelements
+
+    def refuse(*a, **k):
+        raise AssertionError("svgelements must not see this document")
+
+    monkeypatch.setattr(svgelements.SVG, "parse", refuse)
+
+
+def test_deep_nesting_and_use_chains_are_refused_before_parsing(monkeypatch):
+    _no_svgelements(monkeypatch)
+    deep = HEAD + "<g>" * 10_000 + '<path d="M0 0h1v1z"/>' + "</g>" * 10_000 + "</svg>"
+    chain = (HEAD + '<defs><path id="u0" d="M0 0h1v1z"/>'
+             + "".join(f'<use id="u{i + 1}" xlink:href="#u{i}"/>' for i in range(300)) + '</defs></svg>')
+    for doc in (deep, chain):
+        with pytest.raises(SVGError, match="nested more than 200 levels"):
+            parse_svg(doc)
+
+
+def test_oversized_path_data_is_refused_before_parsing(monkeypatch):
+    _no_svgelements(monkeypatch)
+    for d in ("M0 0 " + "L1 1 " * 300_000, "M0 0 L" + " 1 1" * 500_000, "M0 0 " + "a1 1 0 0 0 1 1 " * 250_000):
+        with pytest.raises(SVGError, match="path data holds at least"):
+            parse_svg(HEAD + f'<path d="{d}"/></svg>')
+    # a path reused through <use> counts once per copy
+    copies = "".join('<use xlink:href="#p"/>' for _ in range(30))
+    with pytest.raises(SVGError, match="<use> copies included"):
+        parse_svg(HEAD + '<defs><path id="p" d="M0 0' + " L1 1" * 10_000 + '"/></defs>' + copies + "</svg>")
+
+
+@pytest.mark.parametrize("d", ["M0 0 L10 0 L10 10 Z", "M0,0 10,0 10,10", "m1 1h5v5h-5z", "M0 0 Q1 1 2 2 T4 4 6 6",
+                               "M0 0 C1 1 2 2 3 3 4 4 5 5 6 6", "M0 0 S1 1 2 2 3 3 4 4", "M1e1-2.5.5.5L3 3",
+                               "M0 0 A5 5 0 1 1 10 0 5 5 0 1 1 0 0", "M0 0 l1 1 1 1 1 1 M5 5 h1 2 3 v1 2 3 z"])
+def test_segment_precount_never_exceeds_the_parsed_segments(d):
+    import xml.etree.ElementTree as ET
+    from dreamsampler_core.svg.io import _path_segments_lower_bound
+    doc = HEAD + f'<path d="{d}" fill="none" stroke="red"/></svg>'
+    bound = _path_segments_lower_bound(ET.fromstring(doc).find("{http://www.w3.org/2000/svg}path"))
+    parsed = sum(p.num_segments for p in parse_svg(doc).paths)
+    assert 0 < bound <= parsed, (d, bound, parsed)
+
+
+@pytest.mark.parametrize("attrs", ['opacity="NaN"', 'fill-opacity="nan"', 'stroke="red" stroke-opacity="inf"',
+                                   'style="fill-opacity: NaN"', 'stroke="red" stroke-width="1e39"',
+                                   'stroke="red" stroke-width="nan"', 'fill-opacity="1e400"'])
+def test_non_finite_opacities_and_stroke_widths_are_refused(attrs):
+    with pytest.raises(SVGError, match="opacity|stroke-width") as err:
+        parse_svg(HEAD + f'<path d="M0 0 L9 0 L9 9 Z" {attrs}/></svg>')
+    assert "Error" not in str(err.value)
+
+
+def test_style_sheet_opacities_are_checked_and_percentages_read():
+    with pytest.raises(SVGError, match="fill-opacity"):
+        parse_svg(HEAD + '<style>path { fill-opacity: inf }</style><path d="M0 0 L9 0 L9 9 Z"/></svg>')
+    # unparsable values are ignored as browsers do; percentages are opacities
+    scene = parse_svg(HEAD + '<path d="M0 0 L9 0 L9 9 Z" opacity="abc"/><path d="M0 0 L9 9 Z" opacity="50%"/></svg>')
+    assert [float(p.fill[3]) for p in scene.paths] == [1.0, 0.5]
+
+
+def test_lone_surrogate_and_canvas_area():
+    with pytest.raises(SVGError, match="lone UTF-16 surrogate"):
+        parse_svg(HEAD + "<!-- \udcff --></svg>")
+    for w, h in ((8192, 8192), (8000, 3000), (9000, 10)):
+        with pytest.raises(SVGError, match=f"{w}x{h} px"):
+            parse_svg(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}"/>')
+    assert parse_svg('<svg xmlns="http://www.w3.org/2000/svg" width="8192" height="2048"/>').width == 8192
+
+
+def test_writer_never_writes_nan_or_markup():
+    p = SVGPath(torch.tensor([[0.0, 0], [1, 0], [1, 1]]), fill=torch.tensor([1.0, 0, 0, float("nan")]))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        scene_to_svg(SVGScene(8, 8, [p]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # the dropped <text>
+        scene = parse_svg(HEAD + '<script>alert(1)</script><path d="M0 0 L9 0 L9 9 Z"/><text>]]&gt;</text></svg>')
+    text = scene_to_svg(scene)
+    assert "<script" not in text and "]]>" not in text and "nan" not in text

@@ -484,3 +484,33 @@ def test_label_components_and_sparse_centres():
     centres = I.sparse_centers(err, 2)
     assert centres[0].tolist() == [25.5, 27.5] or (22 <= centres[0, 0] <= 30 and 20 <= centres[0, 1] <= 35)
     assert 5 <= centres[1, 0] <= 9 and 5 <= centres[1, 1] <= 9
+
+
+# ----------------------------------------------------------------------------- limits (issue 16)
+def test_no_grad_render_composites_as_it_goes_and_equals_the_autograd_path():
+    from dreamsampler_core.svg import random_paths
+    scene = random_paths(48, 40, num_paths=12, generator=torch.Generator().manual_seed(3), stroke_width=2.0)
+    with torch.no_grad():
+        plain = render(scene)
+    traced = scene.clone().requires_grad_(points=True, colors=True)
+    assert torch.equal(plain, render(traced).detach())
+
+
+def test_check_render_refuses_before_drawing():
+    from dreamsampler_core.svg.renderer import RenderLimitError, check_render, render_cost
+    square = torch.tensor([[0.0, 0], [1024, 0], [1024, 1024], [0, 1024]])
+    full = SVGPath(square.repeat_interleave(3, 0), fill=torch.tensor([1.0, 0, 0, 1]))     # a full-canvas square
+    bomb = SVGScene(1024, 1024, [full] * 1100)
+    with pytest.raises(RenderLimitError, match="Mpx in total"):
+        check_render(bomb)
+    with pytest.raises(RenderLimitError, match="8192x8192 px"):
+        check_render(SVGScene(8192, 8192, []))
+    with pytest.raises(RenderLimitError, match="GiB"):
+        check_render([SVGScene(4096, 4096, [])] * 16)
+    work, nbytes = check_render(SVGScene(1024, 1024, [full] * 4))
+    assert work >= 4 * 1024 * 1024 and nbytes == render_cost(SVGScene(1024, 1024, [full] * 4))[1]
+
+    def stop():
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        render(SVGScene(16, 16, [full]), interrupt=stop)
