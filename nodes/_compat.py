@@ -7,6 +7,7 @@ means a ComfyUI update breaks (and gets fixed in) one file.  Tested against the 
 from __future__ import annotations
 
 import copy as _copy
+import inspect
 import io as _io
 import logging
 import math
@@ -109,8 +110,26 @@ def prepare_noise(latent: dict, seed: int) -> torch.Tensor:
     return comfy.sample.prepare_noise(latent["samples"], seed, latent.get("batch_index"))
 
 
-def fix_empty_latent_channels(model, samples):
-    return comfy.sample.fix_empty_latent_channels(model, samples)
+#: keys newer ComfyUI (0.38) puts on a LATENT for an empty latent's size: SamplerCustomAdvanced
+#: passes them to fix_empty_latent_channels and removes them from its output
+LATENT_SIZE_KEYS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
+
+
+def fix_empty_latent_channels(model, samples, latent: dict | None = None):
+    """Core's resize of an empty latent to the model's latent format, given the LATENT's size keys
+    where this ComfyUI's function takes them (0.3.75's takes none)."""
+    fn = comfy.sample.fix_empty_latent_channels
+    params = inspect.signature(fn).parameters
+    extra = {k: latent[k] for k in LATENT_SIZE_KEYS if latent and latent.get(k) is not None and k in params}
+    return fn(model, samples, **extra)
+
+
+def latent_output(latent: dict | None, samples, drop=()) -> dict:
+    """The output LATENT: the input's entries (batch_index, ...) with new samples, less ``drop`` and
+    the size keys (they describe the empty input, as core SamplerCustomAdvanced does)."""
+    out = {k: v for k, v in (latent or {}).items() if k not in LATENT_SIZE_KEYS and k not in drop}
+    out["samples"] = samples
+    return out
 
 
 def latent_spec(model) -> tuple[int, int, str]:

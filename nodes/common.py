@@ -53,7 +53,7 @@ def model_latent(model, latent, name: str = "latent_image") -> torch.Tensor:
     """The samples of a LATENT checked against the MODEL's latent format: an empty latent of another
     family is resized as core samplers do; a filled one of the wrong shape is refused with a message
     that says which kind of model it belongs to."""
-    s = C.fix_empty_latent_channels(model, check_latent(latent, name))
+    s = C.fix_empty_latent_channels(model, check_latent(latent, name), latent)
     channels, dims, model_name = C.latent_spec(model)
     if s.ndim != dims + 2:
         kind = "video " if s.ndim == 5 else ""

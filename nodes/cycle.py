@@ -188,8 +188,8 @@ class DreamDDPMEncode(io.ComfyNode):
                          source_cfg=float(source_cfg))
         info = describe(code)
         log.info(info)
-        out = {k: v for k, v in latent_image.items() if k not in ("noise_mask", C.INVERSION_KEY)}
-        out.update(samples=x_start, **{CYCLE_KEY: code})
+        out = C.latent_output(latent_image, x_start, drop=("noise_mask", C.INVERSION_KEY))
+        out[CYCLE_KEY] = code
         return io.NodeOutput(out, info)
 
 
@@ -359,8 +359,7 @@ class DreamCycleSDEEdit(io.ComfyNode):
             out = C.run_core(_guider(model, target, negative, cfg), run, sigmas, samples, seed, K)
         except ValueError as e:
             raise InputError(str(e)) from None
-        result = {k: v for k, v in latent_image.items() if k not in ("noise_mask", CYCLE_KEY, C.INVERSION_KEY)}
-        result["samples"] = out
+        result = C.latent_output(latent_image, out, drop=("noise_mask", CYCLE_KEY, C.INVERSION_KEY))
         return io.NodeOutput(result)
 
 

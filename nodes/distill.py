@@ -358,8 +358,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
     samples = guider.sample(noise, init_latent, C.DistillSampler(run), sigmas, callback=None,
                             disable_pbar=not C.progress_bar_enabled(), seed=seed)
     samples = samples.to(C.intermediate_device())
-    out_latent = {"samples": samples} if latent is None else dict(latent, samples=samples)
-    out_latent.pop("noise_mask", None)
+    out_latent = C.latent_output(latent, samples, drop=("noise_mask",))
     gen = state["gen"]
     if kind == "svg":
         out_svg = svg_output(gen.result())

@@ -109,7 +109,7 @@ class DreamDDIMInversion(io.ComfyNode):
         latent = dict(latent_image, samples=samples)
         latent.pop("noise_mask", None)
         x_t = C.run_guider(guider, sampler, sigmas, latent, torch.zeros_like(samples), seed=0)
-        out = dict(latent_image, samples=x_t)
+        out = C.latent_output(latent_image, x_t)
         # "source": the clean latent, for a noise_mask (set before or after this node): its known
         # region must end equal to the source, not to the inverted x_T
         out[C.INVERSION_KEY] = {"sigma_start": float(sigmas[0]), "steps": int(steps), "scheduler": scheduler,
@@ -217,7 +217,7 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
     sampler = C.DreamRawSampler(mode="sample", eta=eta, eta_schedule=eta_schedule, known_source=known)
     x0_output = {}
     result = C.run_guider(guider, sampler, sigmas, latent, noise, seed, x0_output)
-    out = dict(latent, samples=result)
+    out = C.latent_output(latent, result)
     denoised = dict(out)
     if "x0" in x0_output:
         denoised["samples"] = C.process_latent_out(model, x0_output["x0"].cpu())

@@ -1,0 +1,60 @@
+"""LATENT keys as the newest ComfyUI (0.38) handles them: ``downscale_ratio_spacial`` /
+``downscale_ratio_temporal`` describe an empty latent's size; core SamplerCustomAdvanced passes
+them to ``fix_empty_latent_channels`` and leaves them out of its output.  Our nodes do the same (on
+0.3.75, whose function takes no such arguments, they are only left out)."""
+import pytest
+import torch
+
+from dreamsampler_core.analytic import GaussianMixture
+
+
+def run(node, *args):
+    with torch.inference_mode():
+        return node.execute(*args).result
+
+
+@pytest.fixture(scope="module")
+def setup(pack):
+    from dreamsampler_pack.nodes import sampling
+    from support.tiny_models import class_conditioning, oracle_model
+    gm = GaussianMixture.two_class(4 * 4 * 4, sep=3.0, std=0.5)
+    return sampling, oracle_model(gm, "eps"), class_conditioning(None), gm
+
+
+def _latent(gm):
+    x = gm.sample(2, torch.Generator().manual_seed(3), 0).reshape(2, 4, 4, 4).float()
+    return {"samples": x, "batch_index": [5, 6], "downscale_ratio_spacial": 8, "downscale_ratio_temporal": 1}
+
+
+def test_size_keys_are_left_out_and_other_keys_kept(setup):
+    sampling, model, null, gm = setup
+    lat = _latent(gm)
+    (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, 6, "ddim_uniform", 1.0, 0)
+    out, denoised = run(sampling.DreamSampler, model, 0, 6, 1.0, "ddim_uniform", null, null, inv, 1.0, 0.0, "constant")
+    for result in (inv, out, denoised):
+        assert "downscale_ratio_spacial" not in result and "downscale_ratio_temporal" not in result
+        assert result["batch_index"] == [5, 6]
+    assert lat["downscale_ratio_spacial"] == 8          # the input LATENT is not modified
+
+
+def test_size_keys_reach_a_newer_fix_empty_latent_channels(setup, monkeypatch):
+    import comfy.sample
+    sampling, model, null, gm = setup
+    calls = []
+    original = comfy.sample.fix_empty_latent_channels
+
+    def newer(model, latent_image, downscale_ratio_spacial=None, downscale_ratio_temporal=None):
+        calls.append((downscale_ratio_spacial, downscale_ratio_temporal))
+        return original(model, latent_image)
+
+    monkeypatch.setattr(comfy.sample, "fix_empty_latent_channels", newer)
+    run(sampling.DreamDDIMInversion, model, null, _latent(gm), 4, "ddim_uniform", 1.0, 0)
+    assert calls == [(8, 1)]
+
+    def older(model, latent_image):                   # 0.3.75's signature: nothing extra is passed
+        calls.append("old")
+        return original(model, latent_image)
+
+    monkeypatch.setattr(comfy.sample, "fix_empty_latent_channels", older)
+    run(sampling.DreamDDIMInversion, model, null, _latent(gm), 4, "ddim_uniform", 1.0, 0)
+    assert calls[-1] == "old"
