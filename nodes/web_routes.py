@@ -13,7 +13,7 @@ import logging
 import os
 
 THUMBNAIL_PATTERN = r"[A-Za-z0-9_\-]+\.(?:jpg|jpeg|png|webp)"
-EXAMPLE_FOLDERS = ("example_workflows", "workflows")
+EXAMPLE_FOLDERS = ("example_workflows",)
 
 
 def example_folder(pack_dir: str) -> str | None:

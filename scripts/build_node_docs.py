@@ -22,19 +22,17 @@ DOCS = REPO / "web" / "docs"
 README_URL = "https://github.com/dreamsampler/comfyui-dreamsampler#readme"
 
 
-def workflow_dirs() -> list[Path]:
-    return [d for d in (REPO / "example_workflows", REPO / "workflows") if d.is_dir()]
+EXAMPLES = REPO / "example_workflows"
 
 
 def workflows_using() -> dict[str, list[tuple[str, str]]]:
     """node_id -> [(workflow name, its title)] over the shipped example workflows."""
     used: dict[str, list[tuple[str, str]]] = {}
-    for d in workflow_dirs():
-        for p in sorted(d.glob("*.json")):
-            wf = json.loads(p.read_text())
-            title = wf.get("extra", {}).get("dreamsampler", {}).get("title", p.stem)
-            for t in sorted({n.get("type") for n in wf.get("nodes", [])}):
-                used.setdefault(t, []).append((p.stem, title))
+    for p in sorted(EXAMPLES.glob("*.json")):
+        wf = json.loads(p.read_text())
+        title = wf.get("extra", {}).get("dreamsampler", {}).get("title", p.stem)
+        for t in sorted({n.get("type") for n in wf.get("nodes", [])}):
+            used.setdefault(t, []).append((p.stem, title))
     return used
 
 

@@ -1,4 +1,4 @@
-"""Regenerate the UI-format workflows in workflows/ from scripts/workflow_specs/*.py.
+"""Regenerate the UI-format workflows in example_workflows/ from scripts/workflow_specs/*.py.
 
 Widget order and defaults come from a live ComfyUI's /object_info (the pinned host), so the files
 are exactly what the frontend would save.  Run with the host env's python:
@@ -46,7 +46,7 @@ def main():
         info = server.object_info()
     for stem, wf in sorted(all_specs().items()):
         ui = build_ui(wf["nodes"], info, extra={"dreamsampler": {"title": wf["title"]}})
-        path = REPO / "workflows" / f"{stem}.json"
+        path = REPO / "example_workflows" / f"{stem}.json"
         path.write_text(json.dumps(ui, indent=1) + "\n")
         print("wrote", path.relative_to(REPO))
 

@@ -8,4 +8,4 @@ PY="$(bash scripts/setup_host.sh | tail -n 1)"
 # Without --ckpt the tiny random-weight test model is used, at CI size (--fast: 64x64, few steps);
 # with a real checkpoint the workflow runs exactly as shipped (512x512, 50 steps).
 case " $* " in *" --ckpt "*) FAST=() ;; *) FAST=(--fast) ;; esac
-exec "$PY" scripts/run_workflow.py workflows/real_image_editing.json "${FAST[@]}" "$@"
+exec "$PY" scripts/run_workflow.py example_workflows/real_image_editing.json "${FAST[@]}" "$@"

@@ -1,4 +1,4 @@
-"""Procedural example photo for the shipped workflows (no downloads needed): workflows/inputs/."""
+"""Procedural example photo for the shipped workflows (no downloads needed): example_workflows/inputs/."""
 import math
 import sys
 from pathlib import Path
@@ -22,7 +22,7 @@ def landscape(size=512, seed=0):
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "workflows" / "inputs"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "example_workflows" / "inputs"
     out.mkdir(parents=True, exist_ok=True)
     landscape().save(out / "dream_example.png")
     print("wrote", out / "dream_example.png")

@@ -1,6 +1,6 @@
 """Run a shipped workflow headless through a real ComfyUI server and save its outputs.
 
-    python scripts/run_workflow.py workflows/real_image_editing.json [--ckpt model.safetensors]
+    python scripts/run_workflow.py example_workflows/real_image_editing.json [--ckpt model.safetensors]
         [--image dream_example.png=photo.png] [--set DreamCFGEdit.strength=0.3] [--fast] [--out out/]
 
 Without --ckpt the tiny random-weight SD1.5 test checkpoint is generated and used (pictures are
@@ -70,7 +70,7 @@ def prepare_prompt(server: ComfyServer, workflow: Path, ckpt_name: str | None, f
 
 
 def upload_inputs(server: ComfyServer, images=()):
-    for p in sorted((REPO / "workflows" / "inputs").glob("*")):
+    for p in sorted((REPO / "example_workflows" / "inputs").glob("*")):
         if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
             server.upload_image(p)
     for spec in images:

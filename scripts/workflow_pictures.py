@@ -1,6 +1,6 @@
 """Render a picture of every shipped workflow as the real ComfyUI frontend shows it.
 
-Writes ``workflows/<name>.jpg``: ComfyUI serves them as the thumbnails of our cards in the
+Writes ``example_workflows/<name>.jpg``: ComfyUI serves them as the thumbnails of our cards in the
 template browser (Workflow -> Browse Templates -> comfyui-dreamsampler), and the README shows
 them.  Needs Chromium (scripts/setup_browser.sh).  Run with the host env's python:
     $(bash scripts/setup_host.sh | tail -n 1) scripts/workflow_pictures.py [names...]
@@ -48,7 +48,7 @@ def main(argv=None):
     chromium = find_chromium()
     if chromium is None:
         raise SystemExit("Chromium not found: run `bash scripts/setup_browser.sh` or set DREAM_CHROMIUM")
-    workflows = [p for p in sorted((REPO / "workflows").glob("*.json")) if not names or p.stem in names]
+    workflows = [p for p in sorted((REPO / "example_workflows").glob("*.json")) if not names or p.stem in names]
     with tempfile.TemporaryDirectory() as tmp, ComfyServer(Path(tmp), checkpoints=[tiny_sd15_checkpoint()]) as server:
         from run_workflow import upload_inputs
         upload_inputs(server)

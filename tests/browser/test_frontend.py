@@ -1,6 +1,6 @@
 """The pack in the real ComfyUI frontend, in headless Chromium, against the session's real server.
 
-* every file in ``workflows/`` loads through the UI with no missing node, no node error, every
+* every file in ``example_workflows/`` loads through the UI with no missing node, no node error, every
   widget value where the file put it, and the API prompt the page would queue equal to the one
   the e2e tests run (so what users queue is what CI ran);
 * one workflow is queued from the page's Run button and its output image appears on the canvas;
@@ -28,7 +28,7 @@ from support.browser import FrontendPage, find_chromium
 from support.workflows import load, to_api
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 SHOTS = Path(os.environ.get("DREAM_TEST_ARTIFACTS", REPO / "out" / "test-artifacts")) / "browser"
 PACK_MODULE = "comfyui-dreamsampler"  # the folder name the server was given (support.server)
 
@@ -162,7 +162,7 @@ def test_queue_from_the_page_runs_and_shows_the_output_image(frontend, tiny_ckpt
     from build_workflows import test_overrides
     from run_workflow import FAST, FAST_CAPS
     stem = "real_image_editing"
-    load_in_page(frontend, load(REPO / "workflows" / f"{stem}.json"), stem)
+    load_in_page(frontend, load(REPO / "example_workflows" / f"{stem}.json"), stem)
     fast = {k: dict(v) for k, v in FAST.items()}
     for cls, widgets in test_overrides().get(stem, {}).items():
         fast.setdefault(cls, {}).update(widgets)
@@ -215,7 +215,7 @@ def test_template_browser_lists_every_example_with_its_thumbnail(frontend):
     frontend.js("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
     dialog = page.get_by_role("dialog").first  # a PrimeVue dialog up to frontend 1.3x, its own in 1.5x
     dialog.get_by_text(PACK_MODULE, exact=True).first.click()
-    # each card shows its thumbnail, the shipped workflows/<name>.jpg (lazy: loaded when in view)
+    # each card shows its thumbnail, the shipped example_workflows/<name>.jpg (lazy: loaded when in view)
     missing = []
     for p in WORKFLOWS:
         card = dialog.locator(f'[data-testid="template-workflow-{p.stem}"]')
@@ -234,13 +234,13 @@ def test_template_browser_lists_every_example_with_its_thumbnail(frontend):
     dialog.locator('[data-testid="template-workflow-sde_drag"]').click()
     page.wait_for_function("() => app.graph.nodes.some((n) => n.type === 'DreamSDEDrag')", timeout=30_000)
     types = frontend.js("() => app.graph.nodes.map((n) => n.type)")
-    assert sorted(types) == sorted(n["type"] for n in load(REPO / "workflows" / "sde_drag.json")["nodes"])
+    assert sorted(types) == sorted(n["type"] for n in load(REPO / "example_workflows" / "sde_drag.json")["nodes"])
 
 
 def test_sde_drag_point_editor_draws_the_image_and_turns_clicks_into_points(frontend, renderer):
     page = frontend.page
     page.keyboard.press("Escape")  # no dialog left open over the canvas
-    load_in_page(frontend, load(REPO / "workflows" / "sde_drag.json"), "sde_drag")
+    load_in_page(frontend, load(REPO / "example_workflows" / "sde_drag.json"), "sde_drag")
     # the editor shows the image of the Load Image node feeding the drag (after its preview loads)
     page.wait_for_function("""() => {
       const src = app.graph.nodes.find((n) => n.type === 'LoadImage');
@@ -323,7 +323,7 @@ def test_node_help_panel_shows_the_packs_help_page(frontend, node_type):
     web/docs/<node_id>.md (fetched from /extensions/<pack>/docs/)."""
     page = frontend.page
     page.keyboard.press("Escape")
-    load_in_page(frontend, load(REPO / "workflows" / "real_image_editing.json"), "real_image_editing")
+    load_in_page(frontend, load(REPO / "example_workflows" / "real_image_editing.json"), "real_image_editing")
     frontend.js("""(type) => {
       const n = app.graph.nodes.find((n) => n.type === type);
       app.canvas.ds.scale = 1; app.canvas.centerOnNode(n); app.canvas.selectNode(n); app.canvas.setDirty(true, true);

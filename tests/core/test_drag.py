@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamsampler_core import cycle, drag
+from dreamsampler_core import drag
 from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
 from dreamsampler_core.schedule import Parameterization, scaled_linear_sigmas
 

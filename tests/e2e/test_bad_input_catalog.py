@@ -130,7 +130,7 @@ WIDGET_CASES = [
 def _prompt(server, tiny_ckpt, stem):
     from build_workflows import test_overrides
     from run_workflow import prepare_prompt
-    return prepare_prompt(server, REPO / "workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
+    return prepare_prompt(server, REPO / "example_workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
                           test_overrides=test_overrides())[1]
 
 

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _prompt(server, tiny_ckpt, stem):
-    return prepare_prompt(server, REPO / "workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
+    return prepare_prompt(server, REPO / "example_workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
                           test_overrides=workflow_overrides())
 
 

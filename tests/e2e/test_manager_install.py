@@ -71,8 +71,7 @@ def test_manager_installs_the_pack_from_a_git_url_and_a_workflow_runs(tmp_path, 
         sys.path.insert(0, str(REPO / "scripts"))
         from run_workflow import prepare_prompt, upload_inputs
         upload_inputs(srv)
-        wf = next(p for p in (installed / d / "real_image_editing.json" for d in ("example_workflows", "workflows"))
-                  if p.exists())
+        wf = installed / "example_workflows" / "real_image_editing.json"
         _, prompt = prepare_prompt(srv, wf, tiny_ckpt.name, fast=True)
         entry = srv.run(prompt, timeout=600)
         files = srv.fetch_outputs(entry, tmp_path / "out")

@@ -100,7 +100,7 @@ def test_registry_archive_installs_into_a_fresh_host_and_runs_a_workflow(tmp_pat
         assert any(n.startswith("dreamsampler_core/") for n in names) and any(n.startswith("nodes/") for n in names)
         assert not any(n.startswith(("tests/", "bench/", ".ci/")) for n in names), "dev tooling packaged"
         workflows = sorted(n for n in names if re.match(r"[a-z_]+/[a-z0-9_]+\.json$", n)
-                           and n.split("/")[0] in ("workflows", "example_workflows"))
+                           and n.split("/")[0] == "example_workflows")
         assert len(workflows) >= 15
         host = tmp_path / "host"
         pack_dir = host / "custom_nodes" / PACK_DIR_NAME
@@ -124,8 +124,7 @@ def test_registry_archive_installs_into_a_fresh_host_and_runs_a_workflow(tmp_pat
         sys.path.insert(0, str(REPO / "scripts"))
         from run_workflow import prepare_prompt, upload_inputs
         upload_inputs(srv)
-        wf = next(p for p in (pack_dir / d / "real_image_editing.json" for d in ("example_workflows", "workflows"))
-                  if p.exists())
+        wf = pack_dir / "example_workflows" / "real_image_editing.json"
         _, prompt = prepare_prompt(srv, wf, tiny_ckpt.name, fast=True)
         entry = srv.run(prompt, timeout=600)
         files = srv.fetch_outputs(entry, tmp_path / "out")

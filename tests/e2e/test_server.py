@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.server import ServerError, execution_error
-from support.workflows import build_ui, load, to_api
+from support.server import execution_error
+from support.workflows import build_ui, load
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 
 
 def our_node_ids():
@@ -56,7 +56,7 @@ def test_shipped_workflows_are_in_sync_with_their_specs(server):
 
 
 def test_template_browser_serves_every_workflow_and_its_picture(server):
-    """ComfyUI lists workflows/ under the pack and serves each file (and its thumbnail) from
+    """ComfyUI lists example_workflows/ under the pack and serves each file (and its thumbnail) from
     /api/workflow_templates/<pack>/; a second example folder (examples/, example/...) in the pack
     would shadow that route and every template would 404."""
     import urllib.request
@@ -92,7 +92,7 @@ def test_workflow_runs_end_to_end(server, tiny_ckpt, workflow, tmp_path, workflo
 
 def _base_prompt(server, tiny_ckpt):
     from run_workflow import prepare_prompt
-    return prepare_prompt(server, REPO / "workflows" / "real_image_editing.json", tiny_ckpt.name, fast=True)[1]
+    return prepare_prompt(server, REPO / "example_workflows" / "real_image_editing.json", tiny_ckpt.name, fast=True)[1]
 
 
 def _node(prompt, cls):

@@ -69,7 +69,7 @@ def test_every_workflow_is_deterministic_across_servers(fresh_server, tiny_ckpt,
     from run_workflow import prepare_prompt
     assert workflow_outputs
     for stem, outputs in sorted(workflow_outputs.items()):
-        ui, prompt = prepare_prompt(fresh_server, REPO / "workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
+        ui, prompt = prepare_prompt(fresh_server, REPO / "example_workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
                                     test_overrides=test_overrides())
         files = fresh_server.fetch_outputs(fresh_server.run(prompt, timeout=900), tmp_path / stem)
         got = {f.name: f.read_bytes() for f in files}
@@ -90,7 +90,7 @@ def _rss_kb(pid):
 
 def test_memory_is_bounded_over_50_executions(server, tiny_ckpt):
     from run_workflow import prepare_prompt
-    _, prompt = prepare_prompt(server, REPO / "workflows" / "real_image_editing.json", tiny_ckpt.name, fast=True)
+    _, prompt = prepare_prompt(server, REPO / "example_workflows" / "real_image_editing.json", tiny_ckpt.name, fast=True)
     sampler = next(k for k, v in prompt.items() if v["class_type"] == "DreamSampler")
     for k, v in prompt.items():
         if v["class_type"] == "SaveImage":

@@ -10,7 +10,7 @@ from support.server import PACK_DIR_NAME
 
 
 def _example_dir():
-    return next(d for d in (REPO / "example_workflows", REPO / "workflows") if d.is_dir())
+    return REPO / "example_workflows"
 
 
 def test_pack_route_serves_every_thumbnail_and_nothing_else(server):

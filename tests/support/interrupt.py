@@ -42,7 +42,7 @@ def long_prompts(server, tiny_ckpt):
     from build_workflows import test_overrides
     from run_workflow import prepare_prompt
     seen = {}
-    for wf in sorted((REPO / "workflows").glob("*.json")):
+    for wf in sorted((REPO / "example_workflows").glob("*.json")):
         _, prompt = prepare_prompt(server, wf, tiny_ckpt.name, fast=True, test_overrides=test_overrides())
         for k, v in prompt.items():
             widget = LONG_NODES.get(v["class_type"])

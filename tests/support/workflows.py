@@ -1,6 +1,6 @@
 """UI-format workflows: build them from a compact spec, and convert them to API prompts.
 
-The shipped files in ``workflows/`` are UI format (what users load and the frontend saves);
+The shipped files in ``example_workflows/`` are UI format (what users load and the frontend saves);
 ``to_api`` converts with comfy-cli's converter against a live ``/object_info`` exactly as a
 headless client would.
 """
