@@ -19,7 +19,8 @@ import threading
 from pathlib import Path
 
 from support.host import REPO, host_dir
-from support.server import PACK_DIR_NAME, ComfyServer
+from support.install import check_installed_copy_runs
+from support.server import PACK_DIR_NAME
 
 
 def _serve(directory: Path):
@@ -59,22 +60,4 @@ def test_manager_installs_the_pack_from_a_git_url_and_a_workflow_runs(tmp_path, 
     for req in reqs:
         assert f"'pip', 'install', '{req}'" in log, (req, log[-4000:])
 
-    srv = ComfyServer(comfy, checkpoints=[tiny_ckpt], comfy_dir=comfy, pack_dir=installed)
-    srv.start()
-    try:
-        boot = srv.log_path.read_text()
-        assert not [ln for ln in boot.splitlines()
-                    if ("IMPORT FAILED" in ln or "Cannot import" in ln) and PACK_DIR_NAME in ln], boot[-3000:]
-        info = srv.object_info()
-        ours = [k for k, v in info.items() if v.get("python_module", "").endswith(PACK_DIR_NAME)]
-        assert len(ours) >= 20, ours
-        sys.path.insert(0, str(REPO / "scripts"))
-        from run_workflow import prepare_prompt, upload_inputs
-        upload_inputs(srv)
-        wf = installed / "example_workflows" / "real_image_editing.json"
-        _, prompt = prepare_prompt(srv, wf, tiny_ckpt.name, fast=True)
-        entry = srv.run(prompt, timeout=600)
-        files = srv.fetch_outputs(entry, tmp_path / "out")
-        assert files and all(f.stat().st_size > 0 for f in files)
-    finally:
-        srv.stop()
+    check_installed_copy_runs(comfy, installed, tiny_ckpt, tmp_path / "out", comfy_dir=comfy)

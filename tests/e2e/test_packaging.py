@@ -12,7 +12,8 @@ import zipfile
 from pathlib import Path
 
 from support.host import REPO
-from support.server import PACK_DIR_NAME, ComfyServer
+from support.install import check_installed_copy_runs
+from support.server import PACK_DIR_NAME
 
 COMFY_VERSION_FILE = "comfyui_version.py"
 
@@ -111,23 +112,4 @@ def test_registry_archive_installs_into_a_fresh_host_and_runs_a_workflow(tmp_pat
                           str(pack_dir / "requirements.txt")], capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stdout + pip.stderr
 
-    srv = ComfyServer(host, checkpoints=[tiny_ckpt], pack_dir=pack_dir)
-    srv.start()
-    try:
-        log = srv.log_path.read_text()
-        assert not [ln for ln in log.splitlines()
-                    if ("IMPORT FAILED" in ln or "Cannot import" in ln) and PACK_DIR_NAME in ln], log[-3000:]
-        info = srv.object_info()
-        ours = [k for k, v in info.items() if v.get("python_module", "").endswith(PACK_DIR_NAME)]
-        assert len(ours) >= 20, ours
-        # a shipped workflow from the installed copy, through /prompt
-        sys.path.insert(0, str(REPO / "scripts"))
-        from run_workflow import prepare_prompt, upload_inputs
-        upload_inputs(srv)
-        wf = pack_dir / "example_workflows" / "real_image_editing.json"
-        _, prompt = prepare_prompt(srv, wf, tiny_ckpt.name, fast=True)
-        entry = srv.run(prompt, timeout=600)
-        files = srv.fetch_outputs(entry, tmp_path / "out")
-        assert files and all(f.stat().st_size > 0 for f in files)
-    finally:
-        srv.stop()
+    check_installed_copy_runs(host, pack_dir, tiny_ckpt, tmp_path / "out")
