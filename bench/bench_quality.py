@@ -46,9 +46,10 @@ def grids(quick: bool) -> dict:
         return {
             "cfg_edit": [dict(schedule="invariant", strength=s, steps=8, refine=0) for s in (0.0, 0.05)]
                         + [dict(schedule="paper", strength=0.05, steps=8, refine=0),
-                           dict(schedule="invariant", strength=0.0, steps=8, refine=2)],
+                           dict(schedule="invariant", strength=0.0, steps=8, refine=2),
+                           dict(schedule="invariant", strength=0.05, steps=8, refine=0, source=True)],
             "sdedit": [dict(denoise=0.6, cfg=3.0, steps=8)],
-            "unsampler": [dict(denoise=0.6, cfg=1.0, steps=8)],
+            "unsampler": [dict(denoise=0.6, cfg=1.0, steps=8), dict(denoise=0.6, cfg=3.0, steps=8, neg="src")],
             "cyclediffusion": [dict(strength=0.6, cfg=3.0, steps=5)],
             "cycle_sde": [dict(t0=0.5, stage2=s, cfg=3.0, steps=4) for s in ("cycle_sde", "ode")],
             "inpaint_dream": [dict(preset=p, steps=8) for p in ("paper", "restore", "project")],
