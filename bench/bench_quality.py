@@ -46,9 +46,10 @@ def grids(quick: bool) -> dict:
         return {
             "cfg_edit": [dict(schedule="invariant", strength=s, steps=8, refine=0) for s in (0.0, 0.05)]
                         + [dict(schedule="paper", strength=0.05, steps=8, refine=0),
-                           dict(schedule="invariant", strength=0.0, steps=8, refine=2)],
+                           dict(schedule="invariant", strength=0.0, steps=8, refine=2),
+                           dict(schedule="invariant", strength=0.05, steps=8, refine=0, source=True)],
             "sdedit": [dict(denoise=0.6, cfg=3.0, steps=8)],
-            "unsampler": [dict(denoise=0.6, cfg=1.0, steps=8)],
+            "unsampler": [dict(denoise=0.6, cfg=1.0, steps=8), dict(denoise=0.6, cfg=3.0, steps=8, neg="src")],
             "cyclediffusion": [dict(strength=0.6, cfg=3.0, steps=5)],
             "cycle_sde": [dict(t0=0.5, stage2=s, cfg=3.0, steps=4) for s in ("cycle_sde", "ode")],
             "inpaint_dream": [dict(preset=p, steps=8) for p in ("paper", "restore", "project")],
@@ -59,39 +60,67 @@ def grids(quick: bool) -> dict:
     g["cfg_edit"] += [dict(schedule="invariant", strength=s, steps=20, refine=2) for s in (0.0, 0.02, 0.05, 0.1)]
     g["cfg_edit"] += [dict(schedule="paper", strength=s, steps=st, refine=0) for st in (20, 50)
                       for s in (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1)]
+    # the source prompt connected: edit direction target - source (DDS with a source text)
+    g["cfg_edit"] += [dict(schedule="invariant", strength=s, steps=20, refine=0, source=True)
+                      for s in (0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)]
+    g["cfg_edit"] += [dict(schedule="invariant", strength=s, steps=50, refine=0, source=True)
+                      for s in (0.05, 0.075, 0.1, 0.15, 0.2)]
+    x = lambda sch, ss, **kw: [dict(schedule=sch, strength=v, steps=20, refine=0, **kw) for v in ss]
     g["sdedit"] = [dict(denoise=d, cfg=c, steps=20) for c in (1.0, 3.0) for d in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0)]
+    # the same source prompt given to the baselines, as their negative (CFG away from the source)
+    g["sdedit"] += [dict(denoise=d, cfg=3.0, steps=20, neg="src") for d in (0.2, 0.3, 0.4, 0.5, 0.7)]
     g["unsampler"] = [dict(denoise=d, cfg=c, steps=20) for c in (1.0, 3.0) for d in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0)]
+    g["unsampler"] += [dict(denoise=d, cfg=c, steps=20, neg="src") for c in (2.0, 3.0) for d in (0.3, 0.5, 0.7, 0.85, 1.0)]
     g["unsampler"] += [dict(denoise=1.0, cfg=1.0, steps=20, recon=True)]
     g["cyclediffusion"] = [dict(strength=s, cfg=c, steps=max(3, round(20 * s))) for c in (1.0, 3.0)
                            for s in (0.3, 0.45, 0.6, 0.8)]
     g["cycle_sde"] = [dict(t0=t, stage2=s2, cfg=3.0, steps=max(3, round(50 * t))) for s2 in ("cycle_sde", "ode")
                       for t in (0.2, 0.35, 0.5, 0.7)]
     g["inpaint_dream"] = [dict(preset=p, steps=20) for p in ("paper", "restore", "project")]
+    g["inpaint_dream"] += [dict(preset="restore", steps=20, strength=v) for v in (2.0, 4.0, 8.0)]
+    g["inpaint_dream"] += [dict(preset="paper", steps=20, strength=2.0)]
     g["inpaint_core"] = [dict(cfg=c, steps=20) for c in (1.0, 3.0)]
     return g
 
 
+def _variant(p: dict) -> str:
+    """The non-default CFG Edit options of a setting, as a label suffix."""
+    v = ""
+    if p.get("base") == "src":
+        v += " base src"
+    if p.get("source"):
+        v += " dir tgt-src"
+    if p.get("start", 1.0) != 1.0 or p.get("end", 0.0) != 0.0:
+        v += f" win {p.get('start', 1.0):g}-{p.get('end', 0.0):g}"
+    if p.get("eta", 0.0):
+        v += f" eta {p['eta']:g}"
+    return v
+
+
 def label(family: str, p: dict) -> str:
-    if family == "cfg_edit":
-        return f"CFG Edit {p['schedule']} s={p['strength']:g} {p['steps']} st r{p['refine']}"
+    if family.startswith("cfg_"):
+        return f"CFG Edit {p['schedule']}{_variant(p)} s={p['strength']:g} {p['steps']} st r{p['refine']}"
     if family in ("sdedit", "unsampler"):
         name = {"sdedit": "SDEdit", "unsampler": "Unsampler"}[family]
-        return f"{name} {'recon (null prompt)' if p.get('recon') else ''}d={p['denoise']:g} cfg {p['cfg']:g}"
+        return (f"{name} {'recon (null prompt)' if p.get('recon') else ''}d={p['denoise']:g} cfg {p['cfg']:g}"
+                + (" neg src" if p.get("neg") == "src" else ""))
     if family == "cyclediffusion":
         return f"CycleDiffusion s={p['strength']:g} cfg {p['cfg']:g}"
     if family == "cycle_sde":
         return f"Cycle-SDE {p['stage2']} t0={p['t0']:g}"
     if family == "inpaint_dream":
-        return f"Dream Mask Inpaint {p['preset']}"
+        return f"Dream Mask Inpaint {p['preset']}" + (f" strength {p['strength']:g}" if "strength" in p else "")
     return f"core noise mask cfg {p['cfg']:g}"
 
 
 def curve_name(family: str, p: dict) -> str:
     """Which success-vs-fidelity curve a setting belongs to."""
-    if family == "cfg_edit":
-        return f"CFG Edit {p['schedule']} {p['steps']} st" + (f" refine {p['refine']}" if p["refine"] else "")
+    if family.startswith("cfg_"):
+        return (f"CFG Edit {p['schedule']}{_variant(p)} {p['steps']} st"
+                + (f" refine {p['refine']}" if p["refine"] else ""))
     if family in ("sdedit", "unsampler"):
-        return f"{'SDEdit' if family == 'sdedit' else 'Unsampler'} cfg {p['cfg']:g}"
+        return (f"{'SDEdit' if family == 'sdedit' else 'Unsampler'} cfg {p['cfg']:g}"
+                + (" neg src" if p.get("neg") == "src" else ""))
     if family == "cyclediffusion":
         return f"CycleDiffusion cfg {p['cfg']:g}"
     if family == "cycle_sde":
@@ -128,28 +157,30 @@ def pair_graph(src: int, tgt: int, n: int, split="heldout"):
     return g, r
 
 
-def _inversion(g, r, steps, refine):
-    return g.once(("inv", steps, refine), "DreamDDIMInversion", model=r["model"], conditioning=r["null"],
+def _inversion(g, r, steps, refine, base="null"):
+    return g.once(("inv", steps, refine, base), "DreamDDIMInversion", model=r["model"], conditioning=r[base],
                   latent_image=r["x"], steps=steps, scheduler=SCHED, denoise=1.0, refine_steps=refine)
 
 
-def _dream_sampler(g, r, latent, steps, regs):
+def _dream_sampler(g, r, latent, steps, regs, base="null", eta=0.0):
     return g.add("DreamSampler", model=r["model"], seed=0, steps=steps, cfg=1.0, scheduler=SCHED,
-                 positive=r["null"], negative=r["null"], latent_image=latent, denoise=1.0, eta=0.0,
-                 eta_schedule="constant", regularizers=regs)
+                 positive=r[base], negative=r["null"], latent_image=latent, denoise=1.0, eta=eta,
+                 eta_schedule="ddim" if eta else "constant", regularizers=regs)
 
 
 def build(family: str, p: dict, g: Graph, r: dict):
     """Add the nodes of one setting; returns the edited latent's reference."""
-    if family == "cfg_edit":
-        inv = _inversion(g, r, p["steps"], p["refine"])
-        reg = g.add("DreamCFGEdit", target=r["tgt_c"], strength=p["strength"], schedule=p["schedule"], start=1.0,
-                    end=0.0)
-        return [_dream_sampler(g, r, [inv, 0], p["steps"], [reg, 0]), 0]
+    if family.startswith("cfg_"):
+        base = "src_c" if p.get("base") == "src" else "null"
+        inv = _inversion(g, r, p["steps"], p["refine"], base)
+        extra = {"source": r["src_c"]} if p.get("source") else {}
+        reg = g.add("DreamCFGEdit", target=r["tgt_c"], strength=p["strength"], schedule=p["schedule"],
+                    start=p.get("start", 1.0), end=p.get("end", 0.0), **extra)
+        return [_dream_sampler(g, r, [inv, 0], p["steps"], [reg, 0], base, p.get("eta", 0.0)), 0]
     if family == "sdedit":
         return [g.add("KSampler", model=r["model"], seed=0, steps=p["steps"], cfg=p["cfg"], sampler_name="euler",
-                      scheduler=SCHED, positive=r["tgt_c"], negative=r["null"], latent_image=r["x"],
-                      denoise=p["denoise"]), 0]
+                      scheduler=SCHED, positive=r["tgt_c"], negative=r["src_c" if p.get("neg") == "src" else "null"],
+                      latent_image=r["x"], denoise=p["denoise"]), 0]
     if family == "unsampler":
         sch = g.once(("sch", p["steps"], p["denoise"]), "BasicScheduler", model=r["model"], scheduler=SCHED,
                      steps=p["steps"], denoise=p["denoise"])
@@ -160,7 +191,7 @@ def build(family: str, p: dict, g: Graph, r: dict):
         inv = g.once(("uinv", sch), "SamplerCustomAdvanced", noise=[noise, 0], guider=[base, 0], sampler=[euler, 0],
                      sigmas=[flip, 0], latent_image=r["x"])
         guide = g.add("CFGGuider", model=r["model"], positive=r["null" if p.get("recon") else "tgt_c"],
-                      negative=r["null"], cfg=p["cfg"])
+                      negative=r["src_c" if p.get("neg") == "src" else "null"], cfg=p["cfg"])
         return [g.add("SamplerCustomAdvanced", noise=[noise, 0], guider=[guide, 0], sampler=[euler, 0],
                       sigmas=[sch, 0], latent_image=[inv, 0]), 0]
     if family == "cyclediffusion":
@@ -179,7 +210,7 @@ def build(family: str, p: dict, g: Graph, r: dict):
                   x=S.SIZE // 2, y=0, operation="add")
     if family == "inpaint_dream":
         inv = _inversion(g, r, p["steps"], 0)
-        reg = g.add("DreamMaskInpaint", mask=[mask, 0], strength=1.0, preset=p["preset"], feather=0,
+        reg = g.add("DreamMaskInpaint", mask=[mask, 0], strength=p.get("strength", 1.0), preset=p["preset"], feather=0,
                     overlap="average", keep=1.0, target=r["tgt_c"], source=r["x"])
         return [_dream_sampler(g, r, [inv, 0], p["steps"], [reg, 0]), 0]
     if family == "inpaint_core":
@@ -344,6 +375,24 @@ def best_at(rows, fid):
     return max(ok, key=lambda r: (r["success"], r["psnr_src"])) if ok else None
 
 
+def findings(path: Path) -> list:
+    """The hand-written '## Findings' section of an existing report (kept across regenerations)."""
+    if not path.exists():
+        return []
+    lines, keep = path.read_text().splitlines(), []
+    for ln in lines:
+        if ln.startswith("## "):
+            if keep:
+                break
+            if ln.startswith("## Findings"):
+                keep.append(ln)
+        elif keep:
+            keep.append(ln)
+    while keep and not keep[-1].strip():
+        keep.pop()
+    return keep + [""] if keep else []
+
+
 def write_report(res: dict, out: Path, cmd: str):
     out.mkdir(parents=True, exist_ok=True)
     rows = res["results"]
@@ -370,6 +419,7 @@ def write_report(res: dict, out: Path, cmd: str):
          f"{ref['replace']['success']:.2f}); the source itself is judged as the target {ref['source']['success']:.2f}.",
          "", "Success = judge says target class; retention = judge still says source class; PSNR to the source "
          "(fidelity) and to the ground-truth edit (the right answer), in dB on [0, 1] pixels.", ""]
+    L += findings(out / "QUALITY.md")
     L += ["## Best operating point per method at a stated fidelity", "",
           "| method | " + " | ".join(f"success at PSNR ≥ {f} dB (setting)" for f in fids)
           + " | best PSNR to truth (setting, success) |", "|---|" + "---|" * (len(fids) + 1)]
@@ -401,7 +451,7 @@ def write_report(res: dict, out: Path, cmd: str):
     for r in rows:
         p = r["params"]
         if r["family"] == "cfg_edit" and p["refine"] == 0:
-            inv.setdefault((p["schedule"], p["strength"]), {})[p["steps"]] = r
+            inv.setdefault((p["schedule"] + _variant(p), p["strength"]), {})[p["steps"]] = r
     L += ["", "## Step-count invariance (same strength, 20 vs 50 steps)", "",
           "| schedule | strength | success 20 / 50 | PSNR src 20 / 50 |", "|---|---|---|---|"]
     for (sch, s), d in sorted(inv.items()):
@@ -432,7 +482,8 @@ def plot(res, curves, fids, path):
     for name, rs in curves.items():
         pts = sorted((r["psnr_src"], r["success"]) for r in rs)
         style = "-o" if name.startswith("CFG Edit") else "--s"
-        ax.plot([p for p, _ in pts], [s for _, s in pts], style, ms=4, label=name)
+        ax.plot([p for p, _ in pts], [s for _, s in pts], style, ms=4, label=name,
+                color=plt.cm.tab20(len(ax.lines) % 20))
     ref = res["reference"]
     for k, m in (("truth", "*"), ("replace", "X")):
         ax.plot(ref[k]["psnr_src"], ref[k]["success"], m, ms=14, color="k",

@@ -122,6 +122,11 @@ class CFGEdit(Regularizer):
       * ``"constant"``: lambda_t = strength (plain CFG-on-Tweedie, no time weighting).
     ``start``/``end``: the edit is active while the normalized time u is in [end, start]
     (1 = pure noise), as the early DreamSampler code's ``update_range``.
+    ``source``: name of a source-prompt prediction.  None: the DDS source branch is the base
+    prediction (c_src = null, §1.3b), z + lambda_t (x0_target - base).  Given: DDS with a source
+    text, z + lambda_t (x0_target - x0_source)  (eps^omega(z_t, c) - eps^omega(z_t, c_src) of
+    §1.3b with both branches at the same z_t); the base prediction still renoises the trajectory,
+    so strength 0 reconstructs either way.
     """
 
     strength: float = 1.0

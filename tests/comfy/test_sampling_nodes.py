@@ -67,6 +67,28 @@ def test_oracle_edit_through_comfy_moves_to_target_class(S, gm, kind):
     assert torch.allclose(den["samples"], ed["samples"], atol=1e-5)   # last step outputs the Tweedie estimate
 
 
+def test_oracle_edit_with_a_source_prompt_uses_it_and_strength_zero_reconstructs(S, gm):
+    """'source' connected: the direction is x0(target) - x0(source) (DDS with a source text); the
+    base (null) still renoises, so strength 0 reconstructs; a non-CONDITIONING source is named."""
+    from support.tiny_models import class_conditioning, oracle_model
+    from dreamsampler_pack.nodes.common import InputError
+    sampling, regs = S
+    model = oracle_model(gm, "eps")
+    null, source, target = class_conditioning(None), class_conditioning(0), class_conditioning(1)
+    lat = _latent(gm, 0)
+    (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, 30, "ddim_uniform", 1.0, 3)
+    out = {}
+    for s, src in ((0.0, source), (0.5, source), (0.5, None)):
+        (r,) = run(regs.DreamCFGEdit, target, s, "invariant", 1.0, 0.0, None, src)
+        out[s, src is None] = run(sampling.DreamSampler, model, 0, 30, 1.0, "ddim_uniform", null, null, inv, 1.0,
+                                  0.0, "constant", r)[0]["samples"]
+    assert float((out[0.0, False] - lat["samples"]).abs().max()) < 5e-3
+    assert (gm.classify(out[0.5, False].double()) == 1).all()
+    assert float((out[0.5, False] - out[0.5, True]).abs().max()) > 1e-2      # the source prediction is used
+    with pytest.raises(InputError, match="'source'"):
+        run(regs.DreamCFGEdit, target, 0.5, "invariant", 1.0, 0.0, None, "a horse")
+
+
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
 def test_tiny_models_every_parameterization_is_finite_and_deterministic(S, kind):
     from support.tiny_models import fake_conditioning, tiny_model

@@ -164,3 +164,36 @@ def test_eta_schedules_do_what_the_tooltip_says(gm, x0):
     a_t, a_s = ctx.alpha_bar, ctx.alpha_bar_next
     assert eta_at(1.0, "ddim", ctx) == pytest.approx((1 - a_t / a_s) / (1 - a_t))
     assert 0.0 < eta_at(1.0, "ddim", ctx) < 0.9 and eta_at(0.0, "ddim", ctx) == 0.0   # keeps base noise
+
+
+def _edit_src(gm, x0, steps, strength):
+    """Edit class 0 -> 1 with the source prompt connected: direction x0_target - x0_source."""
+    p = Parameterization("ve")
+    sig = grid("ve", steps)
+    spans, times = time_grid("ve", sig)
+    null, src, tgt = mixture_denoiser(gm, p), mixture_denoiser(gm, p, 0), mixture_denoiser(gm, p, 1)
+    xt = ddim_invert(null, x0, sig, p, refine=8)
+    return dream_sample(lambda x, s: (null(x, s), {"target": tgt(x, s), "source": src(x, s)}), xt, sig, p,
+                        regularizers=[CFGEdit(strength=strength, source="source")], spans=spans, times=times)
+
+
+def test_source_prompt_edit_is_dds_with_a_source_text_reconstructs_and_is_step_count_invariant(gm, x0):
+    """With a source prompt the step is z + lambda_t (x0_tgt - x0_src) (spec §1.3b with c_src = the
+    source text), strength 0 still reconstructs (the base renoises), and the 'invariant' strength
+    gives the same edit at 20, 50 and 200 steps."""
+    p = Parameterization("ve")
+    sigma = torch.tensor(0.8, dtype=torch.float64)
+    x = x0[:4] + sigma * torch.randn(4, gm.dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    d_null, d_src, d_tgt = (mixture_denoiser(gm, p, c)(x, sigma) for c in (None, 0, 1))
+    ctx = StepContext(i=0, n=1, sigma=sigma, sigma_next=sigma * 0, x=x, base=d_null, eps=p.eps(x, d_null, sigma),
+                      preds={"target": d_tgt, "source": d_src}, param=p, span=REFERENCE_SPAN)
+    w = 0.3 * float(p.alpha_bar(sigma))
+    assert torch.allclose(CFGEdit(strength=0.3, schedule="paper", source="source")(d_null, ctx),
+                          d_null + w * (d_tgt - d_src), atol=1e-12)
+    assert not torch.allclose(d_src, d_null)          # a different direction from the null-source edit
+    assert float((_edit_src(gm, x0, 50, 0.0) - x0).abs().max()) < 1e-6
+    edited = {n: _edit_src(gm, x0, n, 0.2) for n in (20, 50, 200)}
+    assert (gm.classify(edited[50]) == 1).all()
+    scale = (edited[200] - x0).norm()
+    for n in (20, 50):
+        assert (edited[n] - edited[200]).norm() / scale < 0.05
