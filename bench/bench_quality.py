@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 import tempfile
 import time
@@ -65,7 +63,6 @@ def grids(quick: bool) -> dict:
                       for s in (0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)]
     g["cfg_edit"] += [dict(schedule="invariant", strength=s, steps=50, refine=0, source=True)
                       for s in (0.05, 0.075, 0.1, 0.15, 0.2)]
-    x = lambda sch, ss, **kw: [dict(schedule=sch, strength=v, steps=20, refine=0, **kw) for v in ss]
     g["sdedit"] = [dict(denoise=d, cfg=c, steps=20) for c in (1.0, 3.0) for d in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0)]
     # the same source prompt given to the baselines, as their negative (CFG away from the source)
     g["sdedit"] += [dict(denoise=d, cfg=3.0, steps=20, neg="src") for d in (0.2, 0.3, 0.4, 0.5, 0.7)]
@@ -312,10 +309,9 @@ def run_benchmark(quick=False, n=32, pairs=PAIRS, log=print, families=None, serv
     G = grids(quick)
     families = families or list(G)
     data = inputs_for(pairs, n)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     t_all = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        with ComfyServer(Path(server_dir or tmp) / "server", custom_nodes=[NODES]) as server:
+        with ComfyServer(Path(server_dir or tmp) / "server", custom_nodes=[NODES], env={"OMP_NUM_THREADS": "1"}) as server:
             t = time.time()
             gen = generate_samples(server, 4 if quick else 32, 8 if quick else 20, (3.0,) if quick else (1.0, 3.0))
             sample_acc = {}

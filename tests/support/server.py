@@ -36,13 +36,16 @@ class ServerError(RuntimeError):
 
 class ComfyServer:
     def __init__(self, workdir: Path, checkpoints=(), python: str | None = None, extra_args=(), custom_nodes=(),
-                 pack_dir: Path | None = None, comfy_dir: Path | None = None):
+                 pack_dir: Path | None = None, comfy_dir: Path | None = None, env: dict | None = None):
         """``custom_nodes``: more node folders to link (test-only nodes); ``pack_dir``: a copy of the
         pack to install in ``custom_nodes`` instead of linking this repository (e.g. the registry
         archive, extracted); ``comfy_dir``: run this ComfyUI tree instead of the cached host (e.g. a
-        fresh copy a test installed the pack into)."""
+        fresh copy a test installed the pack into); ``env``: extra environment variables for this
+        server alone (never set them in os.environ: servers started later would inherit them, and a
+        different thread count changes results bit for bit)."""
         self.workdir = Path(workdir)
         self.comfy_dir = Path(comfy_dir) if comfy_dir is not None else host_dir()
+        self.env = dict(env or {})
         self.pack_dir = Path(pack_dir) if pack_dir is not None else None
         self.checkpoints = [Path(c) for c in checkpoints]
         self.custom_nodes = [Path(c) for c in custom_nodes]      # more node folders (test-only nodes)
@@ -81,7 +84,7 @@ class ComfyServer:
         cmd = [self.python, str(self.comfy_dir / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", str(self.workdir), "--database-url", "sqlite:///:memory:",
                "--disable-auto-launch", "--deterministic", *self.extra_args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=str(self.comfy_dir), stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
