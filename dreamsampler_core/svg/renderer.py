@@ -639,30 +639,9 @@ def check_render(scenes: SVGScene | Sequence[SVGScene], max_bytes: int = MAX_REN
     return work, nbytes
 
 
-def _render_scene_torch(scene: SVGScene, channels: int, samples_per_segment, tolerance, softness,
-                        dtype=None, interrupt=None) -> Tensor:
-    dtype = dtype or scene.dtype
-    device = scene.device
-    if not _needs_grad(scene):
-        # no backward: composite each path as soon as it is rasterised (memory O(canvas), not O(layers));
-        # the same arithmetic as _SparseOver.forward
-        with torch.no_grad():
-            canvas = _background_image(scene, channels, dtype, device).detach().clone().contiguous()
-            for path in scene.paths:
-                if interrupt is not None:
-                    interrupt()
-                res = path_layers(path, scene.width, scene.height, samples_per_segment, tolerance, softness)
-                if res is None:
-                    continue
-                (y0, y1, x0, x1), path_layer_list = res
-                for alpha, rgba in path_layer_list:
-                    color = rgba[:3].to(dtype)
-                    if channels == 4:
-                        color = torch.cat([color, torch.ones(1, dtype=dtype, device=device)])
-                    a = alpha.to(dtype).unsqueeze(-1)
-                    canvas[y0:y1, x0:x1].mul_(1.0 - a).add_(a * color)
-            return canvas
-    boxes, layers = [], []
+def _colored_layers(scene: SVGScene, channels: int, samples_per_segment, tolerance, softness, dtype, interrupt):
+    """(box, alpha [h, w], color [channels]) for every fill / stroke layer, paths in paint order;
+    ``interrupt()`` before each path."""
     for path in scene.paths:
         if interrupt is not None:
             interrupt()
@@ -673,9 +652,29 @@ def _render_scene_torch(scene: SVGScene, channels: int, samples_per_segment, tol
         for alpha, rgba in path_layer_list:
             color = rgba[:3].to(dtype)
             if channels == 4:
-                color = torch.cat([color, torch.ones(1, dtype=dtype, device=device)])
-            boxes.append(box)
-            layers.append((alpha.to(dtype), color))
+                color = torch.cat([color, torch.ones(1, dtype=dtype, device=color.device)])
+            yield box, alpha.to(dtype), color
+
+
+def _render_scene_torch(scene: SVGScene, channels: int, samples_per_segment, tolerance, softness,
+                        dtype=None, interrupt=None) -> Tensor:
+    dtype = dtype or scene.dtype
+    device = scene.device
+    if not _needs_grad(scene):
+        # no backward: composite each path as soon as it is rasterised (memory O(canvas), not O(layers));
+        # the same arithmetic as _SparseOver.forward
+        with torch.no_grad():
+            canvas = _background_image(scene, channels, dtype, device).detach().clone().contiguous()
+            for (y0, y1, x0, x1), alpha, color in _colored_layers(scene, channels, samples_per_segment, tolerance,
+                                                                  softness, dtype, interrupt):
+                a = alpha.unsqueeze(-1)
+                canvas[y0:y1, x0:x1].mul_(1.0 - a).add_(a * color)
+            return canvas
+    boxes, layers = [], []
+    for box, alpha, color in _colored_layers(scene, channels, samples_per_segment, tolerance, softness, dtype,
+                                             interrupt):
+        boxes.append(box)
+        layers.append((alpha, color))
     bg = _background_image(scene, channels, dtype, device)
     if not layers:
         return bg.clone() if not bg.requires_grad else bg * 1
