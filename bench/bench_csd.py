@@ -76,7 +76,8 @@ def main():
     import nodes as core
     from dreamsampler_pack.dreamsampler_core import csd
     from dreamsampler_pack.dreamsampler_core.svgd import svgd_combine
-    from dreamsampler_pack.nodes import _compat as C
+    from dreamsampler_pack.nodes import host as C
+    from dreamsampler_pack.nodes.csd import csd_guider, csd_sigmas
     from support.tiny_models import tiny_sd15_checkpoint
 
     dev = mm.get_torch_device()
@@ -94,11 +95,11 @@ def main():
         def edit(n):
             lat = torch.randn(n, 4, h, h, generator=torch.Generator().manual_seed(0))
 
-            def run(predict, x, param, step_callback):
-                return csd.csd_edit(predict, x, sigma_at, param, mode="frames", iterations=args.iterations,
-                                    generator=torch.Generator().manual_seed(0))
-            return C.run_csd(model, target, negative, source, run, lat, 0, args.iterations, 7.5, 5.0,
-                             (sigma_at(0.02), sigma_at(0.5)))
+            def run(job):
+                return csd.csd_edit(job.model, job.branches["source"], job.latent, sigma_at, job.param, mode="frames",
+                                    iterations=args.iterations, generator=torch.Generator().manual_seed(0))
+            guider = csd_guider(model, target, negative, source, 7.5, 5.0)
+            return C.run(guider, C.CoreSampler(run, args.iterations), csd_sigmas(sigma_at, 0.02, 0.5), lat)
 
         edit(ns[0])                                        # warm-up: model load
         totals = [timed(lambda n=n: edit(n), args.repeat, sync) for n in ns]

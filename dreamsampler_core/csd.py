@@ -10,9 +10,9 @@ the identity): the frames of a batch, or overlapping windows of one large latent
    x_t^i = a X^i + s eps_i,   x~_t^i = a S^i + s eps_i;
 3. the control-variate direction (DDS-like; spec §1.2)
    Delta E^i = eps_hat_target(x_t^i) - eps_hat_source(x~_t^i),
-   where the host's ``predict`` returns both guided Tweedie estimates (InstructPix2Pix: the
-   instruction with three-way guidance vs the source prompt, both conditioned on the *source* image;
-   text-to-image: target prompt vs source prompt, same guidance);
+   where the host's two denoisers (``denoiser.py``) give the guided Tweedie estimates, both called
+   with ``image=`` the particles' *source* latents (InstructPix2Pix's image condition: the
+   instruction with three-way guidance vs the source prompt; text-to-image models ignore it);
 4. the SVGD combination g^i = (1/N)(sum_j K_ij Delta E^j + R_i) on the kernel features
    (``svgd.svgd_combine``; features: the VP-scaled noisy target latents as the paper, or the target's
    Tweedie estimate), or g^i = Delta E^i without SVGD;
@@ -33,6 +33,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .denoiser import Denoiser, randn_like
 from .schedule import Parameterization
 from .svgd import svgd_combine
 
@@ -41,10 +42,6 @@ FEATURES = ("noisy", "denoised")
 LR_SCHEDULES = ("step", "constant", "cosine")
 #: the official StepLR: x 0.9 every 20 iterations (spec §1.5)
 STEP_EVERY, STEP_GAMMA = 20, 0.9
-
-#: predict(x_t, x_src_t, sigma, source) -> (x0_target, x0_source); all [n, C, h, w] in model space.
-#: ``source`` is the particles' clean source latents (InstructPix2Pix's image condition).
-Predictor = Callable[[Tensor, Tensor, Tensor, Tensor], "tuple[Tensor, Tensor]"]
 
 
 # ----------------------------------------------------------------------------- particle layouts
@@ -177,23 +174,28 @@ def _check(iterations, lr, t_range, feature, particles, lr_schedule):
 
 
 # ----------------------------------------------------------------------------- one step, the loop
-def control_variate(predict: Predictor, x: Tensor, source: Tensor, noise: Tensor, sigma, param: Parameterization):
+def control_variate(target: Denoiser, source_model: Denoiser, x: Tensor, source: Tensor, noise: Tensor, sigma,
+                    param: Parameterization):
     """(Delta E, x_t, x0_target) for particles x with sources ``source`` and shared noise (spec §1.2):
-    Delta E = eps_hat_tgt(a x + s eps) - eps_hat_src(a S + s eps)."""
+    Delta E = eps_hat_tgt(a x + s eps) - eps_hat_src(a S + s eps), both conditioned on image=S."""
     x_t = param.compose(x, noise, sigma)
     x_src_t = param.compose(source, noise, sigma)
-    x0_tgt, x0_src = predict(x_t, x_src_t, sigma, source)
-    x0_tgt, x0_src = x0_tgt.to(x.dtype), x0_src.to(x.dtype)
+    x0_tgt = target(x_t, sigma, image=source).to(x.dtype)
+    x0_src = source_model(x_src_t, sigma, image=source).to(x.dtype)
     delta = param.eps(x_t, x0_tgt, sigma) - param.eps(x_src_t, x0_src, sigma)
     return delta, x_t, x0_tgt
 
 
-def csd_edit(predict: Predictor, source: Tensor, sigma_at: Callable[[float], float], param: Parameterization, *,
+def csd_edit(target: Denoiser, source_model: Denoiser, source: Tensor, sigma_at: Callable[[float], float],
+             param: Parameterization, *,
              mode: str = "frames", window: int = 64, stride: int = 16, particles: int = 0,
              iterations: int = 200, lr: float = 2.0, lr_schedule: str = "step",
              t_range: tuple = (0.02, 0.5), svgd: bool = True, feature: str = "noisy", repulsion: float = 1.0,
              generator: torch.Generator | None = None, callback=None, interrupt=None) -> Tensor:
     """CSD-Edit (spec §1.4) of ``source`` [B, C, h, w] (model space); returns the edited latent.
+
+    target / source_model: denoisers of the target and the source branch (``denoiser.py``), called
+    with ``image=`` the particles' source latents.
 
     mode "frames": the B latents are the particles; "panorama": B = 1 and the particles are windows
     (``window``, ``stride`` in latent pixels).  ``particles``: how many are drawn at random each
@@ -220,9 +222,9 @@ def csd_edit(predict: Predictor, source: Tensor, sigma_at: Callable[[float], flo
         else:
             idx = torch.randperm(n_all, generator=generator)[:n_draw].sort().values
         xp, sp = layout.gather(x, idx), layout.gather(src, idx)
-        noise = torch.randn(xp.shape, generator=generator, dtype=torch.float32).to(device=xp.device, dtype=xp.dtype)
+        noise = randn_like(xp, generator)
         s = sigma.to(xp.dtype)
-        delta, x_t, x0_tgt = control_variate(predict, xp, sp, noise, s, param)
+        delta, x_t, x0_tgt = control_variate(target, source_model, xp, sp, noise, s, param)
         if svgd:
             feats = x_t / param.vp_scale(s) if feature == "noisy" else x0_tgt
             g = svgd_combine(delta, feats, repulsion=repulsion)

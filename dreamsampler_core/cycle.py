@@ -12,7 +12,8 @@ DDIM's stochastic step t -> s (spec csd §0, SDE-Drag's Eq. 6) in VP form is
 
 which is the DreamSampler renoise ``x_s = compose(x0, sqrt(1-f) eps + sqrt(f) w, sigma_s)`` with
 the noise fraction ``f = sig^2 / (1 - abar_s) = eta^2 (1 - abar_t/abar_s) / (1 - abar_t)``
-(``sampler.eta_at(..., "ddim")``).  A *noise provider* (``sampler.NoiseFn``) chooses ``w``:
+(``sampler.ddim_fraction``, the sampler's ``eta_schedule="ddim"``).  A *noise provider*
+(``sampler.NoiseFn``) chooses ``w``:
 fresh Gaussians (SDE / DDPM), the noises recovered from a source trajectory (CycleDiffusion,
 Cycle-SDE), or nothing (eta = 0, the ODE).
 
@@ -28,12 +29,12 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .sampler import NoiseFn, dream_sample, renoise_direction
+from .denoiser import Denoiser, randn_like
+from .masks import as_mask4d
+from .sampler import NoiseFn, ddim_fraction, dream_sample, renoise_direction
 from .schedule import Parameterization
 
 COUPLINGS = ("posterior", "markov")
-
-Denoiser = Callable[[Tensor, Tensor], Tensor]          # denoise(x, sigma) -> Tweedie x0
 
 
 # ----------------------------------------------------------------------------- grid
@@ -76,15 +77,6 @@ def clean_end_grid(sigmas: Tensor, sigma_floor: float) -> Tensor:
 # ----------------------------------------------------------------------------- single steps
 def _alpha_bar(param: Parameterization, sigma) -> float:
     return float(param.alpha_bar(sigma))
-
-
-def ddim_fraction(param: Parameterization, sigma, sigma_next, eta: float) -> float:
-    """f = sig_{t->s}(eta)^2 / (1 - abar_s): the fresh-noise share of the renoise direction.
-
-    Same arithmetic as ``sampler.eta_at(eta, "ddim", ctx)``, so encoder and sampler agree bitwise.
-    """
-    abar_t, abar_s = _alpha_bar(param, sigma), _alpha_bar(param, sigma_next)
-    return float(eta) ** 2 * (1.0 - abar_t / abar_s) / (1.0 - abar_t)
 
 
 def ddim_eta_step(x: Tensor, x0: Tensor, sigma, sigma_next, param: Parameterization, eta: float,
@@ -134,12 +126,6 @@ def recover_noise(x_s: Tensor, x_t: Tensor, x0_hat: Tensor, sigma, sigma_next, p
 
 
 # ----------------------------------------------------------------------------- encoder
-def _randn(like: Tensor, generator: torch.Generator | None) -> Tensor:
-    dev = generator.device if generator is not None else like.device
-    n = torch.randn(like.shape, generator=generator, device=dev, dtype=torch.float32)
-    return n.to(device=like.device, dtype=like.dtype)
-
-
 @dataclass
 class CycleCode:
     """A stochastic latent: the start latent and the per-step noises that decode to a given x0.
@@ -186,16 +172,16 @@ def forward_trajectory(x0: Tensor, sigmas: Tensor, param: Parameterization, *, e
             raise ValueError("the Markov coupling matches the sampler only at eta = 1; use coupling='posterior'")
         traj = [x0]
         for k in range(K - 1, -1, -1):
-            traj.append(markov_forward(traj[-1], sigmas[k + 1], sigmas[k], param, _randn(x0, generator)))
+            traj.append(markov_forward(traj[-1], sigmas[k + 1], sigmas[k], param, randn_like(x0, generator)))
         return traj[::-1]
     # the start level treats x0 as clean data (x_start = a x0 + s n), as diffusers' add_noise
-    traj = [param.compose(x0, _randn(x0, generator), sigmas[0])]
+    traj = [param.compose(x0, randn_like(x0, generator), sigmas[0])]
     for k in range(K):
         if k == K - 1:
             traj.append(x0)                                  # endpoint pinned to the data
         else:
             traj.append(posterior_sample(traj[-1], x0, sigmas[k], sigmas[k + 1], param, eta,
-                                         _randn(x0, generator)))
+                                         randn_like(x0, generator)))
     return traj
 
 
@@ -256,7 +242,7 @@ def lockstep_source(source_denoise: Denoiser, x0: Tensor, sigmas: Tensor, param:
             raise RuntimeError(f"lock-step source expected step {state['i']}, got {i}")
         x_t = state["x"]
         last = i == len(sigmas) - 2
-        x_s = x0 if last else posterior_sample(x_t, x0, sigmas[i], sigmas[i + 1], param, eta, _randn(x0, generator))
+        x_s = x0 if last else posterior_sample(x_t, x0, sigmas[i], sigmas[i + 1], param, eta, randn_like(x0, generator))
         w = recover_noise(x_s, x_t, source_denoise(x_t, sigmas[i]), sigmas[i], sigmas[i + 1], param, eta)
         state.update(i=i + 1, x=x_s)
         return w.to(device=ctx.x.device, dtype=ctx.x.dtype)
@@ -280,13 +266,7 @@ def reset_outside(mask: Tensor, trajectory: Sequence[Tensor]):
 def mask_to_latent(mask: Tensor, hw, threshold: float = 0.5) -> Tensor:
     """A pixel mask [H, W] / [B, H, W] / [B, 1, H, W] (1 = editable) -> binary [B, 1, h, w] on the
     latent grid: bicubic resize, then > threshold (the official code: PIL bicubic, > 128)."""
-    if mask.ndim == 2:
-        mask = mask[None, None]
-    elif mask.ndim == 3:
-        mask = mask[:, None]
-    if mask.ndim != 4 or mask.shape[1] != 1 or mask.numel() == 0:
-        raise ValueError(f"a mask must be [batch, height, width], got shape {tuple(mask.shape)}")
-    m = torch.nn.functional.interpolate(mask.float(), size=tuple(hw), mode="bicubic", align_corners=False)
+    m = torch.nn.functional.interpolate(as_mask4d(mask), size=tuple(hw), mode="bicubic", align_corners=False)
     return (m > threshold).float()
 
 
@@ -310,7 +290,7 @@ def cycle_sample(denoise: Denoiser, x: Tensor, sigmas: Tensor, param: Parameteri
         if reference is None or len(reference) != len(sigmas):
             raise ValueError("a mask needs a reference trajectory with one latent per grid level")
         post = reset_outside(mask, reference)
-    return dream_sample(lambda x_, s: (denoise(x_, s), {}), x, sigmas, param, eta=eta, eta_schedule="ddim",
+    return dream_sample(denoise, x, sigmas, param, eta=eta, eta_schedule="ddim",
                         noise_fn=noise_fn, generator=generator, callback=callback, post_step=post)
 
 
@@ -323,3 +303,33 @@ def cycle_decode(denoise: Denoiser, code: CycleCode, param: Parameterization, *,
     x = code.x_start if x_start is None else x_start
     return cycle_sample(denoise, x.clone(), code.sigmas, param, eta=code.eta, noise_fn=recorded_noise(code.noises),
                         mask=mask, reference=code.trajectory if mask is not None else None, callback=callback)
+
+
+# ----------------------------------------------------------------------------- pipelines
+def cycle_sde_edit(source: Denoiser, target: Denoiser, x0: Tensor, sigmas: Tensor, param: Parameterization, *,
+                   stage2: str = "cycle_sde", seed: int = 0, mask: Tensor | None = None,
+                   store: Callable[[Tensor], Tensor] = lambda t: t, callback=None) -> Tensor:
+    """SDEdit with a choice of stage 2 (SDE-Drag paper §3, "SDE beats ODE"): x0 (model space, at
+    sigmas[-1] > 0) is noised to sigmas[0] by forward Markov noising (Eq. 7), then sampled down with
+    the ``target`` prompt by
+
+    * ``"cycle_sde"``: DDPM (Eq. 6, eta = 1) reusing the noises recovered (Eq. 8) from the forward
+      path with the ``source`` prompt (``dpm_encode``, Markov coupling): keeps more of the image;
+    * ``"sde"``: DDPM with fresh noise;  ``"ode"``: DDIM (eta = 0).
+
+    The same seed gives all three the same start (the forward path from ``seed``; the SDE's fresh
+    noise from seed + 1).  ``mask`` [B|1, 1, H, W] (1 = editable) resets the rest to the forward
+    path after every step.  ``callback(k, x0_hat, x)`` after every model call (2K for cycle_sde,
+    K otherwise, K = len(sigmas) - 1).
+    """
+    if stage2 not in STAGE2:
+        raise ValueError(f"stage2 must be one of {STAGE2}, got {stage2!r}")
+    if stage2 == "cycle_sde":
+        code = dpm_encode(source, x0, sigmas, param, eta=1.0, coupling="markov",
+                          generator=torch.Generator().manual_seed(int(seed)), store=store, callback=callback)
+        return cycle_decode(target, code, param, x_start=code.x_start.to(x0), mask=mask, callback=callback)
+    traj = forward_trajectory(x0, sigmas, param, eta=1.0, coupling="markov",
+                              generator=torch.Generator().manual_seed(int(seed)))
+    return cycle_sample(target, traj[0], sigmas, param, eta=1.0 if stage2 == "sde" else 0.0,
+                        generator=torch.Generator().manual_seed(int(seed) + 1), mask=mask,
+                        reference=traj if mask is not None else None, callback=callback)

@@ -24,9 +24,9 @@ Every method is the same two moves (spec dreamsampler §1.3, §2.4):
 With one latent-space fit step the gradient is exactly the SDS / DDS gradient d (identity §1.3a),
 and with an exact fit of an identity generator Algorithm 2 is the DreamSampler / DDIM sampler.
 
-The denoiser contract: ``denoise(x, sigma, branch) -> (x0, preds)`` with x0 the (CFG-guided)
-Tweedie estimate of the branch ("target": the prompt; "source": DDS's source prompt) and preds the
-extra named x0 predictions the regularizers asked for (``sampler.dream_sample``'s contract).
+The models follow the core's one contract (``denoiser.py``): ``model(x, sigma) -> x0``, the
+(CFG-guided) Tweedie estimate of the prompt; DDS takes a second denoiser of the source prompt, and
+DreamSampler distillation the regularizers' named ``extras`` as ``sampler.dream_sample`` does.
 """
 from __future__ import annotations
 
@@ -37,8 +37,10 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .regularizers import Regularizer, StepContext, apply_regularizers
-from .sampler import renoise_direction, step_eta
+from .codec import IdentityCodec
+from .denoiser import Denoiser, Extras, Host, randn_like
+from .regularizers import Regularizer, apply_regularizers
+from .sampler import default_grid, renoise, step_context
 from .schedule import Parameterization
 
 METHODS = ("dreamsampler", "sds", "dds")
@@ -175,17 +177,7 @@ class SVGGenerator(Generator):
         return [s.detach() for s in self.scenes]
 
 
-# ----------------------------------------------------------------------------- codecs and data terms
-class IdentityCodec:
-    """The latent *is* the image (analytic oracles, pixel-space models): E = D = identity."""
-
-    def encode(self, x: Tensor) -> Tensor:
-        return x
-
-    def decode(self, z: Tensor) -> Tensor:
-        return z
-
-
+# ----------------------------------------------------------------------------- data terms
 def _plain(t: Tensor) -> Tensor:
     """A tensor made under torch.inference_mode (the host's model calls) cannot take part in autograd
     outside it: clone it into a normal tensor."""
@@ -228,23 +220,22 @@ def tweedie_residual(z: Tensor, x0: Tensor) -> Tensor:
     return z - x0
 
 
-def sds_direction(denoise, z: Tensor, sigma, noise: Tensor, param: Parameterization) -> Tensor:
+def sds_direction(model: Denoiser, z: Tensor, sigma, noise: Tensor, param: Parameterization) -> Tensor:
     """SDS direction at level sigma with noise eps (spec §1.3a):
 
         z_t = a z + s eps;  d = z - T(z_t, eps_hat) = (s / a) (eps_hat - eps)."""
     x_t = param.compose(z, noise, sigma)
-    x0, _ = denoise(x_t, sigma, "target")
-    return tweedie_residual(z, _plain(x0))
+    return tweedie_residual(z, _plain(model(x_t, sigma)))
 
 
-def dds_direction(denoise, z: Tensor, z_src: Tensor, sigma, noise: Tensor, param: Parameterization) -> Tensor:
+def dds_direction(model: Denoiser, source: Denoiser, z: Tensor, z_src: Tensor, sigma, noise: Tensor,
+                  param: Parameterization) -> Tensor:
     """DDS direction (spec §1.3b): (s/a) (eps_hat(z_t, c_tgt) - eps_hat(z_t^src, c_src)) with the same
     eps and sigma on both branches, computed as  (z - T_tgt) - (z_src - T_src)  (equal by linearity)."""
     x_t = param.compose(z, noise, sigma)
     x_src = param.compose(z_src, noise, sigma)
-    x0, _ = denoise(x_t, sigma, "target")
-    x0_src, _ = denoise(x_src, sigma, "source")
-    return tweedie_residual(z, _plain(x0)) - tweedie_residual(z_src, _plain(x0_src))
+    return (tweedie_residual(z, _plain(model(x_t, sigma)))
+            - tweedie_residual(z_src, _plain(source(x_src, sigma))))
 
 
 def distill_weight(sigma, param: Parameterization, weighting: str = "tweedie") -> float:
@@ -298,11 +289,39 @@ def fit_generator(generator: Generator, optimizer, target, *, codec=None, space:
     return loss_value
 
 
-def _check_fit(generator: Generator, fit_space: str, data_term):
-    if fit_space not in FIT_SPACES:
-        raise ValueError(f"fit_space must be one of {FIT_SPACES}, got {fit_space!r}")
-    if data_term is not None and generator.space != "pixel":
-        raise ValueError("a pixel data term needs a pixel generator (an SVG or an image), not a latent")
+@dataclass(frozen=True)
+class FitConfig:
+    """How the generator is fitted to each target.
+
+    space: "latent" (fit E(g(theta)) to the target latent) or "pixel" (fit g(theta) to D(target));
+    inner_steps: optimizer steps per target; data_term: optional restoration term on the pixels."""
+
+    space: str = "latent"
+    inner_steps: int = 1
+    data_term: PixelDataTerm | None = None
+
+    def check(self, generator: Generator) -> None:
+        if self.space not in FIT_SPACES:
+            raise ValueError(f"fit_space must be one of {FIT_SPACES}, got {self.space!r}")
+        if self.data_term is not None and generator.space != "pixel":
+            raise ValueError("a pixel data term needs a pixel generator (an SVG or an image), not a latent")
+
+
+@dataclass(frozen=True)
+class RandomLevels:
+    """SDS / DDS's noise levels: each iteration draws u ~ U[t_range] (normalized time, 1 = pure
+    noise), sigma = sigma_at(u), and weights the direction by ``distill_weight(sigma, weighting)``."""
+
+    iterations: int = 500
+    t_range: tuple = (0.02, 0.98)
+    weighting: str = "tweedie"
+
+    def __post_init__(self):
+        lo, hi = float(self.t_range[0]), float(self.t_range[1])
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"t_range must satisfy 0 <= min <= max <= 1, got {self.t_range}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
 
 
 @dataclass
@@ -311,136 +330,125 @@ class DistillResult:
     losses: list = field(default_factory=list)
 
 
-# ----------------------------------------------------------------------------- SDS / DDS
-def score_distill(denoise, generator: Generator, sigma_at: Callable[[float], float], param: Parameterization, *,
-                  method: str = "sds", iterations: int = 500, codec=None, fit_space: str = "latent",
-                  inner_steps: int = 1, t_range: tuple[float, float] = (0.02, 0.98), weighting: str = "tweedie",
-                  source_latent: Tensor | None = None, optimizer=None, data_term: PixelDataTerm | None = None,
-                  rng: torch.Generator | None = None, callback=None, interrupt=None) -> DistillResult:
-    """Score Distillation Sampling (DreamFusion / VectorFusion) or Delta Denoising Score.
+def _final_latent(generator: Generator, codec) -> Tensor:
+    with torch.no_grad():
+        return _plain(generator_latent(generator, codec).detach())
 
-    Each iteration draws u ~ U[t_range] (normalized time, 1 = pure noise), sigma = sigma_at(u) and
-    eps ~ N(0, I), evaluates the direction d (``sds_direction`` / ``dds_direction``) at the current
-    latent z = E(g(theta)) and fits theta toward z - weight(sigma) d for ``inner_steps`` steps.
-    DDS's source latent defaults to the generator's initial latent (edit "what it was" -> "what
-    the prompt says").  ``callback(i, n, latent)`` after each iteration; ``interrupt()`` before
-    each optimizer step.
-    """
-    if method not in ("sds", "dds"):
-        raise ValueError(f"score_distill method must be 'sds' or 'dds', got {method!r}")
-    lo, hi = float(t_range[0]), float(t_range[1])
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"t_range must satisfy 0 <= min <= max <= 1, got {t_range}")
-    _check_fit(generator, fit_space, data_term)
+
+# ----------------------------------------------------------------------------- SDS / DDS
+def _random_level_distill(direction, generator: Generator, sigma_at, param: Parameterization, levels: RandomLevels,
+                          fit: FitConfig, codec, optimizer, rng, callback, interrupt) -> DistillResult:
+    """The loop SDS and DDS share: per iteration a level and a noise, the direction d at the current
+    latent z = E(g(theta)), and a fit of theta toward z - weight(sigma) d."""
+    fit.check(generator)
     codec = codec or IdentityCodec()
     optimizer = optimizer or generator.optimizer()
-    if method == "dds" and source_latent is None:
-        with torch.no_grad():
-            source_latent = generator_latent(generator, codec).detach()
+    lo, hi = float(levels.t_range[0]), float(levels.t_range[1])
     losses = []
-    z = None
-    for i in range(int(iterations)):
+    for i in range(int(levels.iterations)):
         u = lo + (hi - lo) * float(torch.rand((), generator=rng, dtype=torch.float64))
         sigma = torch.as_tensor(float(sigma_at(u)), dtype=torch.float64)
-        w = distill_weight(sigma, param, weighting)
+        w = distill_weight(sigma, param, levels.weighting)
 
         def target(out, sigma=sigma, w=w):
             # ``out`` is the first fit step's output: the latent, or pixels in pixel space
-            z_now = out if (fit_space == "latent" or generator.space == "latent") else codec.encode(out)
-            dev = rng.device if rng is not None else z_now.device
-            noise = torch.randn(z_now.shape, generator=rng, device=dev, dtype=torch.float32).to(z_now)
-            s = sigma.to(z_now.dtype)
-            if method == "sds":
-                d = sds_direction(denoise, z_now, s, noise, param)
-            else:
-                d = dds_direction(denoise, z_now, _plain(source_latent).to(z_now), s, noise, param)
+            z_now = out if (fit.space == "latent" or generator.space == "latent") else codec.encode(out)
+            d = direction(z_now, sigma.to(z_now.dtype), randn_like(z_now, rng))
             z_tgt = z_now - w * d
-            if z_now is out:
-                return z_tgt
-            return codec.decode(z_tgt)
+            return z_tgt if z_now is out else codec.decode(z_tgt)
 
-        losses.append(fit_generator(generator, optimizer, target, codec=codec, space=fit_space,
-                                    steps=inner_steps, data_term=data_term, interrupt=interrupt))
+        losses.append(fit_generator(generator, optimizer, target, codec=codec, space=fit.space,
+                                    steps=fit.inner_steps, data_term=fit.data_term, interrupt=interrupt))
         if callback is not None:
-            with torch.no_grad():
-                z = generator_latent(generator, codec).detach()
-            callback(i, int(iterations), z)
-    if z is None:
-        with torch.no_grad():
-            z = generator_latent(generator, codec).detach()
-    return DistillResult(latent=z, losses=losses)
+            callback(i, int(levels.iterations), _final_latent(generator, codec))
+    return DistillResult(latent=_final_latent(generator, codec), losses=losses)
+
+
+def sds(model: Denoiser, generator: Generator, sigma_at: Callable[[float], float], param: Parameterization,
+        levels: RandomLevels = RandomLevels(), fit: FitConfig = FitConfig(), *, codec=None, optimizer=None,
+        rng: torch.Generator | None = None, callback=None, interrupt=None) -> DistillResult:
+    """Score Distillation Sampling (DreamFusion / VectorFusion; spec §1.3a): theta follows
+    d = z - T(a z + s eps) at random levels.  ``callback(i, n, latent)`` after each iteration;
+    ``interrupt()`` before each optimizer step."""
+    return _random_level_distill(lambda z, sigma, noise: sds_direction(model, z, sigma, noise, param),
+                                 generator, sigma_at, param, levels, fit, codec, optimizer, rng, callback, interrupt)
+
+
+def dds(model: Denoiser, source: Denoiser, generator: Generator, sigma_at: Callable[[float], float],
+        param: Parameterization, levels: RandomLevels = RandomLevels(), fit: FitConfig = FitConfig(), *,
+        source_latent: Tensor | None = None, codec=None, optimizer=None, rng: torch.Generator | None = None,
+        callback=None, interrupt=None) -> DistillResult:
+    """Delta Denoising Score (Hertz et al.; spec §1.3b): SDS of the target prompt minus SDS of the
+    source prompt at the source latent, same level and noise.  ``source_latent`` defaults to the
+    generator's initial latent (edit "what it was" -> "what the prompt says")."""
+    fit.check(generator)
+    codec = codec or IdentityCodec()
+    if source_latent is None:
+        source_latent = _final_latent(generator, codec)
+
+    def direction(z, sigma, noise):
+        return dds_direction(model, source, z, _plain(source_latent).to(z), sigma, noise, param)
+
+    return _random_level_distill(direction, generator, sigma_at, param, levels, fit, codec, optimizer, rng,
+                                 callback, interrupt)
 
 
 # ----------------------------------------------------------------------------- DreamSampler distillation
-def dream_distill(denoise, generator: Generator, sigmas: Tensor, param: Parameterization, *, codec=None,
-                  fit_space: str = "pixel", inner_steps: int = 10, regularizers: Sequence[Regularizer] = (),
-                  eta: float = 0.0, eta_schedule: str = "constant", x: Tensor | None = None,
-                  spans: Tensor | None = None, times: Tensor | None = None, optimizer=None,
-                  data_term: PixelDataTerm | None = None, rng: torch.Generator | None = None,
-                  host: dict | None = None, callback=None, interrupt=None) -> DistillResult:
+def dream_distill(model: Denoiser, generator: Generator, sigmas: Tensor, param: Parameterization,
+                  fit: FitConfig = FitConfig(space="pixel", inner_steps=10), *, extras: Extras | None = None,
+                  regularizers: Sequence[Regularizer] = (), eta: float = 0.0, eta_schedule: str = "constant",
+                  x: Tensor | None = None, spans: Tensor | None = None, times: Tensor | None = None,
+                  codec=None, optimizer=None, rng: torch.Generator | None = None, host: Host | None = None,
+                  callback=None, interrupt=None) -> DistillResult:
     """DreamSampler distillation: Algorithm 2 of Kim et al. (2024) as specified in spec §2.4.
 
     sigmas: descending grid, length steps + 1 (usually ending at 0).
     x: the noisy latent at sigmas[0] (model space); None: a(sigma_0) E(g(theta_0)) + s(sigma_0) xi.
-    For each step i::
+    For each step i (the three moves of ``sampler.dream_sample``, with the fit in between)::
 
-        x0_hat = T(x_t, eps_hat)                              model (no grad), CFG inside ``denoise``
+        x0_hat = T(x_t, eps_hat)                              model (no grad), CFG inside ``model``
         z_tgt  = prox_R(x0_hat)                               regularizers (edit, mask, data consistency)
         theta <- inner_steps optimizer steps toward z_tgt     (+ data term; latent or pixel fit)
         z_bar  = E(g(theta))                                  projection onto what g can draw
         x_next = a' z_bar + s' eps_tilde,  eps_tilde = sqrt(1 - eta) eps_hat + sqrt(eta) xi
 
-    spans / times / host / eta_schedule: as ``sampler.dream_sample`` (the regularizers' StepContext).
+    extras / spans / times / host / eta_schedule: as ``sampler.dream_sample``.
     ``callback(i, n, z_bar)`` after each step; ``interrupt()`` before each optimizer step.
     Returns the last z_bar (for a grid ending at 0, the regularized, projected Tweedie estimate).
     """
-    _check_fit(generator, fit_space, data_term)
+    fit.check(generator)
     codec = codec or IdentityCodec()
     optimizer = optimizer or generator.optimizer()
     n = len(sigmas) - 1
     if n < 1:
         raise ValueError("dream_distill needs at least one step (len(sigmas) >= 2)")
-    if spans is None:
-        spans = torch.full((n,), 1.0 / n, dtype=torch.float64)
-    if times is None:
-        times = 1.0 - torch.arange(n, dtype=torch.float64) / n
-    pixel_fit = fit_space == "pixel" and generator.space == "pixel"
+    uniform_spans, uniform_times = default_grid(n)
+    spans = uniform_spans if spans is None else spans
+    times = uniform_times if times is None else times
+    pixel_fit = fit.space == "pixel" and generator.space == "pixel"
+    fresh = lambda i, ctx: randn_like(ctx.x, rng)          # noqa: E731 - the sampler's NoiseFn
 
-    def fresh_noise(like: Tensor) -> Tensor:
-        dev = rng.device if rng is not None else like.device
-        return torch.randn(like.shape, generator=rng, device=dev, dtype=torch.float32).to(like)
-
-    with torch.no_grad():
-        z_bar = generator_latent(generator, codec).detach()
-        if x is None:
-            x = param.compose(z_bar, fresh_noise(z_bar), sigmas[0])
+    z_bar = _final_latent(generator, codec)
+    if x is None:
+        x = param.compose(z_bar, randn_like(z_bar, rng), sigmas[0])
     x = _plain(x)
     losses = []
     for i in range(n):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
         with torch.no_grad():
-            base, preds = denoise(x, sigma, "target")
-            base = _plain(base)
-            eps = param.eps(x, base, sigma)
-            ctx = StepContext(i=i, n=n, sigma=sigma, sigma_next=sigma_next, x=x, base=base, eps=eps,
-                              preds=preds, param=param, span=float(spans[i]), u=float(times[i]),
-                              generator=rng, host=host or {})
-            ctx.eta = step_eta(eta, eta_schedule, ctx, regularizers)
-            z_tgt = _plain(apply_regularizers(base, ctx, regularizers))
+            ctx = step_context(model, extras, x, i, sigmas, param, spans, times, regularizers=regularizers, eta=eta,
+                               eta_schedule=eta_schedule, generator=rng, host=host, prepare=_plain)
+            z_tgt = _plain(apply_regularizers(ctx.base, ctx, regularizers))
             target = codec.decode(z_tgt) if pixel_fit else z_tgt
-        losses.append(fit_generator(generator, optimizer, target, codec=codec, space=fit_space,
-                                    steps=inner_steps, data_term=data_term, interrupt=interrupt))
-        with torch.no_grad():
-            z_bar = _plain(generator_latent(generator, codec).detach())
+        losses.append(fit_generator(generator, optimizer, target, codec=codec, space=fit.space,
+                                    steps=fit.inner_steps, data_term=fit.data_term, interrupt=interrupt))
+        z_bar = _final_latent(generator, codec)
         if callback is not None:
             callback(i, n, z_bar)
-        if float(sigma_next) == 0.0:
+        if float(ctx.sigma_next) == 0.0:
             x = z_bar
             continue
         with torch.no_grad():
-            eta_i = ctx.eta
-            xi = fresh_noise(x) if eta_i > 0.0 else None
-            x = param.compose(z_bar, renoise_direction(eps, eta_i, xi), sigma_next)
+            x = renoise(z_bar, ctx, fresh)
     return DistillResult(latent=z_bar, losses=losses)
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from . import cycle
+from .denoiser import randn_like
 from .schedule import Parameterization
 
 Point = tuple  # (x, y)
@@ -236,8 +237,7 @@ def copy_paste(z: Tensor, sources, targets, radius: int, alpha: float, beta: flo
         src = (..., slice(py - up, py + down), slice(px - left, px + right))
         tgt = (..., slice(qy - up, qy + down), slice(qx - left, qx + right))
         feat = z[src].clone()
-        dev = generator.device if generator is not None else z.device
-        n = torch.randn(feat.shape, generator=generator, device=dev, dtype=torch.float32).to(feat)
+        n = randn_like(feat, generator)
         z[src] = keep * feat + add * n
         z[tgt] = float(alpha) * feat
     return z

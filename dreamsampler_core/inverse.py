@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
+from .codec import IdentityCodec
 from .masks import MaskError, region_shares, to_latent_grid
 from .operators import CG_MAX_ITERS, CG_TOL, LinearOperator, OperatorError, prox
 from .regularizers import REFERENCE_SPAN, Regularizer, StepContext, guided_step_weight
@@ -82,25 +83,6 @@ def preset(name: str) -> InverseSchedule:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {tuple(PRESETS)}")
     return PRESETS[name]
-
-
-def _host_fn(ctx: StepContext, key: str):
-    fn = ctx.host.get(key)
-    return fn if fn is not None else (lambda t: t)
-
-
-# ----------------------------------------------------------------------------- codecs
-class IdentityCodec:
-    """The latent *is* the image (analytic oracles, pixel-space models): D = E = identity."""
-
-    def decode(self, z: Tensor) -> Tensor:
-        return z
-
-    def encode(self, x: Tensor) -> Tensor:
-        return x
-
-    def decode_grad(self, z: Tensor) -> Tensor:
-        return z
 
 
 # ----------------------------------------------------------------------------- mask inpainting
@@ -171,7 +153,7 @@ class MaskInpaint(Regularizer):
         return self._grid[key]
 
     def _source(self, z: Tensor, ctx: StepContext) -> Tensor:
-        src = _host_fn(ctx, "process_latent_in")(self.source.to(device=z.device, dtype=z.dtype))
+        src = ctx.host.latent_in(self.source.to(device=z.device, dtype=z.dtype))
         if src.shape[1:] != z.shape[1:] or src.shape[0] not in (1, z.shape[0]):
             raise MaskError(f"the source latent has shape {tuple(self.source.shape)} but the sampled latent has "
                             f"shape {tuple(z.shape)}; connect the latent of the same image")
@@ -201,15 +183,16 @@ class DataConsistency(Regularizer):
 
     op, y: the operator and the measurement [B or 1, C, h, w] in [-1, 1] pixel units.
     codec: object with ``decode(z) -> x`` and ``encode(x) -> z`` between the VAE-space latent and
-        pixels [B, 3, H, W] in [-1, 1] (and ``decode_grad`` for DPS); None uses ``host["codec"]``,
-        else the identity.  Model-space latents go through the host's process_latent_in/out.
+        pixels [B, 3, H, W] in [-1, 1] (and ``decode_grad`` for DPS); None: the identity.  Model-space
+        latents go through the host's latent_in / latent_out (``denoiser.Host``).  Whoever made the
+        codec releases it after the run (the ComfyUI host does, for its VAE codecs).
     strength: lambda, multiplies the mixing weight gamma_t; 0 leaves the sampler unchanged.
     sigma_y: assumed measurement noise (std, [-1, 1] units): the data are fit only down to it.
     mu: proximal weight of the pixel sub-problem (the official cg_lamb, 1e-4).
     solver / cg_iters / cg_tol: ``operators.prox``; CG runs to cg_tol, at most cg_iters iterations
         (the official fixed 10 iterations stop far from the solution for motion blur).
     dps: step size of the opt-in DPS gradient step on the steps where the term is inactive
-        (0 = off; 1 = the official sqrt(alpha_bar_{t-1}) step).  Needs ``host["denoise_grad"]``.
+        (0 = off; 1 = the official sqrt(alpha_bar_{t-1}) step).  Needs ``Host.grad_model``.
     """
 
     op: LinearOperator = None
@@ -240,17 +223,17 @@ class DataConsistency(Regularizer):
 
     # --- codec in model space --------------------------------------------------------
     def _codec(self, ctx):
-        return self.codec if self.codec is not None else ctx.host.get("codec") or IdentityCodec()
+        return self.codec if self.codec is not None else IdentityCodec()
 
     def decode(self, z: Tensor, ctx: StepContext, grad: bool = False) -> Tensor:
         codec = self._codec(ctx)
-        zv = _host_fn(ctx, "process_latent_out")(z)
+        zv = ctx.host.latent_out(z)
         x = codec.decode_grad(zv) if grad else codec.decode(zv)
         return x.to(device=z.device, dtype=torch.float32 if z.dtype in (torch.float16, torch.bfloat16) else z.dtype)
 
     def encode(self, x: Tensor, like: Tensor, ctx: StepContext) -> Tensor:
         zv = self._codec(ctx).encode(x)
-        return _host_fn(ctx, "process_latent_in")(zv.to(device=like.device, dtype=like.dtype))
+        return ctx.host.latent_in(zv.to(device=like.device, dtype=like.dtype))
 
     def measurement(self, x: Tensor) -> Tensor:
         """The measurement on x's device/dtype, batch-broadcast to x; checked against the operator."""
@@ -271,22 +254,16 @@ class DataConsistency(Regularizer):
     def __call__(self, z, ctx):
         if self.strength == 0.0:
             return z
-        try:
-            if self.schedule.active(ctx):
-                x_hat = self.decode(z, ctx)
-                x_y = self.solve(x_hat)
-                if not isinstance(self._codec(ctx), IdentityCodec):
-                    x_y = x_y.clamp(-1.0, 1.0)          # the VAE encoder expects images in [-1, 1]
-                z_y = self.encode(x_y, z, ctx)
-                return z + (self.strength * self.schedule.gamma(ctx)) * (z_y - z)
-            if self.dps > 0.0 and float(ctx.sigma_next) > 0.0:
-                return z - self.strength * self.dps_step(ctx).to(z)
-            return z
-        finally:
-            if ctx.i == ctx.n - 1:
-                release = getattr(self._codec(ctx), "release", None)
-                if release is not None:
-                    release()
+        if self.schedule.active(ctx):
+            x_hat = self.decode(z, ctx)
+            x_y = self.solve(x_hat)
+            if not isinstance(self._codec(ctx), IdentityCodec):
+                x_y = x_y.clamp(-1.0, 1.0)          # the VAE encoder expects images in [-1, 1]
+            z_y = self.encode(x_y, z, ctx)
+            return z + (self.strength * self.schedule.gamma(ctx)) * (z_y - z)
+        if self.dps > 0.0 and float(ctx.sigma_next) > 0.0:
+            return z - self.strength * self.dps_step(ctx).to(z)
+        return z
 
     def dps_step(self, ctx: StepContext) -> Tensor:
         """Official DPS update on the Tweedie estimate (spec §2.3 "DPS step", VE form §6):
@@ -295,9 +272,9 @@ class DataConsistency(Regularizer):
 
         which, on the estimate that the sampler renoises, is  z <- z - dps * vp_t * grad_{x_t} ||.||_2
         with vp_t = sqrt(a_t^2 + s_t^2).  Backpropagates through the model and the decoder."""
-        fn = ctx.host.get("denoise_grad")
+        fn = ctx.host.grad_model
         if fn is None:
-            raise RuntimeError("DPS needs a differentiable denoiser from the host (host['denoise_grad'])")
+            raise RuntimeError("DPS needs a differentiable denoiser from the host (Host.grad_model)")
         with torch.inference_mode(False), torch.enable_grad():
             x = ctx.x.detach().clone().requires_grad_(True)
             x0 = fn(x, ctx.sigma)

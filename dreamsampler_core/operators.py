@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .denoiser import randn_like
+
 OPERATOR_NAMES = ("inpainting", "sr_avgpool", "sr_bicubic", "deblur_gauss", "deblur_uniform",
                   "deblur_motion", "colorization")
 SR_SCALES = (2, 4, 8)
@@ -531,9 +533,7 @@ def degrade(x: Tensor, op: LinearOperator, sigma_y: float = 0.0, generator: torc
     x: [B, 3, H, W] in [-1, 1]; sigma_y in the same units (the official inpainting uses 0.01)."""
     y = op.A(x)
     if sigma_y > 0:
-        dev = generator.device if generator is not None else y.device
-        n = torch.randn(y.shape, generator=generator, device=dev, dtype=torch.float32).to(y.device, y.dtype)
-        y = y + sigma_y * n
+        y = y + sigma_y * randn_like(y, generator)
     return op.project(y)
 
 

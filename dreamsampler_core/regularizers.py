@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
+from .denoiser import Host
 from .schedule import Parameterization
 
 #: step length (in normalized time) at which strength means what the paper's omega means:
@@ -45,7 +45,7 @@ class StepContext:
     u: float = 1.0             # normalized time of this step (1 = pure noise, 0 = clean)
     eta: float = 0.0           # fresh-noise fraction of this step's renoise (set before the regularizers)
     generator: torch.Generator | None = None
-    host: dict = field(default_factory=dict)   # host services, e.g. "codec" (VAE decode/encode)
+    host: Host = field(default_factory=Host)   # host services (denoiser.Host)
 
     @property
     def alpha_bar(self) -> float:
@@ -181,9 +181,6 @@ def required_predictions(regularizers) -> tuple[str, ...]:
             if n not in names:
                 names.append(n)
     return tuple(names)
-
-
-Denoiser = Callable[[Tensor, Tensor], "tuple[Tensor, dict[str, Any]]"]
 
 
 @dataclass

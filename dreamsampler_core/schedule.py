@@ -114,7 +114,8 @@ def normalized_times(sigmas: Tensor, timestep_fn) -> Tensor:
     return t
 
 
-def step_spans(sigmas: Tensor, timestep_fn, t_max: float) -> Tensor:
-    """Length of each step in normalized time (fraction of the full [0, t_max] range)."""
-    t = normalized_times(sigmas, timestep_fn)
-    return ((t[:-1] - t[1:]) / t_max).to(torch.float64)
+def time_grid(sigmas: Tensor, timestep_fn, t_max: float) -> tuple[Tensor, Tensor]:
+    """(spans, times) of a descending sigma grid in normalized time (1 = the timestep t_max): each
+    step's length and start, as ``sampler.dream_sample`` takes them."""
+    t = normalized_times(sigmas.detach().cpu().double(), timestep_fn) / t_max
+    return (t[:-1] - t[1:]).clamp_min(0.0), t[:-1]

@@ -1,16 +1,22 @@
 """Shared node-side pieces: the regularizer list type and input checks with actionable messages."""
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, fields as dataclass_fields
 
 import torch
 from comfy_api.latest import io
 
-from . import _compat as C
+from . import host as C
+from ..dreamsampler_core.cycle import mask_to_latent
+from ..dreamsampler_core.masks import MaskError, as_mask4d
 from ..dreamsampler_core.regularizers import Regularizer
 
 CATEGORY = "DreamSampler"
+
+#: most steps / iterations a node accepts
+MAX_STEPS = 10000
 
 #: a tuple of RegularizerSpec; builder nodes append to it (never mutate an input)
 Regularizers = io.Custom("DREAM_REGULARIZERS")
@@ -30,6 +36,55 @@ def extend(regularizers, spec: RegularizerSpec) -> tuple:
 
 class InputError(ValueError):
     """Raised from execute() for bad tensor inputs; the message says what to change."""
+
+
+@contextlib.contextmanager
+def user_errors(*kinds):
+    """Inside: an exception of ``kinds`` (default ValueError: the core's input checks) becomes an
+    InputError with the same message (no traceback from deep inside the core)."""
+    try:
+        yield
+    except InputError:
+        raise
+    except kinds or (ValueError,) as e:
+        raise InputError(str(e)) from None
+
+
+def mask_input(mask, name: str) -> torch.Tensor:
+    """A MASK input ([H, W] / [B, H, W] / [B, 1, H, W]) as [B, 1, H, W] float in [0, 1], or an
+    InputError naming the input."""
+    try:
+        return as_mask4d(mask)
+    except MaskError as e:
+        raise InputError(f"'{name}': {e}") from None
+
+
+def scheduler_input():
+    return io.Combo.Input("scheduler", options=C.SCHEDULER_NAMES, default=C.DEFAULT_SCHEDULER,
+                          tooltip="Noise schedule. 'ddim_uniform' is the DDIM grid of the papers "
+                                  "(at 200 steps: t = 996, 991, ..., 1). Use the same one for inversion and sampling.")
+
+
+def latent_mask(mask, samples: torch.Tensor, name: str = "mask"):
+    """A MASK input (white = editable) on the latent grid of ``samples`` (binary, bicubic resize as the
+    official code), or None when not connected; InputError when it cannot be used."""
+    if mask is None:
+        return None
+    try:
+        m = mask_to_latent(mask, samples.shape[-2:])
+    except ValueError as e:
+        raise InputError(f"{name}: {e}") from None
+    if m.shape[0] not in (1, samples.shape[0]):
+        raise InputError(f"{name} batch ({m.shape[0]}) must be 1 or the latent batch ({samples.shape[0]}).")
+    if float(m.sum()) == 0.0:
+        raise InputError(f"the {name} has no white (editable) pixels, so nothing would change; white = edit.")
+    return m
+
+
+def check_model(model):
+    """The MODEL's latent convention (``Parameterization``), or an InputError that says why not."""
+    with user_errors():
+        return C.parameterization(model)
 
 
 def check_latent(latent, name: str = "latent_image") -> torch.Tensor:

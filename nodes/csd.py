@@ -6,10 +6,10 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from . import _compat as C
-from .common import CATEGORY, InputError, check_conditioning, check_image, check_number, first_error
+from . import host as C
+from .common import (CATEGORY, InputError, check_conditioning, check_image, check_model, check_number, first_error,
+                     user_errors)
 from .common import schema
-from .sampling import _check_model
 from ..dreamsampler_core import csd
 
 log = logging.getLogger("DreamSampler")
@@ -32,6 +32,22 @@ def pad_to_multiple(pixels: torch.Tensor, multiple: int) -> torch.Tensor:
         return pixels
     x = torch.nn.functional.pad(pixels.movedim(-1, 1), (0, pw, 0, ph), mode="replicate")
     return x.movedim(1, -1)
+
+
+def csd_guider(model, target, negative, source, text_cfg: float, image_cfg: float):
+    """The guider of a CSD edit: the target branch CFG(target, negative, text_cfg) and a "source"
+    branch (the source prompt, or the negative alone), InstructPix2Pix's three-way guidance on
+    InstructPix2Pix models (spec csd §0, §1.3)."""
+    guider = C.new_guider(model, target, negative, text_cfg)
+    guider.add_branch("source", source, text_cfg)
+    if C.csd_model_kind(model) == "ip2p":
+        guider.set_image_cfg(image_cfg)
+    return guider
+
+
+def csd_sigmas(sigma_at, t_min: float, t_max: float) -> torch.Tensor:
+    """The [high, low] grid a CSD run hands ComfyUI (the models load for that range)."""
+    return torch.tensor([float(sigma_at(t_max)), float(sigma_at(t_min))], dtype=torch.float32)
 
 
 class DreamCSDEdit(io.ComfyNode):
@@ -144,7 +160,7 @@ class DreamCSDEdit(io.ComfyNode):
     def execute(cls, model, vae, image, target, negative, mode, seed, iterations, lr, lr_schedule, text_cfg,
                 image_cfg, particles, window, stride, t_min, t_max, svgd, kernel_feature, vae_tile_size,
                 source=None) -> io.NodeOutput:
-        _check_model(model)
+        check_model(model)
         kind = C.csd_model_kind(model)
         if kind == "concat":
             raise InputError("this model concatenates extra channels (an inpainting-type model); CSD Edit supports "
@@ -164,27 +180,24 @@ class DreamCSDEdit(io.ComfyNode):
             raise InputError(f"the VAE encoded to shape {tuple(samples.shape)}; CSD Edit needs an image VAE "
                              "(2-D latents), e.g. the checkpoint's own VAE.")
         win, step = max(1, window // ds), max(1, stride // ds)
-        try:
+        with user_errors():
             layout = csd.make_layout(mode, samples, win, step)
-        except ValueError as e:
-            raise InputError(str(e)) from None
         sigma_at = C.sigma_at(C.model_sampling(model))
         generator = torch.Generator().manual_seed(int(seed))
         n_draw = layout.count if particles <= 0 else min(int(particles), layout.count)
         log.info("CSD Edit: %s mode, %d particles (%d per iteration), %d iterations, %s model", mode, layout.count,
                  n_draw, iterations, kind)
 
-        def run(predict, x, param, step_callback):
-            return csd.csd_edit(predict, x, sigma_at, param, mode=mode, window=win, stride=step, particles=particles,
-                                iterations=iterations, lr=lr, lr_schedule=lr_schedule, t_range=(t_min, t_max),
-                                svgd=svgd, feature=kernel_feature, generator=generator,
-                                callback=lambda k, n, x_: step_callback(x_), interrupt=C.throw_if_interrupted)
+        def run(job):
+            return csd.csd_edit(job.model, job.branches["source"], job.latent, sigma_at, job.param, mode=mode,
+                                window=win, stride=step, particles=particles, iterations=iterations, lr=lr,
+                                lr_schedule=lr_schedule, t_range=(t_min, t_max), svgd=svgd, feature=kernel_feature,
+                                generator=generator, callback=lambda k, n, x_: job.step(x_, x_),
+                                interrupt=C.throw_if_interrupted)
 
-        try:
-            out = C.run_csd(model, target, negative, source, run, samples, seed, iterations, text_cfg, image_cfg,
-                            (sigma_at(t_min), sigma_at(t_max)))
-        except ValueError as e:
-            raise InputError(str(e)) from None
+        with user_errors():
+            guider = csd_guider(model, target, negative, source, text_cfg, image_cfg)
+            out = C.run(guider, C.CoreSampler(run, iterations), csd_sigmas(sigma_at, t_min, t_max), samples, seed=seed)
         out = out.to(samples)
         result = C.vae_decode(vae, out, vae_tile_size)[:, :H, :W, :]
         return io.NodeOutput(result, {"samples": out})

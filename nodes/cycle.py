@@ -6,11 +6,11 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from . import _compat as C
-from .common import (CATEGORY, InputError, check_conditioning, check_latent, check_number, check_schedule,
-                     first_error, model_latent, require_schedule)
+from . import host as C
+from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_latent, check_model, check_number,
+                     check_schedule, first_error, latent_mask, model_latent, require_schedule, scheduler_input,
+                     user_errors)
 from .common import schema
-from .sampling import MAX_STEPS, _check_model, _scheduler_input
 from ..dreamsampler_core import cycle
 
 log = logging.getLogger("DreamSampler")
@@ -36,29 +36,8 @@ def cycle_grid(model, scheduler: str, steps: int, strength: float, name: str = "
     return sigmas
 
 
-def _guider(model, positive, negative, cfg):
-    guider = C.DreamGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
-    return guider
-
-
 def _to_store(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(C.intermediate_device(), copy=True)
-
-
-def _mask(mask, samples):
-    if mask is None:
-        return None
-    try:
-        m = cycle.mask_to_latent(mask, samples.shape[-2:])
-    except ValueError as e:
-        raise InputError(f"mask: {e}") from None
-    if m.shape[0] not in (1, samples.shape[0]):
-        raise InputError(f"mask batch ({m.shape[0]}) must be 1 or the latent batch ({samples.shape[0]}).")
-    if float(m.sum()) == 0.0:
-        raise InputError("the mask has no white (editable) pixels, so nothing would change; white = edit.")
-    return m
 
 
 def code_of(latent) -> cycle.CycleCode:
@@ -69,7 +48,7 @@ def code_of(latent) -> cycle.CycleCode:
 
 
 def _check_code(model, code: cycle.CycleCode, samples=None):
-    param = _check_model(model)
+    param = check_model(model)
     if code.meta.get("param") and code.meta["param"] != param.kind:
         raise InputError(f"the code was encoded with a '{code.meta['param']}' model but this model is "
                          f"'{param.kind}'; decode with the model family used for encoding.")
@@ -104,12 +83,14 @@ def _seed_input():
                         tooltip="Seed of the forward noising (which stochastic latent represents the image).")
 
 
-def _decode_run(code: cycle.CycleCode, mask):
-    def run(denoise, x, sigmas, param, step_callback, noise_mask=None):
-        m = mask if mask is not None else noise_mask
-        return cycle.cycle_decode(denoise, code, param, x_start=code.x_start.to(x), mask=m,
-                                  callback=lambda i, z, x_t: step_callback(z, x_t))
-    return run
+def _decoder(code: cycle.CycleCode, mask=None) -> C.CoreSampler:
+    """CycleDiffusion decoding of ``code`` with the guider's prompt (the node's mask, else the
+    LATENT's noise_mask, keeps the rest on the source trajectory)."""
+    def run(job):
+        return cycle.cycle_decode(job.model, code, job.param, x_start=code.x_start.to(job.latent),
+                                  mask=mask if mask is not None else job.mask,
+                                  callback=lambda i, z, x_t: job.step(z, x_t))
+    return C.CoreSampler(run, code.steps)
 
 
 class DreamDDPMEncode(io.ComfyNode):
@@ -134,7 +115,7 @@ class DreamDDPMEncode(io.ComfyNode):
                 io.Int.Input("steps", default=40, min=1, max=MAX_STEPS,
                              tooltip="Steps actually run (as KSampler with denoise). 40 at strength 0.8 is "
                                      "the 50-step grid of diffusers' CycleDiffusion."),
-                _scheduler_input(),
+                scheduler_input(),
                 io.Float.Input("strength", default=0.8, min=0.0, max=1.0, step=0.01,
                                tooltip="How far up the noise schedule to start (t0, like denoise). Higher edits "
                                        "more, lower keeps more of the image. The paper used 0.5-0.85."),
@@ -164,25 +145,23 @@ class DreamDDPMEncode(io.ComfyNode):
     @classmethod
     def execute(cls, model, source, negative, latent_image, seed, steps, scheduler, strength, eta, source_cfg,
                 coupling) -> io.NodeOutput:
-        param = _check_model(model)
+        param = check_model(model)
         check_conditioning(source, "source")
         check_conditioning(negative, "negative")
         samples = model_latent(model, latent_image)
         sigmas = cycle_grid(model, scheduler, steps, strength)
         generator = torch.Generator().manual_seed(int(seed))
-        box = {}
 
-        def run(denoise, x0, sig, p, step_callback, noise_mask=None):
-            box["code"] = cycle.dpm_encode(denoise, x0, sig, p, eta=eta, coupling=coupling, generator=generator,
-                                           store=_to_store, callback=lambda k, x0h, x_t: step_callback(x0h, x_t))
-            return box["code"].x_start.to(x0)
+        def encode(job):
+            job.out["code"] = cycle.dpm_encode(job.model, job.latent, job.sigmas, job.param, eta=eta, coupling=coupling,
+                                               generator=generator, store=_to_store,
+                                               callback=lambda k, x0h, x_t: job.step(x0h, x_t))
+            return job.out["code"].x_start.to(job.latent)
 
-        try:
-            x_start = C.run_core(_guider(model, source, negative, source_cfg), run, sigmas, samples, seed,
-                                 len(sigmas) - 1)
-        except ValueError as e:
-            raise InputError(str(e)) from None
-        code = box["code"]
+        sampler = C.CoreSampler(encode)
+        with user_errors():
+            x_start = C.run(C.new_guider(model, source, negative, source_cfg), sampler, sigmas, samples, seed=seed)
+        code = sampler.report["code"]
         code.sigmas = sigmas.detach().cpu()
         code.meta.update(param=param.kind, steps=int(steps), strength=float(strength), scheduler=scheduler,
                          source_cfg=float(source_cfg))
@@ -231,11 +210,9 @@ class DreamDDPMDecode(io.ComfyNode):
         code = code_of(encoded)
         samples = check_latent(encoded, "encoded")
         _check_code(model, code, samples)
-        run = _decode_run(code, _mask(mask, samples))
-        try:
-            out = C.run_core(_guider(model, target, negative, cfg), run, code.sigmas, samples, 0, code.steps)
-        except ValueError as e:
-            raise InputError(str(e)) from None
+        with user_errors():
+            out = C.run(C.new_guider(model, target, negative, cfg), _decoder(code, latent_mask(mask, samples)),
+                        code.sigmas, samples)
         result = {k: v for k, v in encoded.items() if k != CYCLE_KEY}
         result["samples"] = out
         return io.NodeOutput(result)
@@ -261,9 +238,12 @@ class DreamCycleDiffusionSampler(io.ComfyNode):
     def execute(cls, encoded) -> io.NodeOutput:
         code = code_of(encoded)
 
-        def run(denoise, x, sigmas, param, step_callback, noise_mask=None):
-            if code.meta.get("param") and code.meta["param"] != param.kind:
-                raise ValueError(f"the code was encoded with a '{code.meta['param']}' model, not '{param.kind}'")
+        decoder = _decoder(code)
+
+        def run(job):
+            sigmas, x, kind = job.sigmas, job.latent, job.param.kind
+            if code.meta.get("param") and code.meta["param"] != kind:
+                raise ValueError(f"the code was encoded with a '{code.meta['param']}' model, not '{kind}'")
             grid = cycle.clean_end_grid(sigmas.detach().cpu().float(), float(code.sigmas[-1]))
             if len(grid) != len(code.sigmas) or not torch.allclose(grid, code.sigmas.float(), rtol=1e-4, atol=1e-6):
                 m = code.meta
@@ -273,9 +253,9 @@ class DreamCycleDiffusionSampler(io.ComfyNode):
                                  f"denoise={m.get('strength')}.")
             if tuple(x.shape) != tuple(code.x_start.shape):
                 raise ValueError(f"latent_image {tuple(x.shape)} does not match the code {tuple(code.x_start.shape)}")
-            return _decode_run(code, None)(denoise, x, code.sigmas.to(x.device), param, step_callback, noise_mask)
+            return decoder.run(job)
 
-        return io.NodeOutput(C.DreamCoreSampler(run, code.steps))
+        return io.NodeOutput(C.CoreSampler(run, code.steps))
 
 
 class DreamCycleSDEEdit(io.ComfyNode):
@@ -302,7 +282,7 @@ class DreamCycleSDEEdit(io.ComfyNode):
                 io.Int.Input("steps", default=35, min=1, max=MAX_STEPS,
                              tooltip="Steps actually run (35 at t0 = 0.7 is the paper's 50-step grid). Cycle-SDE "
                                      "costs twice as many model calls (noise recovery)."),
-                _scheduler_input(),
+                scheduler_input(),
                 io.Float.Input("t0", default=0.7, min=0.0, max=1.0, step=0.01,
                                tooltip="Start level (like denoise). Higher edits more; the paper sweeps 0.3-0.8."),
                 io.Combo.Input("stage2", options=list(cycle.STAGE2), default="cycle_sde",
@@ -327,38 +307,25 @@ class DreamCycleSDEEdit(io.ComfyNode):
     @classmethod
     def execute(cls, model, source, target, negative, latent_image, seed, steps, scheduler, t0, stage2, cfg,
                 source_cfg, mask=None) -> io.NodeOutput:
-        _check_model(model)
+        check_model(model)
         for c, n in ((source, "source"), (target, "target"), (negative, "negative")):
             check_conditioning(c, n)
         if stage2 not in cycle.STAGE2:
             raise InputError(f"stage2 must be one of {cycle.STAGE2}, got {stage2!r}")
         samples = model_latent(model, latent_image)
-        m = _mask(mask, samples)
+        m = latent_mask(mask, samples)
         sigmas = cycle_grid(model, scheduler, steps, t0, "t0")
         K = len(sigmas) - 1
-        try:
-            if stage2 == "cycle_sde":
-                box = {}
+        guider = C.new_guider(model, target, negative, cfg)
+        guider.add_branch("source", source, source_cfg)
 
-                def encode(denoise, x0, sig, param, step_callback, noise_mask=None):
-                    box["code"] = cycle.dpm_encode(denoise, x0, sig, param, eta=1.0, coupling="markov",
-                                                   generator=torch.Generator().manual_seed(int(seed)), store=_to_store,
-                                                   callback=lambda k, x0h, x_t: step_callback(x0h, x_t))
-                    return x0
+        def run(job):
+            return cycle.cycle_sde_edit(job.branches["source"], job.model, job.latent, job.sigmas, job.param,
+                                        stage2=stage2, seed=seed, mask=m, store=_to_store,
+                                        callback=lambda k, x0h, x_t: job.step(x0h, x_t))
 
-                C.run_core(_guider(model, source, negative, source_cfg), encode, sigmas, samples, seed, K)
-                run = _decode_run(box["code"], m)
-            else:
-                def run(denoise, x0, sig, param, step_callback, noise_mask=None):
-                    traj = cycle.forward_trajectory(x0, sig, param, eta=1.0, coupling="markov",
-                                                    generator=torch.Generator().manual_seed(int(seed)))
-                    return cycle.cycle_sample(denoise, traj[0], sig, param, eta=1.0 if stage2 == "sde" else 0.0,
-                                              generator=torch.Generator().manual_seed(int(seed) + 1), mask=m,
-                                              reference=traj if m is not None else None,
-                                              callback=lambda i, z, x_t: step_callback(z, x_t))
-            out = C.run_core(_guider(model, target, negative, cfg), run, sigmas, samples, seed, K)
-        except ValueError as e:
-            raise InputError(str(e)) from None
+        with user_errors():
+            out = C.run(guider, C.CoreSampler(run, 2 * K if stage2 == "cycle_sde" else K), sigmas, samples, seed=seed)
         result = C.latent_output(latent_image, out, drop=("noise_mask", CYCLE_KEY, C.INVERSION_KEY))
         return io.NodeOutput(result)
 

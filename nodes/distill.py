@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from . import _compat as C
-from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_number, check_schedule, first_error,
-                     model_latent, require_schedule)
+from . import host as C
+from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_model, check_number, check_schedule,
+                     first_error, mask_input, model_latent, require_schedule, user_errors)
 from .common import schema
 from .svg import SVGParams, check_image, check_render_size, check_svg, render_image, svg_output, svg_texts
-from ..dreamsampler_core.distill import (METHODS, WEIGHTINGS, ImageGenerator, LatentGenerator, PixelDataTerm,
-                                         SVGGenerator, dream_distill, score_distill)
+from ..dreamsampler_core.distill import (METHODS, WEIGHTINGS, FitConfig, ImageGenerator, LatentGenerator, PixelDataTerm,
+                                         RandomLevels, SVGGenerator, dds, dream_distill, sds)
 from ..dreamsampler_core.operators import AvgPoolSR, Inpainting, OperatorError
 
 FIT_SPACES = ("auto", "latent", "pixel")
@@ -23,25 +23,13 @@ PREVIEW_SIZE = 512
 
 
 # ----------------------------------------------------------------------------- helpers
-def _check_model(model):
-    try:
-        return C.parameterization(model)
-    except C.UnsupportedModelError as e:
-        raise InputError(str(e)) from None
-
-
 def _mask4d(mask, hw) -> torch.Tensor:
     """ComfyUI MASK ([H, W] / [B, H, W] / [B, 1, H, W], 1 = missing) -> [B, 1, H, W] float in 0..1."""
-    if not torch.is_tensor(mask) or mask.ndim not in (2, 3, 4) or mask.numel() == 0:
-        raise InputError(f"'mask' must be a MASK [batch, height, width], got shape {tuple(getattr(mask, 'shape', ()))}")
-    m = mask.float()
-    m = m[None, None] if m.ndim == 2 else (m[:, None] if m.ndim == 3 else m[:, :1])
-    if not torch.isfinite(m).all():
-        raise InputError("'mask' contains NaN or infinite values")
+    m = mask_input(mask, "mask")
     if tuple(m.shape[-2:]) != tuple(hw):
         raise InputError(f"the mask is {m.shape[-1]}x{m.shape[-2]} pixels but the measurement is {hw[1]}x{hw[0]}; "
                          "give a mask of the measurement's size (white = missing pixels)")
-    return m.clamp(0.0, 1.0)
+    return m
 
 
 def build_data_term(measurement, mask, degradation, canvas_hw, batch: int, weight: float) -> PixelDataTerm:
@@ -85,11 +73,9 @@ def build_data_term(measurement, mask, degradation, canvas_hw, batch: int, weigh
         op = AvgPoolSR(f)
     if getattr(op, "name", "") == "colorization":
         y = y.mean(1, keepdim=True)
-    try:
+    with user_errors(OperatorError):
         op.check(y, image_shape)
         return PixelDataTerm(op, y, float(weight))
-    except (OperatorError, ValueError) as e:
-        raise InputError(str(e)) from None
 
 
 def _preview(image_bhwc: torch.Tensor):
@@ -241,7 +227,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
             fit_space, weighting, point_lr, color_lr, width_lr, data_weight, svg=None, image=None, latent=None,
             source=None, regularizers=None, measurement=None, mask=None, degradation=None):
     """The Score Distill node's body: (svg, image, latent, svg_file)."""
-    _check_model(model)
+    check_model(model)
     check_conditioning(positive, "positive")
     check_conditioning(negative, "negative")
     if method not in METHODS:
@@ -253,10 +239,8 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
         raise InputError("connect exactly one generator input: 'svg' (an SVG scene), 'image' or 'latent'"
                          + (f" (got {', '.join(given)})" if given else ""))
     kind = given[0]
-    try:
-        codec = C.DistillCodec(vae).check()
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    with user_errors():
+        vae_codec = C.VAECodec(vae, "score distillation")
     if method == "dds":
         if source is None:
             raise InputError("'dds' needs the 'source' prompt (what the initial drawing shows); connect a CLIP Text "
@@ -281,7 +265,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
         start = check_image(image, "image")
         canvas = tuple(start.shape[1:3])
     if kind in ("svg", "image"):
-        f = codec.downscale()
+        f = vae_codec.downscale()
         if canvas[0] % f or canvas[1] % f:
             raise InputError(f"the {kind} is {canvas[1]}x{canvas[0]} pixels, not a multiple of the VAE's factor {f}; "
                              f"use a canvas / image size divisible by {f}")
@@ -298,6 +282,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
         data_term = build_data_term(measurement, mask, degradation, canvas, batch, data_weight)
 
     space = fit_space if fit_space != "auto" else ("pixel" if method == "dreamsampler" else "latent")
+    fit = FitConfig(space=space, inner_steps=int(inner_steps), data_term=data_term)
     if method == "dreamsampler":
         require_schedule(iterations, denoise, "iterations", "denoise")
         sigmas = C.calculate_sigmas(model, scheduler, iterations, denoise)
@@ -308,26 +293,24 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
     else:
         sigmas = C.calculate_sigmas(model, scheduler, 1)       # unused: SDS / DDS draw their own levels
         noise = torch.zeros_like(init_latent)
+        with user_errors():
+            levels = RandomLevels(iterations=int(iterations), t_range=(min_t, denoise), weighting=weighting)
 
-    guider = C.DistillGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
-    guider.set_regularizers(regularizers)
+    guider = C.new_guider(model, positive, negative, cfg, regularizers)
     if source is not None:
-        guider.set_source(source)
+        guider.add_branch("source", source, cfg)
     pbar = C.progress_bar(iterations)
-    state = {}
 
-    def run(denoise_fn, x, sigmas_dev, param, host):
-        device = x.device
-        run_codec = C.DistillCodec(vae, host["process_latent_in"], host["process_latent_out"])
+    def make_generator(device, source_latent):
         if kind == "svg":
-            gen = SVGGenerator(scenes, point_lr=point_lr, color_lr=color_lr, width_lr=width_lr, device=device)
-        elif kind == "image":
-            gen = ImageGenerator(pixels.to(device).movedim(-1, 1) * 2.0 - 1.0, lr=color_lr)
-        else:
-            gen = LatentGenerator(host["source_latent"].clone().float(), lr=color_lr)
-        state["gen"] = gen
+            return SVGGenerator(scenes, point_lr=point_lr, color_lr=color_lr, width_lr=width_lr, device=device)
+        if kind == "image":
+            return ImageGenerator(pixels.to(device).movedim(-1, 1) * 2.0 - 1.0, lr=color_lr)
+        return LatentGenerator(source_latent.clone().float(), lr=color_lr)
+
+    def run(job):
+        codec = vae_codec.in_model_space(job.host.latent_in, job.host.latent_out)
+        gen = job.out["generator"] = make_generator(job.latent.device, job.latent)
 
         def callback(i, n, z):
             preview = None
@@ -336,30 +319,28 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
                     preview = _preview((gen.render()[:1] + 1.0).movedim(1, -1) / 2.0)
             pbar.update_absolute(i + 1, n, preview)
 
-        rng = torch.Generator(device="cpu").manual_seed(int(seed))
+        common = dict(codec=codec, rng=torch.Generator(device="cpu").manual_seed(int(seed)), callback=callback,
+                      interrupt=C.throw_if_interrupted)
         try:
             if method == "dreamsampler":
-                spans, times = C.time_grid(model, sigmas_dev)
-                result = dream_distill(denoise_fn, gen, sigmas_dev, param, codec=run_codec, fit_space=space,
-                                       inner_steps=inner_steps, regularizers=guider.dream_regularizers, eta=eta, x=x,
-                                       spans=spans, times=times, data_term=data_term, rng=rng, host=host,
-                                       callback=callback, interrupt=C.throw_if_interrupted)
+                spans, times = job.time_grid(job.sigmas)
+                result = dream_distill(job.model, gen, job.sigmas, job.param, fit, extras=job.extras,
+                                       regularizers=job.regularizers, eta=eta, x=job.start(job.sigmas), spans=spans,
+                                       times=times, host=job.host, **common)
+            elif method == "sds":
+                result = sds(job.model, gen, job.host.sigma_at, job.param, levels, fit, **common)
             else:
-                result = score_distill(denoise_fn, gen, host["sigma_at"], param, method=method, iterations=iterations,
-                                       codec=run_codec, fit_space=space, inner_steps=inner_steps,
-                                       t_range=(min_t, denoise), weighting=weighting,
-                                       source_latent=host["source_latent"] if method == "dds" else None,
-                                       data_term=data_term, rng=rng, callback=callback,
-                                       interrupt=C.throw_if_interrupted)
+                result = dds(job.model, job.branches["source"], gen, job.host.sigma_at, job.param, levels, fit,
+                             source_latent=job.latent, **common)
         finally:
-            run_codec.release()
-        return result.latent.to(x.dtype)
+            codec.release()
+        return result.latent.to(job.latent.dtype)
 
-    samples = guider.sample(noise, init_latent, C.DistillSampler(run), sigmas, callback=None,
-                            disable_pbar=not C.progress_bar_enabled(), seed=seed)
+    sampler = C.CoreSampler(run, autograd=True)
+    samples = C.run(guider, sampler, sigmas, init_latent, noise, seed, progress=False)
     samples = samples.to(C.intermediate_device())
     out_latent = C.latent_output(latent, samples, drop=("noise_mask",))
-    gen = state["gen"]
+    gen = sampler.report["generator"]
     if kind == "svg":
         out_svg = svg_output(gen.result())
         return out_svg, render_image(out_svg), out_latent, C.core_svg(svg_texts(out_svg))

@@ -7,12 +7,11 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from . import _compat as C
-from .common import (CATEGORY, InputError, check_cdata_end, check_conditioning, check_image, check_number,
-                     check_schedule, first_error)
+from . import host as C
+from .common import (CATEGORY, MAX_STEPS, InputError, check_cdata_end, check_conditioning, check_image, check_model,
+                     check_number, check_schedule, first_error, latent_mask, scheduler_input, user_errors)
 from .common import schema
-from .cycle import _guider, _mask, cycle_grid
-from .sampling import MAX_STEPS, _check_model, _scheduler_input
+from .cycle import cycle_grid
 from ..dreamsampler_core import drag
 
 SUB = f"{CATEGORY}/drag"
@@ -31,12 +30,10 @@ def _check_image(image) -> torch.Tensor:
 
 def drag_pairs(points: str, target_points: str, width: int, height: int):
     """Pixel (sources, targets), checked against the image size; InputError with the reason."""
-    try:
+    with user_errors(drag.PointsError):
         src, tgt = drag.parse_drag_points(points, target_points or "")
         drag.check_points_inside(src, width, height, "points: source point")
         drag.check_points_inside(tgt, width, height, "points: target point")
-    except drag.PointsError as e:
-        raise InputError(str(e)) from None
     return src, tgt
 
 
@@ -70,7 +67,7 @@ class DreamSDEDrag(io.ComfyNode):
                 io.Int.Input("steps", default=60, min=1, max=MAX_STEPS,
                              tooltip="Steps per sub-drag actually run (as denoise does). 60 at t0 = 0.6 is the "
                                      "official 100-step grid."),
-                _scheduler_input(),
+                scheduler_input(),
                 io.Float.Input("t0", default=0.6, min=0.0, max=1.0, step=0.01,
                                tooltip="Noise level of the copy-paste (0.6 in the paper). Higher is more faithful "
                                        "to the image, lower follows the drag more."),
@@ -119,7 +116,7 @@ class DreamSDEDrag(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, image, positive, negative, points, seed, steps, scheduler, t0, cfg, guidance_ramp,
                 alpha, beta, radius, step_size, mask=None, target_points="") -> io.NodeOutput:
-        _check_model(model)
+        check_model(model)
         check_conditioning(positive, "positive")
         check_conditioning(negative, "negative")
         pixels = _check_image(image)
@@ -134,23 +131,21 @@ class DreamSDEDrag(io.ComfyNode):
         h, w = samples.shape[-2:]
         P = drag.to_latent_points(src, W / w, H / h)
         Q = drag.to_latent_points(tgt, W / w, H / h)
-        m = _mask(mask, samples)
+        m = latent_mask(mask, samples)
         sigmas = cycle_grid(model, scheduler, steps, t0, "t0")
         K = len(sigmas) - 1
         guidance = {float(s): g for s, g in zip(sigmas[:-1], drag.guidance_ramp(K, cfg, guidance_ramp))}
         subs = drag.substep_count(P, Q, step_size)
         generator = torch.Generator().manual_seed(int(seed))
 
-        def run(denoise, x0, sig, param, step_callback, noise_mask=None):
-            return drag.sde_drag(denoise, x0, sig, param, P, Q, mask=m, alpha=alpha, beta=beta, radius=int(radius),
-                                 step_size=step_size, generator=generator,
-                                 callback=lambda sub, n, phase, k, x0h, x: step_callback(x0h, x))
+        def run(job):
+            return drag.sde_drag(job.model, job.latent, job.sigmas, job.param, P, Q, mask=m, alpha=alpha, beta=beta,
+                                 radius=int(radius), step_size=step_size, generator=generator,
+                                 callback=lambda sub, n, phase, k, x0h, x: job.step(x0h, x))
 
-        try:
-            out = C.run_core(_guider(model, positive, negative, cfg), run, sigmas, samples, seed, 2 * K * subs,
-                             guidance)
-        except ValueError as e:
-            raise InputError(str(e)) from None
+        with user_errors():
+            sampler = C.CoreSampler(run, 2 * K * subs, cfg_by_sigma=guidance)
+            out = C.run(C.new_guider(model, positive, negative, cfg), sampler, sigmas, samples, seed=seed)
         result = vae.decode(out)
         preview = ui.PreviewImage(pixels, cls=None).values
         return io.NodeOutput(result, {"samples": out}, ui={EDITOR_UI_KEY: preview})
@@ -236,10 +231,8 @@ class DreamDragBenchLoader(io.ComfyNode):
     @classmethod
     def execute(cls, item_folder) -> io.NodeOutput:
         label = str(item_folder).strip()
-        try:
+        with user_errors(drag.PointsError):
             item = drag.load_dragbench_item(Path(_item_path(item_folder)), label=label)
-        except drag.PointsError as e:
-            raise InputError(str(e)) from None
         rgb = _open_image(item.image_path, f"{label}/{item.image_path.name}", "RGB")
         H, W = rgb.shape[:2]
         if item.mask_path is not None:

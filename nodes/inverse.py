@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import torch
 from comfy_api.latest import io
 
-from . import _compat as C
+from . import host as C
 from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_image,
-                     check_latent, check_number, extend, first_error)
+                     check_latent, check_number, extend, first_error, mask_input, user_errors)
 from .common import schema
 from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
-from ..dreamsampler_core.masks import OVERLAP_RULES, MaskError, as_mask4d, downscale_factor, feather
+from ..dreamsampler_core.masks import OVERLAP_RULES, downscale_factor, feather
 from ..dreamsampler_core.operators import (CG_MAX_ITERS, OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator,
                                            OperatorError, degrade, make_operator)
 
@@ -57,10 +57,7 @@ def pixels_to_image(x: torch.Tensor) -> torch.Tensor:
 
 
 def check_mask(mask, name: str) -> torch.Tensor:
-    try:
-        m = as_mask4d(mask)
-    except MaskError as e:
-        raise InputError(f"'{name}': {e}") from None
+    m = mask_input(mask, name)
     if float(m.max()) <= 0.0:
         raise InputError(f"'{name}' is all zero: nothing to repaint. Paint the region to repaint (white = repaint, "
                          "ComfyUI's convention) or disconnect it.")
@@ -78,11 +75,9 @@ def build_operator(name, scale, blur_sigma, kernel_size, motion_angle, mask=None
             raise InputError(f"the mask is {m.shape[-1]}x{m.shape[-2]} pixels but the image is "
                              f"{image_hw[1]}x{image_hw[0]}; give a mask of the image's size")
         keep = 1.0 - m
-    try:
+    with user_errors(OperatorError):
         return make_operator(name, scale=int(scale), blur_sigma=float(blur_sigma), kernel_size=int(kernel_size),
                              motion_angle=float(motion_angle), keep=keep)
-    except OperatorError as e:
-        raise InputError(str(e)) from None
 
 
 def operator_inputs():
@@ -213,10 +208,8 @@ class DreamMaskInpaint(io.ComfyNode):
         src = None
         if source is not None:
             src = check_latent(source, "source")
-            try:
+            with user_errors():
                 downscale_factor(tuple(masks[0].shape[-2:]), tuple(src.shape[-2:]))
-            except MaskError as e:
-                raise InputError(str(e)) from None
         core = MaskInpaint(masks=tuple(masks), targets=tuple(targets), strength=float(strength), overlap=overlap,
                            source=src, keep=float(keep), schedule=preset_or_error(preset))
         return io.NodeOutput(extend(regularizers, RegularizerSpec(core, conds, "mask_inpaint")))
@@ -227,10 +220,8 @@ def feather_mask(mask: torch.Tensor, radius) -> torch.Tensor:
 
 
 def preset_or_error(name):
-    try:
+    with user_errors():
         return preset(name)
-    except ValueError as e:
-        raise InputError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------- data consistency
@@ -301,10 +292,8 @@ class DreamDataConsistency(io.ComfyNode):
     @classmethod
     def execute(cls, vae, measurement, operator, scale, blur_sigma, kernel_size, motion_angle, strength, sigma_y,
                 mu, preset, solver, cg_iters, dps, mask=None, degradation=None, regularizers=None) -> io.NodeOutput:
-        try:
-            codec = C.vae_codec(vae)
-        except ValueError as e:
-            raise InputError(str(e)) from None
+        with user_errors():
+            codec = C.VAECodec(vae, "data consistency")
         y = image_to_pixels(measurement, "measurement")
         if degradation is not None:
             if not isinstance(degradation, DegradationInfo):
@@ -319,11 +308,9 @@ class DreamDataConsistency(io.ComfyNode):
             op = build_operator(operator, scale, blur_sigma, kernel_size, motion_angle, mask, tuple(y.shape[-2:]))
         if op.name == "colorization":
             y = y.mean(1, keepdim=True)
-        try:
+        with user_errors(OperatorError):
             image_shape = op.image_shape(tuple(y.shape))
             op.check(y, image_shape)
-        except OperatorError as e:
-            raise InputError(str(e)) from None
         f = codec.downscale()
         if image_shape[-1] % f or image_shape[-2] % f:
             raise InputError(f"the restored image would be {image_shape[-1]}x{image_shape[-2]} pixels, not a multiple "
@@ -375,10 +362,8 @@ class DreamDegrade(io.ComfyNode):
                 mask=None) -> io.NodeOutput:
         x = image_to_pixels(image, "image")
         op = build_operator(operator, scale, blur_sigma, kernel_size, motion_angle, mask, tuple(x.shape[-2:]))
-        try:
+        with user_errors(OperatorError):
             op.measurement_shape(tuple(x.shape))
-        except OperatorError as e:
-            raise InputError(str(e)) from None
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         y = degrade(x, op, float(sigma_y), gen)
         info = DegradationInfo(op=op, image_shape=tuple(x.shape), sigma_y=float(sigma_y))

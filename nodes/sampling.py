@@ -4,13 +4,12 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from . import _compat as C
-from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_number, check_schedule,
-                     first_error, model_latent, require_schedule)
+from . import host as C
+from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_conditioning, check_model, check_number,
+                     check_schedule, first_error, model_latent, require_schedule, scheduler_input)
 from .common import schema
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
-MAX_STEPS = 10000
 REFINE_TOOLTIP = (
     "Fixed-point refinements per step (one model call each, plus one per step to check the plain step). "
     "Guarded: each step keeps its best iterate and stops once the reverse-step residual stops shrinking or "
@@ -40,25 +39,12 @@ def _validate_sampling(steps=None, denoise=None, eta=None, cfg=None, refine_step
     )
 
 
-def _check_model(model):
-    try:
-        return C.parameterization(model)
-    except C.UnsupportedModelError as e:
-        raise InputError(str(e)) from None
-
-
 def _sigmas(model, scheduler, steps, denoise):
     require_schedule(steps, denoise)
     sigmas = C.calculate_sigmas(model, scheduler, steps, denoise)
     if len(sigmas) < 2:
         raise InputError(f"steps={steps} with denoise={denoise} leaves no sampling step; raise steps or denoise.")
     return sigmas
-
-
-def _scheduler_input():
-    return io.Combo.Input("scheduler", options=C.SCHEDULER_NAMES, default=C.DEFAULT_SCHEDULER,
-                          tooltip="Noise schedule. 'ddim_uniform' is the DDIM grid of the papers "
-                                  "(at 200 steps: t = 996, 991, ..., 1). Use the same one for inversion and sampling.")
 
 
 class DreamDDIMInversion(io.ComfyNode):
@@ -79,7 +65,7 @@ class DreamDDIMInversion(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip="VAE-encoded image to invert."),
                 io.Int.Input("steps", default=50, min=1, max=MAX_STEPS,
                              tooltip="Inversion steps. Match DreamSampler's steps for an exact reconstruction."),
-                _scheduler_input(),
+                scheduler_input(),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="How far to invert: 1 = to pure noise; less inverts only part of the way "
                                        "(set DreamSampler's denoise to the same value)."),
@@ -98,24 +84,19 @@ class DreamDDIMInversion(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, conditioning, latent_image, steps, scheduler, denoise, refine_steps) -> io.NodeOutput:
-        _check_model(model)
+        check_model(model)
         check_conditioning(conditioning, "conditioning")
         samples = model_latent(model, latent_image)
         sigmas = _sigmas(model, scheduler, steps, denoise)
-        guider = C.DreamGuider(model)
-        guider.set_conds(conditioning, conditioning)
-        guider.set_cfg(1.0)
-        sampler = C.DreamRawSampler(mode="invert", refine=refine_steps)
-        latent = dict(latent_image, samples=samples)
-        latent.pop("noise_mask", None)
-        x_t = C.run_guider(guider, sampler, sigmas, latent, torch.zeros_like(samples), seed=0)
+        sampler = C.ddim_inversion(refine=refine_steps)
+        x_t = C.run(C.new_guider(model, conditioning, conditioning, 1.0), sampler, sigmas, samples)
         out = C.latent_output(latent_image, x_t)
         # "source": the clean latent, for a noise_mask (set before or after this node): its known
         # region must end equal to the source, not to the inverted x_T
         out[C.INVERSION_KEY] = {"sigma_start": float(sigmas[0]), "steps": int(steps), "scheduler": scheduler,
                                 "denoise": float(denoise), "source": samples}
-        if sampler.refine_stats is not None:
-            out[C.INVERSION_KEY]["refine"] = sampler.refine_stats.as_dict()
+        if "refine" in sampler.report:
+            out[C.INVERSION_KEY]["refine"] = sampler.report["refine"].as_dict()
         return io.NodeOutput(out)
 
 
@@ -128,7 +109,7 @@ def _sampling_inputs():
         io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                        tooltip="Classifier-free guidance of the base (positive vs negative) prediction. For editing "
                                "an inverted image keep 1.0 and put the edit in a CFG-edit regularizer."),
-        _scheduler_input(),
+        scheduler_input(),
         io.Conditioning.Input("positive", tooltip="Base / source prompt. For editing: the same null prompt used "
                                                   "for inversion (or a prompt describing the source image)."),
         io.Conditioning.Input("negative", tooltip="Negative prompt (only used when cfg != 1)."),
@@ -186,7 +167,7 @@ class DreamSampler(io.ComfyNode):
 def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta, eta_schedule,
            regularizers=None):
     """The DreamSampler node's body (also used by the other pack nodes)."""
-    _check_model(model)
+    check_model(model)
     check_conditioning(positive, "positive")
     check_conditioning(negative, "negative")
     samples = model_latent(model, latent_image)
@@ -210,13 +191,10 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
     else:
         noise = C.prepare_noise(latent, seed)
         known = None
-    guider = C.DreamGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
-    guider.set_regularizers(regularizers)
-    sampler = C.DreamRawSampler(mode="sample", eta=eta, eta_schedule=eta_schedule, known_source=known)
+    guider = C.new_guider(model, positive, negative, cfg, regularizers)
+    sampler = C.dream_sampler(eta=eta, eta_schedule=eta_schedule, known_source=known)
     x0_output = {}
-    result = C.run_guider(guider, sampler, sigmas, latent, noise, seed, x0_output)
+    result = C.run(guider, sampler, sigmas, samples, noise, seed, latent.get("noise_mask"), x0_output)
     out = C.latent_output(latent, result)
     denoised = dict(out)
     if "x0" in x0_output:
@@ -251,7 +229,7 @@ class DreamSamplerSelect(io.ComfyNode):
 
     @classmethod
     def execute(cls, eta, eta_schedule) -> io.NodeOutput:
-        return io.NodeOutput(C.DreamRawSampler(mode="sample", eta=eta, eta_schedule=eta_schedule))
+        return io.NodeOutput(C.dream_sampler(eta=eta, eta_schedule=eta_schedule))
 
 
 class DreamInversionSampler(io.ComfyNode):
@@ -275,7 +253,7 @@ class DreamInversionSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, refine_steps) -> io.NodeOutput:
-        return io.NodeOutput(C.DreamRawSampler(mode="invert", refine=refine_steps))
+        return io.NodeOutput(C.ddim_inversion(refine=refine_steps))
 
 
 class DreamGuiderNode(io.ComfyNode):
@@ -305,14 +283,10 @@ class DreamGuiderNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, regularizers=None) -> io.NodeOutput:
-        _check_model(model)
+        check_model(model)
         check_conditioning(positive, "positive")
         check_conditioning(negative, "negative")
-        guider = C.DreamGuider(model)
-        guider.set_conds(positive, negative)
-        guider.set_cfg(cfg)
-        guider.set_regularizers(regularizers)
-        return io.NodeOutput(guider)
+        return io.NodeOutput(C.new_guider(model, positive, negative, cfg, regularizers))
 
 
 NODES = [DreamDDIMInversion, DreamSampler, DreamSamplerSelect, DreamInversionSampler, DreamGuiderNode]

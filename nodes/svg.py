@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from comfy_api.latest import io
 
-from . import _compat as C
+from . import host as C
 from .common import CATEGORY, InputError, check_cdata_end, check_image, check_number, check_text, first_error
 from .common import schema
-from ..dreamsampler_core.svg import (SVGError, SVGScene, paths_from_image, parse_svg, random_paths, render,
+from ..dreamsampler_core.svg import (SVGError, SVGScene, parse_svg, random_scenes, render, scale_scene, traced_scenes,
                                      scene_to_svg)
 from ..dreamsampler_core.svg.io import MAX_SVG_BYTES
 from ..dreamsampler_core.svg.renderer import MAX_RENDER_BYTES, RenderLimitError, canvas_error, check_render
@@ -68,19 +66,6 @@ def render_image(scenes, hint: str = "use a smaller canvas or fewer scenes") -> 
     check_render_size(scenes, hint)
     with torch.no_grad():
         return render(list(scenes), interrupt=C.throw_if_interrupted).clamp(0.0, 1.0).float().cpu()
-
-
-def scale_scene(scene: SVGScene, factor: float) -> SVGScene:
-    """The scene drawn on a canvas ``factor`` times larger (points and stroke widths scaled)."""
-    if factor == 1.0:
-        return scene
-    paths = [replace(p, points=p.points * factor, stroke_width=p.stroke_width * factor) for p in scene.paths]
-    bg = scene.background
-    w, h = max(1, round(scene.width * factor)), max(1, round(scene.height * factor))
-    if bg is not None and bg.dim() == 3:
-        bg = F.interpolate(bg.permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        bg = bg.permute(1, 2, 0)
-    return SVGScene(w, h, paths, bg)
 
 
 def svg_texts(scenes, precision: int = 3) -> list[str]:
@@ -154,29 +139,22 @@ class DreamSVGInit(io.ComfyNode):
     def execute(cls, mode, width, height, num_paths, num_segments, radius, stroke_width, num_colors, trace, seed,
                 batch_size, image=None) -> io.NodeOutput:
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        scenes = []
         if mode == "image":
             if image is None:
                 raise InputError("'image' mode traces the 'image' input: connect an IMAGE (or switch mode to 'random').")
             img = check_image(image, "image")
             if img.shape[0] > MAX_BATCH:
                 raise InputError(f"at most {MAX_BATCH} images at once, got {img.shape[0]}")
-            for b in range(img.shape[0]):
-                try:
-                    scenes.append(paths_from_image(img[b], num_colors=int(num_colors), max_paths=int(num_paths),
-                                                   num_segments=int(num_segments), generator=gen, method=trace))
-                except (ImportError, ValueError) as e:
-                    raise InputError(f"could not trace the image: {e}") from None
+            try:
+                scenes = traced_scenes(img, num_colors=int(num_colors), max_paths=int(num_paths),
+                                       num_segments=int(num_segments), generator=gen, method=trace)
+            except (ImportError, ValueError) as e:
+                raise InputError(f"could not trace the image: {e}") from None
         elif mode == "random":
-            target = None
-            if image is not None:
-                target = check_image(image, "image")[:1].movedim(-1, 1)
-                target = F.interpolate(target, size=(int(height), int(width)), mode="bilinear", align_corners=False)
-                target = target[0].movedim(0, -1)
-            for _ in range(int(batch_size)):
-                scenes.append(random_paths(int(width), int(height), num_paths=int(num_paths),
-                                           num_segments=int(num_segments), radius=float(radius) or None,
-                                           generator=gen, target=target, stroke_width=float(stroke_width)))
+            target = None if image is None else check_image(image, "image")[0]
+            scenes = random_scenes(int(batch_size), int(width), int(height), num_paths=int(num_paths),
+                                   num_segments=int(num_segments), radius=float(radius) or None, generator=gen,
+                                   target=target, stroke_width=float(stroke_width))
         else:
             raise InputError(f"mode must be one of {INIT_MODES}, got {mode!r}")
         out = svg_output(scenes)

@@ -287,3 +287,23 @@ def _vtracer_scene(img: Tensor, max_paths: int, device, dtype) -> SVGScene:
     scene = parse_svg(text, dtype=dtype, device=device)
     scene.paths = scene.paths[:max_paths]  # stacked order: the first paths are the large ones
     return scene
+
+
+# ----------------------------------------------------------------------------- batches (the SVG Init node)
+def traced_scenes(images: Tensor, *, num_colors: int = 8, max_paths: int = 64, num_segments: int = 8,
+                  generator: torch.Generator | None = None, method: str = "kmeans") -> list:
+    """One ``paths_from_image`` scene per image of a batch [B, H, W, 3] (one generator, in order)."""
+    return [paths_from_image(images[b], num_colors=num_colors, max_paths=max_paths, num_segments=num_segments,
+                             generator=generator, method=method) for b in range(images.shape[0])]
+
+
+def random_scenes(count: int, width: int, height: int, *, num_paths: int = 128, num_segments: int = 4,
+                  radius: float | None = None, generator: torch.Generator | None = None,
+                  target: Tensor | None = None, stroke_width: float = 0.0) -> list:
+    """``count`` ``random_paths`` scenes; ``target`` (an image [H', W', 3], resized to the canvas)
+    colours the paths by the pixels they cover."""
+    if target is not None:
+        target = torch.nn.functional.interpolate(target.movedim(-1, 0)[None], size=(int(height), int(width)),
+                                                 mode="bilinear", align_corners=False)[0].movedim(0, -1)
+    return [random_paths(int(width), int(height), num_paths=num_paths, num_segments=num_segments, radius=radius,
+                         generator=generator, target=target, stroke_width=stroke_width) for _ in range(int(count))]

@@ -29,7 +29,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .renderer import MAX_CANVAS_PIXELS, MAX_CANVAS_SIDE, SVGPath, SVGScene, canvas_error
+from .renderer import MAX_CANVAS_SIDE, SVGPath, SVGScene, canvas_error
 
 MAX_SVG_BYTES = 8 * 1024 * 1024
 MAX_ELEMENTS = 50_000

@@ -681,6 +681,20 @@ def _render_scene_torch(scene: SVGScene, channels: int, samples_per_segment, tol
     return composite_over(bg, boxes, layers)
 
 
+def scale_scene(scene: SVGScene, factor: float) -> SVGScene:
+    """The scene drawn on a canvas ``factor`` times larger (points and stroke widths scaled, a raster
+    background resized bilinearly)."""
+    if factor == 1.0:
+        return scene
+    paths = [replace(p, points=p.points * factor, stroke_width=p.stroke_width * factor) for p in scene.paths]
+    bg = scene.background
+    w, h = max(1, round(scene.width * factor)), max(1, round(scene.height * factor))
+    if bg is not None and bg.dim() == 3:
+        bg = torch.nn.functional.interpolate(bg.permute(2, 0, 1)[None], size=(h, w), mode="bilinear",
+                                             align_corners=False)[0].permute(1, 2, 0)
+    return SVGScene(w, h, paths, bg)
+
+
 def render(scene: SVGScene | Sequence[SVGScene], *, layout: str = "BHWC",
            samples_per_segment: int | None = None, tolerance: float = 0.1, softness: float = 1.0,
            backend: str = "torch", interrupt=None) -> Tensor:

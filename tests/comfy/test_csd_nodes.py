@@ -157,25 +157,28 @@ def text(value):
 
 @pytest.mark.parametrize("with_source", [False, True])
 def test_ip2p_three_way_guidance_uses_the_source_image_and_zero_for_none(pack, with_source):
-    from dreamsampler_pack.nodes import _compat as C
+    from dreamsampler_pack.nodes import host as C
+    from dreamsampler_pack.nodes.csd import csd_guider
     model = fake_ip2p_model()
     assert C.csd_model_kind(model) == "ip2p"
     s_t, s_i, a, b = 7.5, 1.5, 0.3, -0.2
     src = torch.randn(3, 4, 4, 4, generator=torch.Generator().manual_seed(0))          # VAE space
     got = {}
 
-    def body(predict, x, param, step_callback):
+    def body(job):
+        x = job.latent
         assert torch.allclose(x, src * 0.18215)                  # the run sees model space
         g = torch.Generator().manual_seed(1)
         x_t, xs_t = torch.randn(x.shape, generator=g), torch.randn(x.shape, generator=g)
         sigma = torch.tensor(2.0)
-        got.update(x_t=x_t, xs_t=xs_t, sigma=sigma, pred=predict(x_t, xs_t, sigma, x))
-        step_callback(x)
+        pred = (job.model(x_t, sigma, image=x), job.branches["source"](xs_t, sigma, image=x))
+        got.update(x_t=x_t, xs_t=xs_t, sigma=sigma, pred=pred)
+        job.step(x, x)
         return x
 
+    guider = csd_guider(model, text(a), text(0.0), text(b) if with_source else None, s_t, s_i)
     with torch.inference_mode():
-        out = C.run_csd(model, text(a), text(0.0), text(b) if with_source else None, body, src, 0, 1, s_t, s_i,
-                        (0.1, 3.0))
+        out = C.run(guider, C.CoreSampler(body, 1), torch.tensor([3.0, 0.1]), src)
     assert torch.allclose(out, src, atol=1e-6)
     x0_t, x0_s = got["pred"]
     img = src                                                   # image condition = the SOURCE latent, VAE space

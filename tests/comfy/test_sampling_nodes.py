@@ -201,7 +201,7 @@ def test_schedule_length_is_bounded_and_interruptible(S):
     10000 at queue time and in calculate_sigmas, and the build honours /interrupt."""
     import time
     import comfy.model_management as mm
-    from dreamsampler_pack.nodes import _compat as C
+    from dreamsampler_pack.nodes import host as C
     from support.tiny_models import tiny_model
     sampling, _ = S
     msg = sampling.DreamSampler.validate_inputs(steps=4, denoise=4e-6, scheduler="normal")

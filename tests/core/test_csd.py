@@ -38,13 +38,17 @@ def gm():
 
 
 def oracle_predict(gm, param, cfg=3.0):
-    """Target: CFG toward class 1 at x_t; source: the null (prior) prediction at x~_t."""
+    """(target, source_model): target is CFG toward class 1 at x_t; source_model the null (prior)
+    prediction at x~_t.  Both accept (and ignore) the image condition ``image=``."""
     null, one = gm.class_weights(None), gm.class_weights(1)
 
-    def predict(x_t, x_src_t, sigma, source):
+    def target(x_t, sigma, image=None):
         n = gm.denoise(x_t, sigma, param, null)
-        return n + cfg * (gm.denoise(x_t, sigma, param, one) - n), gm.denoise(x_src_t, sigma, param, null)
-    return predict
+        return n + cfg * (gm.denoise(x_t, sigma, param, one) - n)
+
+    def source_model(x_src_t, sigma, image=None):
+        return gm.denoise(x_src_t, sigma, param, null)
+    return target, source_model
 
 
 # ----------------------------------------------------------------------------- tiling
@@ -92,7 +96,7 @@ def test_bad_tiling_is_refused_clearly():
     with pytest.raises(ValueError, match="mode"):
         csd.make_layout("tiles", torch.zeros(1, 4, 8, 8))
     with pytest.raises(ValueError, match="t_range"):
-        csd.csd_edit(None, torch.zeros(1, 4, 8, 8), lambda u: u, Parameterization("ve"), t_range=(0.0, 0.5))
+        csd.csd_edit(None, None, torch.zeros(1, 4, 8, 8), lambda u: u, Parameterization("ve"), t_range=(0.0, 0.5))
 
 
 # ----------------------------------------------------------------------------- the update
@@ -100,10 +104,10 @@ def test_bad_tiling_is_refused_clearly():
 @pytest.mark.parametrize("svgd", [True, False])
 def test_one_particle_is_exactly_the_dds_step(gm, kind, svgd):
     param = Parameterization(kind)
-    predict, sigma_at = oracle_predict(gm, param), sigma_at_for(kind)
+    (target, source_model), sigma_at = oracle_predict(gm, param), sigma_at_for(kind)
     src = gm.sample(1, torch.Generator().manual_seed(1), 0).reshape(1, 4, 4, 4)
     lr = 1.5
-    out = csd.csd_edit(predict, src, sigma_at, param, mode="frames", iterations=1, lr=lr, svgd=svgd,
+    out = csd.csd_edit(target, source_model, src, sigma_at, param, mode="frames", iterations=1, lr=lr, svgd=svgd,
                        generator=torch.Generator().manual_seed(7))
     # replay the same draws: level, then noise
     g = torch.Generator().manual_seed(7)
@@ -111,29 +115,31 @@ def test_one_particle_is_exactly_the_dds_step(gm, kind, svgd):
     sigma = torch.as_tensor(sigma_at(u), dtype=torch.float64)
     eps = torch.randn(src.shape, generator=g, dtype=torch.float32).double()
     x_t, xs_t = param.compose(src, eps, sigma), param.compose(src, eps, sigma)
-    x0_t, x0_s = predict(x_t, xs_t, sigma, src)
+    x0_t, x0_s = target(x_t, sigma, image=src), source_model(xs_t, sigma, image=src)
     delta = param.eps(x_t, x0_t, sigma) - param.eps(xs_t, x0_s, sigma)
     w = 1.0 - float(param.alpha_bar(sigma))
     assert torch.allclose(out, src - lr * w * delta, rtol=0, atol=1e-12)
     # the same step through the score-distillation module's DDS direction: Delta E = (a / s) d
-    d = dds_direction(lambda x, s, branch: (predict(x, x, s, src)[0 if branch == "target" else 1], {}),
-                      src, src, sigma, eps, param)
+    d = dds_direction(target, source_model, src, src, sigma, eps, param)
     a, s = float(param.signal(sigma)), float(param.noise(sigma))
     assert torch.allclose(out, src - lr * w * (a / s) * d, rtol=0, atol=1e-10)
     assert float((out - src).abs().max()) > 1e-3                  # a real step, not a no-op
 
 
 def test_window_loop_moves_only_drawn_windows_by_the_averaged_step():
-    """A predictor with a constant Delta E = c: every drawn pixel moves by exactly lr w c."""
+    """Denoisers with a constant Delta E = c: every drawn pixel moves by exactly lr w c."""
     param = Parameterization("ve")
     c = 0.25
 
-    def predict(x_t, x_src_t, sigma, source):
-        return x_t - float(sigma) * c, x_src_t          # eps_t = c, eps_s = 0
+    def target(x_t, sigma, image=None):
+        return x_t - float(sigma) * c                    # eps_t = c
+
+    def source_model(x_src_t, sigma, image=None):
+        return x_src_t                                   # eps_s = 0
 
     src = torch.zeros(1, 1, 8, 40, dtype=torch.float64)
     seen = {}
-    out = csd.csd_edit(predict, src, sigma_from_table(scaled_linear_sigmas()), param, mode="panorama", window=8,
+    out = csd.csd_edit(target, source_model, src, sigma_from_table(scaled_linear_sigmas()), param, mode="panorama", window=8,
                        stride=8, particles=2, iterations=1, lr=1.0, svgd=False,
                        generator=torch.Generator().manual_seed(3), callback=lambda k, n, x: seen.setdefault(k, x))
     moved = (out.abs() > 0).reshape(8, 40).any(0)
@@ -144,26 +150,31 @@ def test_window_loop_moves_only_drawn_windows_by_the_averaged_step():
 
 
 def test_the_image_condition_is_the_source_not_the_current_target(gm):
-    """predict's last argument (InstructPix2Pix's image condition) stays the SOURCE as X moves away."""
+    """Both denoisers' ``image=`` (InstructPix2Pix's image condition) stays the SOURCE as X moves away."""
     param = Parameterization("ve")
-    inner = oracle_predict(gm, param)
+    inner_t, inner_s = oracle_predict(gm, param)
     src = gm.sample(3, torch.Generator().manual_seed(2), 0).reshape(3, 4, 4, 4)
-    seen = []
+    seen, seen_src = [], []
 
-    def predict(x_t, x_src_t, sigma, source):
-        seen.append(source.clone())
-        return inner(x_t, x_src_t, sigma, source)
+    def target(x_t, sigma, image=None):
+        seen.append(image.clone())
+        return inner_t(x_t, sigma, image=image)
 
-    out = csd.csd_edit(predict, src, sigma_at_for("ve"), param, mode="frames", iterations=3, lr=2.0,
+    def source_model(x_src_t, sigma, image=None):
+        seen_src.append(image.clone())
+        return inner_s(x_src_t, sigma, image=image)
+
+    out = csd.csd_edit(target, source_model, src, sigma_at_for("ve"), param, mode="frames", iterations=3, lr=2.0,
                        generator=torch.Generator().manual_seed(0))
     assert float((out - src).abs().max()) > 1e-2
     assert len(seen) == 3 and all(torch.equal(s, src) for s in seen)
+    assert len(seen_src) == 3 and all(torch.equal(s, src) for s in seen_src)
 
 
 def test_svgd_edits_agree_more_than_independent_dds_runs(gm):
     """N similar sources (frames) of class 0 edited toward class 1 with the same lr and iterations."""
     param = Parameterization("ve")
-    predict, sigma_at = oracle_predict(gm, param), sigma_at_for("ve")
+    (target, source_model), sigma_at = oracle_predict(gm, param), sigma_at_for("ve")
     N = 8
     src = gm.sample(N, torch.Generator().manual_seed(3), 0).reshape(N, 4, 4, 4)
 
@@ -176,7 +187,7 @@ def test_svgd_edits_agree_more_than_independent_dds_runs(gm):
     for svgd in (True, False):
         spreads, reached = [], []
         for seed in range(4):
-            out = csd.csd_edit(predict, src, sigma_at, param, mode="frames", iterations=30, lr=2.0, svgd=svgd,
+            out = csd.csd_edit(target, source_model, src, sigma_at, param, mode="frames", iterations=30, lr=2.0, svgd=svgd,
                                generator=torch.Generator().manual_seed(seed))
             spreads.append(spread(out))
             reached.append(float((gm.classify(out) == 1).double().mean()))

@@ -15,6 +15,7 @@ import torch
 
 from dreamsampler_core import cycle
 from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
+from dreamsampler_core.denoiser import randn_like
 from dreamsampler_core.regularizers import StepContext
 from dreamsampler_core.sampler import dream_sample, eta_at
 from dreamsampler_core.schedule import Parameterization, ddim_uniform, scaled_linear_sigmas
@@ -64,7 +65,7 @@ def _propagate_kl(eta, steps=50):
     probe_w = torch.tensor([[0.0], [0.0], [1.0]], dtype=torch.float64)
     kls = [kl_gauss(*pt, *p)]
     for i in range(len(sig) - 1):
-        out = dream_sample(lambda x, s: (den(x, s), {}), probe_x, sig[i:i + 2], VE, eta=eta, eta_schedule="ddim",
+        out = dream_sample(den, probe_x, sig[i:i + 2], VE, eta=eta, eta_schedule="ddim",
                            noise_fn=lambda j, ctx: probe_w)
         b, a, c = float(out[0]), float(out[1] - out[0]), float(out[2] - out[0])
         p, pt = (a * p[0] + b, a * a * p[1] + c * c), (a * pt[0] + b, a * a * pt[1] + c * c)
@@ -138,7 +139,7 @@ def test_lockstep_source_equals_encode_then_decode():
     code = cycle.dpm_encode(src, x0, sig, VE, eta=0.3, generator=torch.Generator().manual_seed(9))
     a = cycle.cycle_decode(tgt, code, VE)
     g = torch.Generator().manual_seed(9)
-    x_start = VE.compose(x0, cycle._randn(x0, g), sig[0])      # the encoder's first draw
+    x_start = VE.compose(x0, randn_like(x0, g), sig[0])      # the encoder's first draw
     provider = cycle.lockstep_source(src, x0, sig, VE, x_start, eta=0.3, generator=g)
     b = cycle.cycle_sample(tgt, x_start, sig, VE, eta=0.3, noise_fn=provider)
     assert torch.allclose(a, b, atol=1e-12)
@@ -188,6 +189,6 @@ def test_why_the_guard_exists_final_step_to_zero_is_not_encodable():
     code = cycle.dpm_encode(den, x0, good, VE, eta=1.0, generator=torch.Generator().manual_seed(1))
     assert float((cycle.cycle_decode(den, code, VE) - x0).abs().max()) < 1e-9
     zero_end = torch.cat([good[:-1], good.new_zeros(1)])
-    x = dream_sample(lambda x_, s: (den(x_, s), {}), code.x_start.clone(), zero_end, VE, eta=1.0,
+    x = dream_sample(den, code.x_start.clone(), zero_end, VE, eta=1.0,
                      eta_schedule="ddim", noise_fn=cycle.recorded_noise(code.noises))
     assert float((x - x0).abs().max()) > 0.05

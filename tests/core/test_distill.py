@@ -28,13 +28,13 @@ F64 = torch.float64
 
 
 
-def oracle(gm, param, target=1, source=0):
-    """denoise(x, sigma, branch) of the mixture: 'target' / 'source' select a class (None = null)."""
-    weights = {"target": gm.class_weights(target), "source": gm.class_weights(source)}
+def oracle(gm, param, cls=1):
+    """model(x, sigma) -> x0 of the mixture conditioned on class ``cls`` (None = null)."""
+    weights = gm.class_weights(cls)
 
-    def denoise(x, sigma, branch="target"):
-        return gm.denoise(x, sigma, param, weights[branch]), {}
-    return denoise
+    def model(x, sigma):
+        return gm.denoise(x, sigma, param, weights)
+    return model
 
 
 def grid(kind, steps):
@@ -60,13 +60,13 @@ def test_sds_gradient_is_tweedie_regression(kind, sigma):
 
     d = D.sds_direction(den, z.detach(), s, eps, param)
     x_t = param.compose(z.detach(), eps, s)
-    eps_hat = param.eps(x_t, den(x_t, s)[0], s)
+    eps_hat = param.eps(x_t, den(x_t, s), s)
     a, n, abar = param.signal(s), param.noise(s), param.alpha_bar(s)
     assert torch.allclose(d, (n / a) * (eps_hat - eps), atol=1e-12, rtol=1e-10)
     assert torch.allclose(d, ((1 - abar) / abar).sqrt() * (eps_hat - eps), atol=1e-12, rtol=1e-10)
     assert float(d.abs().max()) > 1e-2                       # not a trivial zero
 
-    x0 = den(param.compose(z.detach(), eps, s), s)[0]
+    x0 = den(param.compose(z.detach(), eps, s), s)
     (0.5 * (z - x0.detach()).pow(2).sum()).backward()
     assert torch.allclose(theta.grad, d @ jac, atol=1e-10, rtol=1e-10)
 
@@ -90,18 +90,18 @@ def test_one_sds_fit_step_is_the_sds_gradient_step():
 def test_dds_direction_closed_form_and_null_edit():
     param = Parameterization("ve")
     gm = GaussianMixture.two_class(32, sep=3.0, std=0.5)
-    den = oracle(gm, param, target=1, source=0)
+    tgt, src = oracle(gm, param, 1), oracle(gm, param, 0)
     g = torch.Generator().manual_seed(2)
     z, z_src, eps = (torch.randn(1, 32, generator=g, dtype=F64) for _ in range(3))
     s = torch.tensor(1.5, dtype=F64)
-    d = D.dds_direction(den, z, z_src, s, eps, param)
+    d = D.dds_direction(tgt, src, z, z_src, s, eps, param)
     x_t, x_s = param.compose(z, eps, s), param.compose(z_src, eps, s)
-    e_t = param.eps(x_t, den(x_t, s, "target")[0], s)
-    e_s = param.eps(x_s, den(x_s, s, "source")[0], s)
+    e_t = param.eps(x_t, tgt(x_t, s), s)
+    e_s = param.eps(x_s, src(x_s, s), s)
     assert torch.allclose(d, s * (e_t - e_s), atol=1e-12)
     # same prompt on both branches at the source itself: no edit at all
-    same = oracle(gm, param, target=0, source=0)
-    assert float(D.dds_direction(same, z_src, z_src, s, eps, param).abs().max()) == 0.0
+    same = oracle(gm, param, 0)
+    assert float(D.dds_direction(same, same, z_src, z_src, s, eps, param).abs().max()) == 0.0
 
 
 @pytest.mark.parametrize("kind", ["ve", "flow"])
@@ -112,18 +112,18 @@ def test_algorithm2_with_identity_generator_is_the_dreamsampler_sampler(kind):
     gm = GaussianMixture.two_class(4 * 4 * 4, sep=3.0, std=0.5)
     sigmas = grid(kind, 12)
 
-    def base(x, s):
-        return gm.denoise(x, s, param, gm.class_weights(None)), {"target": gm.denoise(x, s, param, gm.class_weights(1))}
+    base = oracle(gm, param, None)
+    extras = {"target": oracle(gm, param, 1)}
 
     regs = [CFGEdit(strength=0.3, schedule="constant")]
     x_t = param.compose(torch.zeros(2, 4, 4, 4, dtype=F64),
                         torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(3), dtype=F64), sigmas[0])
-    ref = dream_sample(base, x_t.clone(), sigmas, param, regularizers=regs, eta=0.3,
+    ref = dream_sample(base, x_t.clone(), sigmas, param, extras=extras, regularizers=regs, eta=0.3,
                        generator=torch.Generator().manual_seed(4))
     gen = D.LatentGenerator(torch.zeros_like(x_t))
     opt = torch.optim.SGD([gen.z], lr=float(x_t.numel()))
-    res = D.dream_distill(lambda x, s, branch="target": base(x, s), gen, sigmas, param, fit_space="latent",
-                          inner_steps=1, regularizers=regs, eta=0.3, x=x_t.clone(), optimizer=opt,
+    res = D.dream_distill(base, gen, sigmas, param, D.FitConfig(space="latent", inner_steps=1), extras=extras,
+                          regularizers=regs, eta=0.3, x=x_t.clone(), optimizer=opt,
                           rng=torch.Generator().manual_seed(4))
     assert float((res.latent - ref).abs().max()) < 1e-10
     assert (gm.classify(res.latent) == 1).all()
@@ -138,21 +138,21 @@ def test_sds_and_dds_on_latent_generator_reach_the_target_mode():
     z0 = gm.means[0][None] + 0.1 * torch.randn(1, 64, generator=g, dtype=F64)     # near the other mode
     mu1 = gm.means[1][None]
     gen = D.LatentGenerator(z0, lr=0.05)
-    D.score_distill(oracle(gm, param), gen, sigma_at, param, method="sds", iterations=300,
-                    rng=torch.Generator().manual_seed(6))
+    D.sds(oracle(gm, param), gen, sigma_at, param, D.RandomLevels(iterations=300),
+          rng=torch.Generator().manual_seed(6))
     before, after = float((z0 - mu1).norm()), float((gen.z.detach() - mu1).norm())
     assert int(gm.classify(z0)) == 0 and int(gm.classify(gen.z.detach())) == 1
     assert after < 0.2 * before, (before, after)            # mode seeking: lands on the class-1 mean
 
     src = gm.sample(1, torch.Generator().manual_seed(7), 0)
     gen = D.LatentGenerator(src, lr=0.05)
-    D.score_distill(oracle(gm, param, target=1, source=0), gen, sigma_at, param, method="dds", iterations=200,
-                    rng=torch.Generator().manual_seed(8))
+    D.dds(oracle(gm, param, 1), oracle(gm, param, 0), gen, sigma_at, param, D.RandomLevels(iterations=200),
+          rng=torch.Generator().manual_seed(8))
     assert int(gm.classify(src)) == 0 and int(gm.classify(gen.z.detach())) == 1
     # same prompt on both branches: DDS leaves the source exactly as it is
     gen = D.LatentGenerator(src, lr=0.05)
-    D.score_distill(oracle(gm, param, target=0, source=0), gen, sigma_at, param, method="dds", iterations=20,
-                    rng=torch.Generator().manual_seed(8))
+    D.dds(oracle(gm, param, 0), oracle(gm, param, 0), gen, sigma_at, param, D.RandomLevels(iterations=20),
+          rng=torch.Generator().manual_seed(8))
     assert torch.equal(gen.z.detach(), src)
 
 
@@ -191,8 +191,8 @@ def test_dreamsampler_distillation_draws_the_prompted_mode():
     gen = D.SVGGenerator([start_scene()], point_lr=0.3, color_lr=0.05)
     start = gen.render().detach()[0]
     seen = []
-    res = D.dream_distill(oracle(gm, param, target=1), gen, grid("ve", 20), param, fit_space="pixel",
-                          inner_steps=10, rng=torch.Generator().manual_seed(9),
+    res = D.dream_distill(oracle(gm, param, 1), gen, grid("ve", 20), param,
+                          D.FitConfig(space="pixel", inner_steps=10), rng=torch.Generator().manual_seed(9),
                           callback=lambda i, n, z: seen.append(i))
     out = gen.render().detach()[0]
     assert seen == list(range(20))
@@ -210,11 +210,11 @@ def test_svg_restoration_known_pixels_select_the_mode_for_the_hole():
     keep = torch.zeros(1, 1, SIZE, SIZE)
     keep[..., : SIZE // 2] = 1.0
     term = D.PixelDataTerm(Inpainting(keep), (mode_a * keep)[None], weight=1.0)
-    prior = oracle(gm, param, target=None)
+    prior = oracle(gm, param, None)
     right = (slice(None), slice(None), slice(SIZE // 2 + 1, None))
 
     gen = D.SVGGenerator([start_scene()], point_lr=0.3, color_lr=0.05)
-    D.dream_distill(prior, gen, grid("ve", 20), param, fit_space="pixel", inner_steps=10, data_term=term,
+    D.dream_distill(prior, gen, grid("ve", 20), param, D.FitConfig(space="pixel", inner_steps=10, data_term=term),
                     rng=torch.Generator().manual_seed(10))
     out = gen.render().detach()[0]
     assert mse(out * keep[0], mode_a * keep[0]) < 0.01                      # the known half is kept
@@ -233,12 +233,13 @@ def test_bad_arguments_are_refused():
     param = Parameterization("ve")
     gen = D.LatentGenerator(torch.zeros(1, 4))
     with pytest.raises(ValueError, match="fit_space"):
-        D.dream_distill(lambda x, s, b="target": (x, {}), gen, grid("ve", 2), param, fit_space="voxel")
+        D.dream_distill(lambda x, s: x, gen, grid("ve", 2), param, D.FitConfig(space="voxel"))
     with pytest.raises(ValueError, match="pixel generator"):
-        D.dream_distill(lambda x, s, b="target": (x, {}), gen, grid("ve", 2), param,
-                        data_term=D.PixelDataTerm(Inpainting(torch.ones(1, 1, 2, 2)), torch.zeros(1, 3, 2, 2)))
+        D.dream_distill(lambda x, s: x, gen, grid("ve", 2), param,
+                        D.FitConfig(space="pixel", inner_steps=10,
+                                    data_term=D.PixelDataTerm(Inpainting(torch.ones(1, 1, 2, 2)), torch.zeros(1, 3, 2, 2))))
     with pytest.raises(ValueError, match="t_range"):
-        D.score_distill(lambda x, s, b="target": (x, {}), gen, lambda u: 1.0, param, t_range=(0.9, 0.1))
+        D.sds(lambda x, s: x, gen, lambda u: 1.0, param, D.RandomLevels(t_range=(0.9, 0.1)))
     with pytest.raises(ValueError, match="learning rate"):
         D.LatentGenerator(torch.zeros(1, 4), lr=0.0).optimizer()
     with pytest.raises(ValueError, match="NaN"):

@@ -57,7 +57,7 @@ def test_refined_inversion_round_trip_is_exact_in_float64(gm, x0, kind):
     assert err_plain > 1e3 * err_exact           # plain DDIM inversion is only approximate
     # the DreamSampler loop with no regularizer and eta=0 is that same DDIM
     xt = ddim_invert(den, x0, sig, p, refine=12)
-    loop = dream_sample(lambda x, s: (den(x, s), {}), xt, sig, p)
+    loop = dream_sample(den, xt, sig, p)
     assert torch.allclose(loop, exact, atol=1e-12)
 
 
@@ -104,7 +104,7 @@ def _edit(gm, x0, kind, steps, strength, schedule="invariant"):
     spans, times = time_grid(kind, sig)
     null, tgt = mixture_denoiser(gm, p), mixture_denoiser(gm, p, 1)
     xt = ddim_invert(null, x0, sig, p, refine=8)
-    return dream_sample(lambda x, s: (null(x, s), {"target": tgt(x, s)}), xt, sig, p,
+    return dream_sample(null, xt, sig, p, extras={"target": tgt},
                         regularizers=[CFGEdit(strength=strength, schedule=schedule)], spans=spans, times=times)
 
 
@@ -137,7 +137,7 @@ def test_eta_noise_is_seeded_and_changes_the_sample(gm, x0):
     sig = grid("ve", 20)
     den = mixture_denoiser(gm, p)
     xt = ddim_invert(den, x0, sig, p)
-    run = lambda seed, eta: dream_sample(lambda x, s: (den(x, s), {}), xt, sig, p, eta=eta,
+    run = lambda seed, eta: dream_sample(den, xt, sig, p, eta=eta,
                                          generator=torch.Generator().manual_seed(seed))
     a, b, c = run(1, 0.5), run(1, 0.5), run(2, 0.5)
     assert torch.equal(a, b)
@@ -156,7 +156,7 @@ def test_eta_schedules_do_what_the_tooltip_says(gm, x0):
     den = mixture_denoiser(gm, p)
     xi = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4), dtype=x0.dtype)
     x = x0 + sig[2] * torch.randn(x0.shape, generator=torch.Generator().manual_seed(5), dtype=x0.dtype)
-    step = lambda x_, eta, sched: dream_sample(lambda a, s: (den(a, s), {}), x_, sig[2:4], p, eta=eta,
+    step = lambda x_, eta, sched: dream_sample(den, x_, sig[2:4], p, eta=eta,
                                                eta_schedule=sched, noise_fn=lambda i, ctx: xi)
     assert torch.allclose(step(x, 1.0, "constant"), den(x, sig[2]) + sig[3] * xi, atol=1e-12)
     ctx = StepContext(i=0, n=1, sigma=sig[2], sigma_next=sig[3], x=x, base=None, eps=None, preds={}, param=p,
@@ -173,7 +173,7 @@ def _edit_src(gm, x0, steps, strength):
     spans, times = time_grid("ve", sig)
     null, src, tgt = mixture_denoiser(gm, p), mixture_denoiser(gm, p, 0), mixture_denoiser(gm, p, 1)
     xt = ddim_invert(null, x0, sig, p, refine=8)
-    return dream_sample(lambda x, s: (null(x, s), {"target": tgt(x, s), "source": src(x, s)}), xt, sig, p,
+    return dream_sample(null, xt, sig, p, extras={"target": tgt, "source": src},
                         regularizers=[CFGEdit(strength=strength, source="source")], spans=spans, times=times)
 
 

@@ -6,6 +6,7 @@ import torch
 from dreamsampler_core import masks as M
 from dreamsampler_core import operators as O
 from dreamsampler_core.analytic import GaussianMixture
+from dreamsampler_core.denoiser import Host
 from dreamsampler_core.inverse import PRESETS, DataConsistency, IdentityCodec, InverseSchedule, MaskInpaint, preset
 from dreamsampler_core.regularizers import StepContext
 from dreamsampler_core.sampler import dream_sample
@@ -21,15 +22,16 @@ def _setup(kind, n=30):
     param = Parameterization(kind)
     sigmas = ddim_uniform(scaled_linear_sigmas(), n) if kind == "ve" else torch.linspace(1, 0, n + 1, dtype=torch.float64)
 
-    def denoise(x, sigma):
-        return (GM.denoise(x, sigma, param, GM.weights),
-                {"target": GM.denoise(x, sigma, param, GM.class_weights(1)),
-                 "target_b": GM.denoise(x, sigma, param, GM.class_weights(0))})
+    def model(x, sigma):
+        return GM.denoise(x, sigma, param, GM.weights)
+
+    extras = {"target": lambda x, sigma: GM.denoise(x, sigma, param, GM.class_weights(1)),
+              "target_b": lambda x, sigma: GM.denoise(x, sigma, param, GM.class_weights(0))}
 
     noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     x_T = param.compose(torch.zeros(SHAPE, dtype=torch.float64), noise, sigmas[0])
-    host = {"denoise_grad": lambda x, s: GM.denoise(x, s, param, GM.weights)}
-    return param, sigmas, denoise, x_T, host
+    host = Host(grad_model=lambda x, s: GM.denoise(x, s, param, GM.weights))
+    return param, sigmas, model, extras, x_T, host
 
 
 def _source():
@@ -37,8 +39,8 @@ def _source():
 
 
 def _run(kind, regs, n=30, eta=0.0, seed=3):
-    param, sigmas, denoise, x_T, host = _setup(kind, n)
-    return dream_sample(denoise, x_T.clone(), sigmas, param, regularizers=regs, eta=eta,
+    param, sigmas, model, extras, x_T, host = _setup(kind, n)
+    return dream_sample(model, x_T.clone(), sigmas, param, extras=extras, regularizers=regs, eta=eta,
                         generator=torch.Generator().manual_seed(seed), host=host)
 
 
@@ -155,7 +157,7 @@ def test_dps_step_reduces_residual_on_inactive_steps():
 
 
 def test_dps_gradient_matches_finite_differences():
-    param, sigmas, _, _, host = _setup("ve")
+    param, sigmas, _, _, _, host = _setup("ve")
     op = O.make_operator("sr_avgpool", scale=2)
     y = O.degrade(_source(), op, 0.0)
     dc = DataConsistency(op=op, y=y, dps=1.0)

@@ -1,0 +1,410 @@
+"""The host's sampling seam: one guider and one sampler adapter between ComfyUI and the core.
+
+* ``DreamGuider`` (a core ``CFGGuider``) only guides: the base branch is CFG(positive, negative, cfg)
+  with the model's pre/post-CFG hooks, as core guiders do; it also carries the regularizers' extra
+  prompts (evaluated in the same model batch as the base), named guided branches (DDS's, Cycle-SDE's
+  and CSD's source prompt) and InstructPix2Pix's three-way guidance (core's dual-CFG formula).  What
+  a call evaluates is chosen per call through ``model_options`` (the channel ComfyUI passes to
+  ``predict_noise``), never by state on the guider.
+* ``CoreSampler`` (a ``comfy.samplers.Sampler``) runs one core pipeline inside ``guider.sample``, so
+  model loading, patches, hooks, ControlNets, the progress bar, previews and /interrupt are ComfyUI's.
+  It hands the pipeline a ``Job``: the guider as the core's denoiser contract ``model(x, sigma) -> x0``
+  (``dreamsampler_core.denoiser``) with its named extras, the grid, the latents and the host services.
+  It is a ``Sampler`` rather than a ``KSAMPLER(fn)``: an inverted latent starts as it is (KSAMPLER's
+  noise_scaling would scale it by 1 - sigma on flow models), a noise mask is kept by the core's
+  ``KeepKnown`` on the source (not core's x0-inpaint wrapper, which would re-noise the inverted
+  latent) and several pipelines are not a sampler-shaped loop (distillation, CSD).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+import comfy.conds
+import comfy.model_base
+import comfy.samplers
+
+from ...dreamsampler_core.denoiser import Host
+from ...dreamsampler_core.inversion import RefineStats, ddim_invert
+from ...dreamsampler_core.regularizers import KeepKnown
+from ...dreamsampler_core.sampler import dream_sample
+from ...dreamsampler_core.schedule import Parameterization
+from . import model as M
+from .vae import grad_copy
+
+log = logging.getLogger("DreamSampler")
+
+#: model_options keys of one guider call (ComfyUI passes model_options through to predict_noise)
+BRANCH = "dream_branch"          # name of a guided branch (None: the base branch)
+RAW = "dream_raw"                # name of one extra prediction evaluated alone
+EXTRAS_OUT = "dream_extras_out"  # dict the base call fills with the batched extra predictions
+CFG = "dream_cfg"                # guidance scale of this call (None: the guider's)
+IMAGE = "dream_image"            # InstructPix2Pix image latent of this call (VAE space, per batch row)
+
+
+# ----------------------------------------------------------------------------- the guider
+def _with_image(inner, cond, image, x):
+    """Copy of processed conds whose InstructPix2Pix image condition is ``image`` (VAE-space latent,
+    one per batch row; None = the zero 'no image' latent), built by the model's own concat_cond."""
+    concat = comfy.conds.CONDNoiseShape(inner.concat_cond(concat_latent_image=image, noise=x, device=x.device))
+    out = []
+    for c in cond:
+        c = c.copy()
+        c["model_conds"] = dict(c["model_conds"], c_concat=concat)
+        out.append(c)
+    return out
+
+
+class DreamGuider(comfy.samplers.CFGGuider):
+    """CFG guider of the pack (see the module docstring).
+
+    ``set_regularizers``: the regularizers' extra prompts, prefixed per regularizer; the base call
+    evaluates them in its batch.  ``add_branch(name, cond, cfg)``: a guided branch CFG(cond, negative,
+    cfg) (cond None: the negative prediction alone).  ``set_image_cfg``: InstructPix2Pix three-way
+    guidance  none + image_cfg (img - none) + cfg (text - img)  with the image of each call.
+    """
+
+    def __init__(self, model_patcher):
+        super().__init__(model_patcher)
+        self.regularizers = ()
+        self.extra_names = ()
+        self.branches = {}
+        self.image_cfg = None
+        self.in_dream_sampler = False     # set by CoreSampler while it drives this guider
+
+    def set_regularizers(self, specs):
+        """specs: sequence of RegularizerSpec; binds names and registers their conds."""
+        bound, conds = [], {}
+        for k, spec in enumerate(specs or ()):
+            prefix = f"dream{k}:"
+            bound.append(spec.core.bind(prefix))
+            for name, cond in spec.conds.items():
+                conds[prefix + name] = cond
+        self.regularizers = tuple(bound)
+        self.extra_names = tuple(conds)
+        if conds:
+            self.inner_set_conds(conds)
+
+    def add_branch(self, name: str, cond, cfg: float):
+        key = None
+        if cond is not None:
+            key = f"dream_branch:{name}"
+            self.inner_set_conds({key: cond})
+        self.branches[name] = (key, float(cfg))
+
+    def set_image_cfg(self, image_cfg: float):
+        self.image_cfg = float(image_cfg)
+
+    def _pre_cfg(self, out, cond, uncond, cfg, x, timestep, options):
+        for fn in options.get("sampler_pre_cfg_function", []):
+            out = fn({"conds": [cond, uncond], "conds_out": out, "cond_scale": cfg, "timestep": timestep,
+                      "input": x, "sigma": timestep, "model": self.inner_model, "model_options": options})
+        return out
+
+    def _cfg(self, cond, uncond, cfg, x, timestep, options, extras=()):
+        """CFG(cond, uncond) and the raw predictions of ``extras`` (names) from one batch."""
+        if cond is None:
+            return comfy.samplers.calc_cond_batch(self.inner_model, [uncond], x, timestep, options)[0], {}
+        if math.isclose(cfg, 1.0) and not options.get("disable_cfg1_optimization", False):
+            uncond = None
+        out = comfy.samplers.calc_cond_batch(self.inner_model, [cond, uncond] + [self.conds.get(n) for n in extras],
+                                             x, timestep, options)
+        pair = self._pre_cfg(out[:2], cond, uncond, cfg, x, timestep, options)
+        if uncond is None:
+            pair = [pair[0], pair[0]]     # cfg == 1: the base is the positive prediction
+        guided = comfy.samplers.cfg_function(self.inner_model, pair[0], pair[1], cfg, x, timestep,
+                                             model_options=options, cond=cond, uncond=uncond)
+        return guided, dict(zip(extras, out[2:]))
+
+    def _ip2p(self, text, negative, cfg, image, x, timestep, options):
+        """none + image_cfg (img - none) + cfg (text - img), the text / img chunks conditioned on
+        ``image`` and the none chunk on zeros (spec csd §0, §1.3; core DualCFGGuider's formula)."""
+        inner = self.inner_model
+        none_c = _with_image(inner, negative, None, x)
+        img_c = _with_image(inner, negative, image, x)
+        text_c = None if text is None else _with_image(inner, text, image, x)
+        out = comfy.samplers.calc_cond_batch(inner, [none_c, img_c, text_c], x, timestep, options)
+        guided = comfy.samplers.cfg_function(inner, out[1], out[0], self.image_cfg, x, timestep,
+                                             model_options=options, cond=img_c, uncond=none_c)
+        return guided if text is None else guided + cfg * (out[2] - out[1])
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):
+        if self.regularizers and not self.in_dream_sampler:
+            raise RuntimeError(
+                "This Dream guider carries regularizers, which only the Dream sampler applies. "
+                "Connect a 'Dream Sampler (SAMPLER)' node as the sampler, or remove the regularizers.")
+        raw = model_options.get(RAW)
+        if raw is not None:
+            return comfy.samplers.calc_cond_batch(self.inner_model, [self.conds.get(raw)], x, timestep,
+                                                  model_options)[0]
+        branch = model_options.get(BRANCH)
+        cfg = model_options.get(CFG)
+        negative = self.conds.get("negative")
+        if branch is None:
+            cond, cfg = self.conds.get("positive"), self.cfg if cfg is None else cfg
+        else:
+            key, branch_cfg = self.branches[branch]
+            cond, cfg = (None if key is None else self.conds.get(key)), branch_cfg if cfg is None else cfg
+        if self.image_cfg is not None:
+            return self._ip2p(cond, negative, cfg, model_options.get(IMAGE), x, timestep, model_options)
+        out = model_options.get(EXTRAS_OUT)
+        extras = self.extra_names if (out is not None and branch is None) else ()
+        guided, preds = self._cfg(cond, negative, cfg, x, timestep, model_options, extras)
+        if out is not None:
+            out.clear()
+            out.update(preds)
+        return guided
+
+
+# ----------------------------------------------------------------------------- the core's denoisers
+class GuidedDenoiser:
+    """A guider inside sampling as the core's denoiser ``model(x, sigma, image=None, cfg=None) -> x0``.
+
+    ``branch``: a named guided branch (None: the base).  ``cfg_by_sigma``: guidance scale per noise
+    level (SDE-Drag's ramp).  The base denoiser fills ``batched`` with the extra predictions of the
+    same call, which ``ExtraDenoiser`` returns for the same (x, sigma)."""
+
+    def __init__(self, model_wrap, extra_args, branch=None, cfg_by_sigma=None, batch_extras=False):
+        self.model_wrap = model_wrap
+        self.extra_args = extra_args
+        self.branch = branch
+        self.cfg_by_sigma = cfg_by_sigma
+        self.batched = {} if batch_extras else None
+        self.batched_at = None
+
+    def call(self, x, sigma, **options):
+        M.throw_if_interrupted()
+        opts = dict(self.extra_args.get("model_options", {}), **options)
+        s_in = x.new_ones([x.shape[0]])
+        with torch.inference_mode():
+            return self.model_wrap(x, torch.as_tensor(sigma).to(s_in) * s_in,
+                                   **dict(self.extra_args, model_options=opts))
+
+    def __call__(self, x, sigma, image=None, cfg=None):
+        options = {}
+        if self.branch is not None:
+            options[BRANCH] = self.branch
+        if cfg is None and self.cfg_by_sigma is not None:
+            cfg = self.cfg_by_sigma.get(float(sigma))
+        if cfg is not None:
+            options[CFG] = float(cfg)
+        if image is not None and getattr(self.model_wrap, "image_cfg", None) is not None:
+            # the core passes model-space latents; InstructPix2Pix's condition is a VAE-space latent
+            options[IMAGE] = self.model_wrap.inner_model.process_latent_out(image)
+        if self.batched is not None:
+            options[EXTRAS_OUT] = self.batched
+            self.batched_at = None
+            out = self.call(x, sigma, **options)
+            self.batched_at = (x, float(sigma))
+            return out
+        return self.call(x, sigma, **options)
+
+
+class ExtraDenoiser:
+    """One extra prediction (a regularizer's prompt, no guidance): from the base call's batch when
+    asked at the same (x, sigma), else evaluated alone."""
+
+    def __init__(self, base: GuidedDenoiser, name: str):
+        self.base, self.name = base, name
+
+    def __call__(self, x, sigma, **_):
+        at = self.base.batched_at
+        if at is not None and at[0] is x and at[1] == float(sigma) and self.name in self.base.batched:
+            return self.base.batched[self.name]
+        return self.base.call(x, sigma, **{RAW: self.name})
+
+
+def grad_denoiser(model_wrap, extra_args):
+    """x0(x, sigma) with autograd through the diffusion model, for the opt-in DPS step: the first call
+    makes a ``grad_copy`` of the diffusion model, swapped in for each differentiable call (the shared
+    model is restored at once) and freed with this closure at the end of the run.  Memory: one extra
+    copy of the weights plus the activations of a backward pass."""
+    inner = model_wrap.inner_model
+    state = {}
+
+    def denoise(x, sigma):
+        if "model" not in state:
+            state["model"] = grad_copy(inner.diffusion_model)
+        original = inner.diffusion_model
+        inner.diffusion_model = state["model"]
+        try:
+            M.throw_if_interrupted()
+            s_in = x.new_ones([x.shape[0]])
+            return model_wrap(x, sigma * s_in, **extra_args)
+        finally:
+            inner.diffusion_model = original
+
+    return denoise
+
+
+# ----------------------------------------------------------------------------- the sampler adapter
+@dataclass
+class Job:
+    """What a pipeline gets from ``CoreSampler``: the core's denoiser contract over the guider and
+    the run's grid, latents (model space) and host services."""
+
+    model: Callable                   # the base branch: model(x, sigma, **extra) -> x0
+    extras: dict                      # the regularizers' named predictions (batched with the base)
+    branches: dict                    # the guider's named guided branches as denoisers
+    regularizers: tuple               # the guider's bound regularizers
+    param: Parameterization
+    sigmas: torch.Tensor
+    latent: torch.Tensor              # the input latent (model space; clean unless it was inverted)
+    noise: torch.Tensor
+    mask: torch.Tensor | None         # the LATENT's noise_mask on the latent grid (1 = repaint), or None
+    seed: int | None
+    host: Host
+    step: Callable                    # step(x0, x): one model call done (progress bar, preview)
+    process_latent_in: Callable
+    start: Callable                   # start(sigmas): the start latent of a grid (see CoreSampler)
+    time_grid: Callable               # time_grid(sigmas) -> (spans, times) in normalized time
+    out: dict = field(default_factory=dict)   # anything the pipeline reports back to the node
+
+
+class CoreSampler(comfy.samplers.Sampler):
+    """Runs ``run(job) -> latent`` (model space) inside ``guider.sample`` (see the module docstring).
+
+    steps: progress-bar length in model calls (None: the grid's steps).  autograd: run outside
+    inference mode with gradients on (model calls stay in inference mode), for the distillation
+    generators.  cfg_by_sigma: guidance scale per noise level (SDE-Drag's ramp).  denoised_output:
+    the result is a sample at the grid's last level; when that is 0 the model's inverse noise
+    scaling is applied, as KSAMPLER does (DreamSampler; not an inverted latent).
+
+    ``job.start(sigmas)``: the input noised to sigmas[0] with the run's noise, as KSampler does; an
+    all-zero noise (DisableNoise, an inverted latent) starts from the latent as it is."""
+
+    def __init__(self, run: Callable[[Job], torch.Tensor], steps: int | None = None, autograd: bool = False,
+                 cfg_by_sigma: dict | None = None, denoised_output: bool = False):
+        self.run = run
+        self.steps = steps
+        self.autograd = autograd
+        self.cfg_by_sigma = cfg_by_sigma
+        self.denoised_output = denoised_output
+        self.report = {}              # what the last run's pipeline reported (``job.out``)
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        patcher = model_wrap.model_patcher
+        inner = model_wrap.inner_model
+        ms = M.model_sampling(patcher)
+        param = M.parameterization(patcher)
+        latent_image = torch.zeros_like(noise) if latent_image is None else latent_image
+        is_dream = isinstance(model_wrap, DreamGuider)
+        base = GuidedDenoiser(model_wrap, extra_args, cfg_by_sigma=self.cfg_by_sigma,
+                              batch_extras=is_dream and bool(model_wrap.extra_names))
+        extras = {n: ExtraDenoiser(base, n) for n in (model_wrap.extra_names if is_dream else ())}
+        branches = {n: GuidedDenoiser(model_wrap, extra_args, branch=n, cfg_by_sigma=self.cfg_by_sigma)
+                    for n in (model_wrap.branches if is_dream else ())}
+        total = self.steps if self.steps is not None else len(sigmas) - 1
+        counter = [0]
+
+        def step(x0, x):
+            if callback is not None:
+                callback(counter[0], x0, x, total)
+            counter[0] += 1
+
+        host = Host(latent_in=inner.process_latent_in, latent_out=inner.process_latent_out,
+                    grad_model=grad_denoiser(model_wrap, extra_args), sigma_at=M.sigma_at(ms),
+                    interrupt=M.throw_if_interrupted)
+        def start(grid):
+            if torch.count_nonzero(noise) == 0:
+                return latent_image.clone()
+            return ms.noise_scaling(grid[0], noise, latent_image, self.max_denoise(model_wrap, grid))
+
+        job = Job(model=base, extras=extras, branches=branches,
+                  regularizers=tuple(model_wrap.regularizers) if is_dream else (), param=param, sigmas=sigmas,
+                  latent=latent_image, noise=noise, mask=denoise_mask, seed=extra_args.get("seed"), host=host,
+                  step=step, process_latent_in=inner.process_latent_in, start=start,
+                  time_grid=lambda grid: M.time_grid(ms, grid), out=self.report)
+        self.report.clear()
+        if is_dream:
+            model_wrap.in_dream_sampler = True
+        try:
+            if self.autograd:
+                with torch.inference_mode(False), torch.enable_grad():
+                    out = self.run(job)
+            else:
+                out = self.run(job)
+        finally:
+            if is_dream:
+                model_wrap.in_dream_sampler = False
+            for reg in job.regularizers:
+                release = getattr(getattr(reg, "codec", None), "release", None)
+                if release is not None:
+                    release()
+        if self.denoised_output and len(sigmas) > 1 and float(sigmas[-1]) == 0.0:
+            out = ms.inverse_noise_scaling(sigmas[-1], out)
+        return out
+
+
+# ----------------------------------------------------------------------------- DreamSampler and inversion
+def sampling_grid(sigmas: torch.Tensor) -> torch.Tensor:
+    """A FlipSigmas (ascending) grid back to the sampling grid the pack walks (its last level 0)."""
+    if len(sigmas) > 1 and float(sigmas[0]) < float(sigmas[-1]):
+        sigmas = sigmas.flip(0)
+        if float(sigmas[-1]) < 1e-3:
+            sigmas[-1] = 0.0
+    return sigmas
+
+
+def dream_sampler(eta: float = 0.0, eta_schedule: str = "constant", known_source=None) -> CoreSampler:
+    """The DreamSampler loop (``sampler.dream_sample``) as a sampler: eta, the guider's regularizers,
+    and a noise mask kept by ``KeepKnown`` on the source (``known_source``: the clean latent a mask
+    keeps when the input is an inverted x_T)."""
+
+    def run(job: Job):
+        sigmas = sampling_grid(job.sigmas)
+        regs = job.regularizers
+        if job.mask is not None:
+            known = job.latent if known_source is None else job.process_latent_in(known_source.to(job.latent))
+            regs = regs + (KeepKnown(known, job.mask),)
+        spans, times = job.time_grid(sigmas)
+        generator = torch.Generator(device="cpu").manual_seed(int(job.seed if job.seed is not None else 0) + 7)
+        return dream_sample(job.model, job.start(sigmas), sigmas, job.param, extras=job.extras, regularizers=regs,
+                            eta=eta, eta_schedule=eta_schedule, spans=spans, times=times, generator=generator,
+                            callback=lambda i, z, x: job.step(z, x), host=job.host)
+
+    return CoreSampler(run, denoised_output=True)
+
+
+def ddim_inversion(refine: int = 0) -> CoreSampler:
+    """DDIM inversion (``inversion.ddim_invert``) of the input latent up the sampling grid (a
+    FlipSigmas grid is accepted); ``report["refine"]``: the RefineStats when refine > 0."""
+
+    def run(job: Job):
+        sigmas = sampling_grid(job.sigmas)
+        stats = RefineStats()
+        x_t = ddim_invert(job.model, job.latent, sigmas, job.param, refine=refine,
+                          callback=lambda k, x: job.step(x, x), stats=stats)
+        if refine > 0:
+            job.out["refine"] = stats
+            log.info("DDIM inversion refinement: %d of %d iterations lowered the reverse-step residual "
+                     "(%d steps x %d refine_steps x %d latents; %d non-finite iterates discarded)",
+                     stats.helped, stats.requested, len(sigmas) - 1, refine, job.latent.shape[0], stats.non_finite)
+        return x_t
+
+    return CoreSampler(run)
+
+
+def new_guider(model, positive, negative, cfg: float, regularizers=None) -> DreamGuider:
+    guider = DreamGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    guider.set_regularizers(regularizers)
+    return guider
+
+
+def run(guider, sampler: CoreSampler, sigmas, samples, noise=None, seed: int = 0, denoise_mask=None,
+        x0_output: dict | None = None, progress: bool = True):
+    """guider.sample with a CoreSampler like core SamplerCustom: progress bar and previews over the
+    sampler's steps, /interrupt honoured.  ``samples``: VAE-space latent (the model's
+    process_latent_in is applied for the run); returns the VAE-space result."""
+    total = sampler.steps if sampler.steps is not None else len(sigmas) - 1
+    callback = M.progress_callback(guider.model_patcher, total, x0_output) if progress else None
+    noise = torch.zeros_like(samples) if noise is None else noise
+    return guider.sample(noise, samples, sampler, sigmas, denoise_mask=denoise_mask, callback=callback,
+                         disable_pbar=not M.progress_bar_enabled(), seed=seed)
