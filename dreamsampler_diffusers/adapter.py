@@ -28,6 +28,8 @@ Usage::
 """
 from __future__ import annotations
 
+import functools
+
 import logging
 import math
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from torch import Tensor
 from dreamsampler_core import cycle, drag
 from dreamsampler_core.inversion import ddim_invert
 from dreamsampler_core.regularizers import EDIT_SCHEDULES, CFGEdit
+from dreamsampler_core.denoiser import Host, randn_like
 from dreamsampler_core.sampler import dream_sample
 from dreamsampler_core.schedule import Parameterization, discrete_timestep, normalized_times
 
@@ -185,40 +188,48 @@ class Prompt:
         return float(self.cfg(sigma)) if callable(self.cfg) else float(self.cfg)
 
 
-def batched_denoiser(model: UNetDenoiser, base: Prompt, extras: dict | None = None):
-    """denoise(x, sigma) -> (x0_base, {name: x0}) with every needed prediction in ONE UNet batch.
+class BatchedDenoiser:
+    """The base prompt as the core's denoiser ``model(x, sigma) -> x0`` (``denoiser.py``), with the
+    extra prompts as ``extras``: a mapping of denoisers answered from the base call's UNet batch
+    when asked at the same (x, sigma) (else evaluated alone).
 
     A prompt with cfg == 1 needs only its conditional row (as ComfyUI's cfg1 optimization)."""
-    extras = dict(extras or {})
-    names = list(extras)
 
-    def denoise(x, sigma):
+    def __init__(self, model: UNetDenoiser, base: Prompt, extras: dict | None = None):
+        self.model, self.base, self.embeds = model, base, dict(extras or {})
+        self._at, self._preds = None, {}
+        self.extras = {n: functools.partial(self._extra, n) for n in self.embeds}
+
+    def __call__(self, x, sigma):
         rows, index = [], {}
 
         def need(key, emb):
             index[key] = len(rows)
             rows.append(emb)
 
-        w = base.scale(sigma)
-        need("base", base.cond)
+        w = self.base.scale(sigma)
+        need("base", self.base.cond)
         if w != 1.0:
-            need("base_u", base.uncond)
-        for n in names:
-            need(n, extras[n])
-        preds = model.x0(x, sigma, rows)
+            need("base_u", self.base.uncond)
+        for n, emb in self.embeds.items():
+            need(n, emb)
+        preds = self.model.x0(x, sigma, rows)
         x0 = preds[index["base"]]
         if w != 1.0:
             u = preds[index["base_u"]]
             x0 = u + w * (x0 - u)
-        return x0, {n: preds[index[n]] for n in names}
+        self._at, self._preds = (x, float(sigma)), {n: preds[index[n]] for n in self.embeds}
+        return x0
 
-    return denoise
+    def _extra(self, name, x, sigma):
+        if self._at is not None and self._at[0] is x and self._at[1] == float(sigma):
+            return self._preds[name]
+        return self.model.x0(x, sigma, [self.embeds[name]])[0]
 
 
 def plain_denoiser(model: UNetDenoiser, prompt: Prompt):
-    """denoise(x, sigma) -> x0 (the guided prediction of one prompt)."""
-    den = batched_denoiser(model, prompt)
-    return lambda x, sigma: den(x, sigma)[0]
+    """model(x, sigma) -> x0: the guided prediction of one prompt."""
+    return BatchedDenoiser(model, prompt)
 
 
 # ----------------------------------------------------------------------------- VAE codec
@@ -447,17 +458,16 @@ class DreamPipeline:
         elif len(inversion.sigmas) != len(sigmas) or not torch.allclose(inversion.sigmas[:-1], sigmas[:-1]):
             raise ValueError("the inversion was made on another grid; invert with the same steps and strength")
         spans, times = self.time_grid(sigmas)
-        den = batched_denoiser(self.model, self.prompt(source_prompt), {"target": self.embed(prompt)})
+        den = BatchedDenoiser(self.model, self.prompt(source_prompt), {"target": self.embed(prompt)})
         reg = CFGEdit(strength=float(edit_strength), schedule=schedule, start=start, end=end)
-        x = dream_sample(den, inversion.latent.clone(), sigmas, VE, regularizers=[reg], eta=eta, spans=spans,
-                         times=times, generator=generator)
+        x = dream_sample(den, inversion.latent.clone(), sigmas, VE, extras=den.extras, regularizers=[reg], eta=eta,
+                         spans=spans, times=times, generator=generator)
         return self._out(x, output_type, inverted=inversion.latent)
 
     # --- inpainting / restoration (spec dreamsampler §2.3, §6) ----------------------------
-    def _inverse_host(self):
+    def _inverse_host(self, grad_model=None) -> Host:
         sf = self.scaling_factor
-        return {"process_latent_in": lambda z: z * sf, "process_latent_out": lambda z: z / sf,
-                "codec": self.codec}
+        return Host(latent_in=lambda z: z * sf, latent_out=lambda z: z / sf, grad_model=grad_model)
 
     @torch.no_grad()
     def inpaint(self, image, mask, prompt: str | None, *, source_prompt: str = "", steps: int = 50,
@@ -523,8 +533,7 @@ class DreamPipeline:
         self.reset_counts()
         z_init = self.encode_pixels(op.initial_image(y).clamp(-1.0, 1.0))
         sigmas = self.sigmas(steps, strength)
-        dev = generator.device if generator is not None else z_init.device
-        noise = torch.randn(z_init.shape, generator=generator, device=dev, dtype=torch.float32).to(z_init)
+        noise = randn_like(z_init, generator)
         x_start = VE.compose(z_init, noise, float(sigmas[0]))
         reg = DataConsistency(op=op, y=y, codec=self.codec, strength=float(data_consistency), sigma_y=float(sigma_y),
                               mu=float(mu), schedule=get_preset(preset), dps=float(dps))
@@ -532,13 +541,11 @@ class DreamPipeline:
                                      measurement=y)
 
     def _run_regularized(self, x, sigmas, base_prompt, extras, regs, generator, output_type, dps=0.0, **info):
-        host = self._inverse_host()
-        if dps > 0.0:
-            host["denoise_grad"] = self.denoiser(base_prompt)
+        host = self._inverse_host(self.denoiser(base_prompt) if dps > 0.0 else None)
         spans, times = self.time_grid(sigmas)
-        den = batched_denoiser(self.model, self.prompt(base_prompt), extras)
-        out = dream_sample(den, x, sigmas, VE, regularizers=regs, spans=spans, times=times, generator=generator,
-                           host=host)
+        den = BatchedDenoiser(self.model, self.prompt(base_prompt), extras)
+        out = dream_sample(den, x, sigmas, VE, extras=den.extras, regularizers=regs, spans=spans, times=times,
+                           generator=generator, host=host)
         return self._out(out, output_type, **info)
 
     # --- CycleDiffusion (spec csd §2.2-2.3) --------------------------------------------
