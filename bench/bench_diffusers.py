@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from timing import write_json  # noqa: E402
 
@@ -50,15 +50,16 @@ class Counter:
 def sd15_pipeline(device, dtype, seed=0):
     """Real-size SD1.5 architecture (UNet 860M, VAE, CLIP ViT-L text encoder) with random weights."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-    from dreamsampler_core.diffusers_adapter import _char_tokenizer_dir, _tokenizer_dir
-    tok = CLIPTokenizer.from_pretrained(str(_tokenizer_dir() or _char_tokenizer_dir()), model_max_length=77)
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
-    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=768, intermediate_size=3072,
-                                        num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77))
+    from transformers import CLIPTextConfig, CLIPTextModel
+    from support.diffusers_fixtures import clip_tokenizer
+    tok = clip_tokenizer()
+    with torch.random.fork_rng(devices=[]):          # seeded init without touching the caller's RNG state
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+        text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=768, intermediate_size=3072,
+                                            num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77))
     for m in (unet, vae, text):                        # keep random activations finite in half precision
         with torch.no_grad():
             for p in m.parameters():
@@ -104,7 +105,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from dreamsampler_core.diffusers_adapter import DreamPipeline, tiny_pipeline
+    from dreamsampler_diffusers import DreamPipeline
+    from support.diffusers_fixtures import tiny_pipeline
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     if args.arch == "tiny":

@@ -1,9 +1,6 @@
 """DreamSampler on a diffusers Stable Diffusion pipeline: real-image editing (and CycleDiffusion).
 
-    # offline smoke run: a tiny pipeline with random weights (computes the algorithm, not a picture)
-    python scripts/diffusers_edit.py --tiny
-
-    # a real model (needs the weights locally or a download)
+    # a real model (a hub id, needs the weights cached or a download; or a local pipeline folder)
     python scripts/diffusers_edit.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 \\
         --image horse.jpg --prompt "a zebra" --steps 200 --omega 0.2 --out zebra.png
 
@@ -12,7 +9,8 @@
         --source-prompt "a photo of a cat" --prompt "a photo of a dog" --steps 50 --cfg 3
 
 diffusers and transformers are needed only for this path (pip install diffusers transformers);
-the ComfyUI nodes never import them.
+the ComfyUI nodes never import them.  tests/diffusers runs this script offline on a tiny pipeline
+with random weights saved to a folder (``--model <folder>``).
 """
 from __future__ import annotations
 
@@ -24,12 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # run from a checkout
 
-from dreamsampler_core.diffusers_adapter import DreamPipeline, tiny_pipeline  # noqa: E402
+from dreamsampler_diffusers import DreamPipeline  # noqa: E402
 
 
 def load(args):
-    if args.tiny:
-        return tiny_pipeline(args.seed), None
     from diffusers import StableDiffusionPipeline
     from PIL import Image
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -41,9 +37,9 @@ def load(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tiny", action="store_true", help="tiny random pipeline, offline (for a smoke test)")
-    ap.add_argument("--model", default="stable-diffusion-v1-5/stable-diffusion-v1-5")
-    ap.add_argument("--image", type=Path, help="input image (not needed with --tiny)")
+    ap.add_argument("--model", default="stable-diffusion-v1-5/stable-diffusion-v1-5",
+                    help="a hub id or a local folder (StableDiffusionPipeline.from_pretrained)")
+    ap.add_argument("--image", type=Path, required=True, help="input image")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--method", choices=("edit", "cyclediffusion"), default="edit")
     ap.add_argument("--prompt", default="a zebra", help="target prompt")
@@ -57,14 +53,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("dreamsampler_edit.png"))
     args = ap.parse_args()
-    if not args.tiny and args.image is None:
-        ap.error("--image is required unless --tiny")
 
     pipe, image = load(args)
-    if image is None:                                                # tiny: a synthetic 32 x 32 gradient
-        ramp = torch.linspace(0, 1, 32)
-        image = torch.stack([ramp[None, :].expand(32, 32), ramp[:, None].expand(32, 32),
-                             torch.full((32, 32), 0.5)])[None]
     dream = DreamPipeline(pipe)
     generator = torch.Generator().manual_seed(args.seed)
     if args.method == "edit":

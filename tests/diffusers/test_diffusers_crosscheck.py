@@ -2,7 +2,7 @@
 implementations (DDIMScheduler, DDIMInverseScheduler, the deprecated CycleDiffusionPipeline) and
 against the same weights run through the ComfyUI nodes (issue 8).
 
-Tiny models with seeded random weights (``diffusers_adapter.tiny_pipeline``): a random UNet is no
+Tiny models with seeded random weights (``support.diffusers_fixtures.tiny_pipeline``): a random UNet is no
 denoiser, but both sides must compute the same function of it, which is what is checked.
 Tolerances are relative to the max |value| of the compared tensors; the measured values are in
 the comments (float32, CPU, one thread).
@@ -19,8 +19,9 @@ except ImportError as e:          # a missing test dependency is an error, never
                       "(tests/requirements.txt)") from e
 
 from dreamsampler_core import cycle  # noqa: E402
-from dreamsampler_core.diffusers_adapter import DreamPipeline, tiny_pipeline  # noqa: E402
 from dreamsampler_core.schedule import Parameterization  # noqa: E402
+from dreamsampler_diffusers import DreamPipeline  # noqa: E402
+from support.diffusers_fixtures import tiny_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -384,9 +385,30 @@ def test_diffusers_is_optional():
     import sys
     from pathlib import Path
     code = ("import sys; sys.modules['diffusers'] = None\n"
-            "import dreamsampler_core, dreamsampler_core.diffusers_adapter as a\n"
+            "import dreamsampler_core, dreamsampler_diffusers as a\n"
             "try:\n    a.DreamPipeline(object())\nexcept ImportError as e:\n    print('ERR', e)\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "ERR" in res.stdout and "pip install diffusers" in res.stdout
+
+
+def test_edit_script_runs_offline_on_a_saved_pipeline(pipe, tmp_path):
+    """scripts/diffusers_edit.py (which ships without the test fixtures) on the tiny pipeline saved
+    as a local folder: it loads it with from_pretrained, edits a 16 x 16 image and saves the result."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    from PIL import Image
+    repo = Path(__file__).resolve().parents[2]
+    pipe.save_pretrained(tmp_path / "tiny")
+    ramp = torch.linspace(0, 255, 16).to(torch.uint8)
+    rgb = torch.stack([ramp[None, :].expand(16, 16), ramp[:, None].expand(16, 16),
+                       torch.full((16, 16), 128, dtype=torch.uint8)], -1)
+    Image.fromarray(rgb.numpy()).save(tmp_path / "in.png")
+    cmd = [sys.executable, str(repo / "scripts" / "diffusers_edit.py"), "--model", str(tmp_path / "tiny"),
+           "--image", str(tmp_path / "in.png"), "--size", "16", "--steps", "2", "--out", str(tmp_path / "out.png")]
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "edit: 4 UNet calls" in res.stdout, res.stdout
+    assert Image.open(tmp_path / "out.png").size == (16, 16)

@@ -22,29 +22,30 @@ t = 996, 991, ..., 1, ComfyUI's ``ddim_uniform``).  Latents are diffusers' scale
 Usage::
 
     from diffusers import StableDiffusionPipeline
-    from dreamsampler_core.diffusers_adapter import DreamPipeline
+    from dreamsampler_diffusers import DreamPipeline
     dream = DreamPipeline(StableDiffusionPipeline.from_pretrained(...))
     out = dream.edit(image, "a zebra", edit_strength=0.2, steps=200)   # out.images[0] is a PIL image
 """
 from __future__ import annotations
 
-import json
+import functools
+
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from . import cycle, drag
-from .inversion import ddim_invert
-from .regularizers import EDIT_SCHEDULES, CFGEdit
-from .sampler import dream_sample
-from .schedule import Parameterization, discrete_timestep, normalized_times
+# absolute: this package and the core are both top-level next to each other on sys.path (a checkout),
+# so `import dreamsampler_diffusers` needs no parent package (which would be the ComfyUI entry point)
+from dreamsampler_core import cycle, drag
+from dreamsampler_core.inversion import ddim_invert
+from dreamsampler_core.regularizers import EDIT_SCHEDULES, CFGEdit
+from dreamsampler_core.denoiser import Host, randn_like
+from dreamsampler_core.sampler import dream_sample
+from dreamsampler_core.schedule import Parameterization, discrete_timestep, normalized_times
 
 log = logging.getLogger("DreamSampler")
 
@@ -58,7 +59,7 @@ def require_diffusers():
         import diffusers
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "dreamsampler_core.diffusers_adapter needs the optional packages 'diffusers' and 'transformers' "
+            "dreamsampler_diffusers needs the optional packages 'diffusers' and 'transformers' "
             "(pip install diffusers transformers). The ComfyUI nodes do not need them.") from e
     return diffusers
 
@@ -187,40 +188,48 @@ class Prompt:
         return float(self.cfg(sigma)) if callable(self.cfg) else float(self.cfg)
 
 
-def batched_denoiser(model: UNetDenoiser, base: Prompt, extras: dict | None = None):
-    """denoise(x, sigma) -> (x0_base, {name: x0}) with every needed prediction in ONE UNet batch.
+class BatchedDenoiser:
+    """The base prompt as the core's denoiser ``model(x, sigma) -> x0`` (``denoiser.py``), with the
+    extra prompts as ``extras``: a mapping of denoisers answered from the base call's UNet batch
+    when asked at the same (x, sigma) (else evaluated alone).
 
     A prompt with cfg == 1 needs only its conditional row (as ComfyUI's cfg1 optimization)."""
-    extras = dict(extras or {})
-    names = list(extras)
 
-    def denoise(x, sigma):
+    def __init__(self, model: UNetDenoiser, base: Prompt, extras: dict | None = None):
+        self.model, self.base, self.embeds = model, base, dict(extras or {})
+        self._at, self._preds = None, {}
+        self.extras = {n: functools.partial(self._extra, n) for n in self.embeds}
+
+    def __call__(self, x, sigma):
         rows, index = [], {}
 
         def need(key, emb):
             index[key] = len(rows)
             rows.append(emb)
 
-        w = base.scale(sigma)
-        need("base", base.cond)
+        w = self.base.scale(sigma)
+        need("base", self.base.cond)
         if w != 1.0:
-            need("base_u", base.uncond)
-        for n in names:
-            need(n, extras[n])
-        preds = model.x0(x, sigma, rows)
+            need("base_u", self.base.uncond)
+        for n, emb in self.embeds.items():
+            need(n, emb)
+        preds = self.model.x0(x, sigma, rows)
         x0 = preds[index["base"]]
         if w != 1.0:
             u = preds[index["base_u"]]
             x0 = u + w * (x0 - u)
-        return x0, {n: preds[index[n]] for n in names}
+        self._at, self._preds = (x, float(sigma)), {n: preds[index[n]] for n in self.embeds}
+        return x0
 
-    return denoise
+    def _extra(self, name, x, sigma):
+        if self._at is not None and self._at[0] is x and self._at[1] == float(sigma):
+            return self._preds[name]
+        return self.model.x0(x, sigma, [self.embeds[name]])[0]
 
 
 def plain_denoiser(model: UNetDenoiser, prompt: Prompt):
-    """denoise(x, sigma) -> x0 (the guided prediction of one prompt)."""
-    den = batched_denoiser(model, prompt)
-    return lambda x, sigma: den(x, sigma)[0]
+    """model(x, sigma) -> x0: the guided prediction of one prompt."""
+    return BatchedDenoiser(model, prompt)
 
 
 # ----------------------------------------------------------------------------- VAE codec
@@ -395,7 +404,7 @@ class DreamPipeline:
             import numpy as np
             arr = np.asarray(mask.convert("L") if hasattr(mask, "convert") else mask, dtype=np.float32)
             mask = torch.from_numpy(arr / 255.0 if arr.max() > 1.0 else arr)
-        from .masks import as_mask4d
+        from dreamsampler_core.masks import as_mask4d
         m = as_mask4d(mask.float())
         if hw is not None and tuple(m.shape[-2:]) != tuple(hw):
             m = torch.nn.functional.interpolate(m, size=tuple(hw), mode="bilinear", align_corners=False)
@@ -449,17 +458,16 @@ class DreamPipeline:
         elif len(inversion.sigmas) != len(sigmas) or not torch.allclose(inversion.sigmas[:-1], sigmas[:-1]):
             raise ValueError("the inversion was made on another grid; invert with the same steps and strength")
         spans, times = self.time_grid(sigmas)
-        den = batched_denoiser(self.model, self.prompt(source_prompt), {"target": self.embed(prompt)})
+        den = BatchedDenoiser(self.model, self.prompt(source_prompt), {"target": self.embed(prompt)})
         reg = CFGEdit(strength=float(edit_strength), schedule=schedule, start=start, end=end)
-        x = dream_sample(den, inversion.latent.clone(), sigmas, VE, regularizers=[reg], eta=eta, spans=spans,
-                         times=times, generator=generator)
+        x = dream_sample(den, inversion.latent.clone(), sigmas, VE, extras=den.extras, regularizers=[reg], eta=eta,
+                         spans=spans, times=times, generator=generator)
         return self._out(x, output_type, inverted=inversion.latent)
 
     # --- inpainting / restoration (spec dreamsampler §2.3, §6) ----------------------------
-    def _inverse_host(self):
+    def _inverse_host(self, grad_model=None) -> Host:
         sf = self.scaling_factor
-        return {"process_latent_in": lambda z: z * sf, "process_latent_out": lambda z: z / sf,
-                "codec": self.codec}
+        return Host(latent_in=lambda z: z * sf, latent_out=lambda z: z / sf, grad_model=grad_model)
 
     @torch.no_grad()
     def inpaint(self, image, mask, prompt: str | None, *, source_prompt: str = "", steps: int = 50,
@@ -479,9 +487,9 @@ class DreamPipeline:
         ("paper" = the official data-consistency schedule and fresh noise, "restore" = every step).
         dps: the opt-in DPS step (backpropagates through the UNet and the decoder).
         """
-        from .inverse import DataConsistency, MaskInpaint, preset as get_preset
-        from .masks import feather as feather_mask, union
-        from .operators import make_operator
+        from dreamsampler_core.inverse import DataConsistency, MaskInpaint, preset as get_preset
+        from dreamsampler_core.masks import feather as feather_mask, union
+        from dreamsampler_core.operators import make_operator
         sched = get_preset(preset)
         x = self._pixels(image)
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
@@ -517,16 +525,15 @@ class DreamPipeline:
         low resolution).  operator: an ``operators.LinearOperator`` or a name of
         ``operators.OPERATOR_NAMES`` built with scale / blur_sigma / kernel_size / motion_angle.
         """
-        from .inverse import DataConsistency, preset as get_preset
-        from .operators import LinearOperator, make_operator
+        from dreamsampler_core.inverse import DataConsistency, preset as get_preset
+        from dreamsampler_core.operators import LinearOperator, make_operator
         op = operator if isinstance(operator, LinearOperator) else make_operator(
             operator, scale=scale, blur_sigma=blur_sigma, kernel_size=kernel_size, motion_angle=motion_angle)
         y = self._pixels(measurement, keep_size=True)
         self.reset_counts()
         z_init = self.encode_pixels(op.initial_image(y).clamp(-1.0, 1.0))
         sigmas = self.sigmas(steps, strength)
-        dev = generator.device if generator is not None else z_init.device
-        noise = torch.randn(z_init.shape, generator=generator, device=dev, dtype=torch.float32).to(z_init)
+        noise = randn_like(z_init, generator)
         x_start = VE.compose(z_init, noise, float(sigmas[0]))
         reg = DataConsistency(op=op, y=y, codec=self.codec, strength=float(data_consistency), sigma_y=float(sigma_y),
                               mu=float(mu), schedule=get_preset(preset), dps=float(dps))
@@ -534,13 +541,11 @@ class DreamPipeline:
                                      measurement=y)
 
     def _run_regularized(self, x, sigmas, base_prompt, extras, regs, generator, output_type, dps=0.0, **info):
-        host = self._inverse_host()
-        if dps > 0.0:
-            host["denoise_grad"] = self.denoiser(base_prompt)
+        host = self._inverse_host(self.denoiser(base_prompt) if dps > 0.0 else None)
         spans, times = self.time_grid(sigmas)
-        den = batched_denoiser(self.model, self.prompt(base_prompt), extras)
-        out = dream_sample(den, x, sigmas, VE, regularizers=regs, spans=spans, times=times, generator=generator,
-                           host=host)
+        den = BatchedDenoiser(self.model, self.prompt(base_prompt), extras)
+        out = dream_sample(den, x, sigmas, VE, extras=den.extras, regularizers=regs, spans=spans, times=times,
+                           generator=generator, host=host)
         return self._out(out, output_type, **info)
 
     # --- CycleDiffusion (spec csd §2.2-2.3) --------------------------------------------
@@ -591,69 +596,3 @@ class DreamPipeline:
         x = drag.sde_drag(den, z0, sigmas, VE, P, Q, mask=m, alpha=alpha, beta=beta, radius=int(radius),
                           step_size=step_size, generator=generator)
         return self._out(x, output_type)
-
-
-# ----------------------------------------------------------------------------- tiny pipeline
-def _tokenizer_dir() -> Path | None:
-    """ComfyUI's bundled SD1 CLIP tokenizer files, if a host is around (usable offline)."""
-    roots = [os.environ.get("COMFYUI_DIR")]
-    base = os.environ.get("DREAM_HOST_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dreamsampler-host")
-    roots.append(os.path.join(base, "ComfyUI"))
-    for r in roots:
-        if r and (Path(r) / "comfy" / "sd1_tokenizer" / "vocab.json").is_file():
-            return Path(r) / "comfy" / "sd1_tokenizer"
-    return None
-
-
-def _char_tokenizer_dir() -> Path:
-    """A character-level CLIP BPE vocabulary (no merges) for when no real tokenizer is around."""
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
-    d = Path(tempfile.mkdtemp(prefix="dream_tiny_tok_"))
-    chars = list(bytes_to_unicode().values())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    (d / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (d / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return d
-
-
-def tiny_pipeline(seed: int = 0, *, tokenizer_dir: str | Path | None = None, set_alpha_to_one: bool = False,
-                  steps_offset: int = 1, prediction_type: str = "epsilon", channels=(32, 64),
-                  cross_attention_dim: int = 32):
-    """A tiny StableDiffusionPipeline with seeded random weights, built from configs (offline):
-    SD1-shaped UNet (two levels, cross-attention on the first), a 2-level AutoencoderKL (factor 2),
-    a 2-layer CLIPTextModel and the SD1 tokenizer (ComfyUI's copy) or a character-level one; the
-    SD DDIM schedule (scaled_linear 0.00085-0.012, steps_offset 1, clip_sample False).
-    For tests, examples and benchmarks: it computes the real algorithms, not pretty pictures."""
-    require_diffusers()
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-    tok_dir = Path(tokenizer_dir) if tokenizer_dir else (_tokenizer_dir() or _char_tokenizer_dir())
-    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir), model_max_length=77)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        unet = UNet2DConditionModel(
-            sample_size=16, in_channels=4, out_channels=4, block_out_channels=tuple(channels), layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=cross_attention_dim, attention_head_dim=8)
-        vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                            up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 32), latent_channels=4,
-                            norm_num_groups=32, sample_size=32)
-        text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=cross_attention_dim,
-                                            intermediate_size=2 * cross_attention_dim, num_hidden_layers=2,
-                                            num_attention_heads=2, max_position_embeddings=77,
-                                            projection_dim=cross_attention_dim))
-    finally:
-        torch.random.set_rng_state(state)
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=set_alpha_to_one, steps_offset=steps_offset,
-                              prediction_type=prediction_type)
-    pipe = StableDiffusionPipeline(vae=vae.eval(), text_encoder=text.eval(), tokenizer=tokenizer, unet=unet.eval(),
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
