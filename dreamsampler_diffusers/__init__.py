@@ -7,7 +7,7 @@ for all of the math.  It is used from a checkout with the pack's folder on ``sys
 (``from dreamsampler_diffusers import DreamPipeline``), the same path that imports ``dreamsampler_core``.
 """
 from .adapter import (DiffusersVAECodec, DreamOutput, DreamPipeline, Inversion, NoiseTable, Prompt, UNetDenoiser,
-                      batched_denoiser, ddim_timesteps, plain_denoiser, require_diffusers)
+                      BatchedDenoiser, ddim_timesteps, plain_denoiser, require_diffusers)
 
 __all__ = ["DiffusersVAECodec", "DreamOutput", "DreamPipeline", "Inversion", "NoiseTable", "Prompt", "UNetDenoiser",
-           "batched_denoiser", "ddim_timesteps", "plain_denoiser", "require_diffusers"]
+           "BatchedDenoiser", "ddim_timesteps", "plain_denoiser", "require_diffusers"]
