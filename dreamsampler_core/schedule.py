@@ -3,7 +3,8 @@
 ComfyUI keeps every model's latent in one of two forms (spec comfyui §A4):
 
 * ``ve``   (EPS and V_PREDICTION models: SD1.5, SD2.x, SDXL):  x = x0 + sigma * eps
-* ``flow`` (CONST models: SD3, Flux, AuraFlow):                x = (1 - sigma) * x0 + sigma * eps
+* ``flow`` (CONST models: SD3, Flux, AuraFlow):                x = (1 - sigma) * x0 + k * sigma * eps
+  (k = ``noise_scale``, 1 except where a model's sampling scales its noise; newer ComfyUI's CONST)
 
 Both are ``x = a(sigma) * x0 + s(sigma) * eps``; every step of this package is written
 against ``a`` and ``s`` so one implementation serves all families.  The model call always
@@ -29,10 +30,15 @@ class Parameterization:
     """How a latent at noise level sigma is composed of signal and noise."""
 
     kind: str = "ve"
+    noise_scale: float = 1.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown parameterization {self.kind!r}; expected one of {KINDS}")
+        if not (math.isfinite(self.noise_scale) and self.noise_scale > 0):
+            raise ValueError(f"noise_scale must be a positive number, got {self.noise_scale}")
+        if self.kind == "ve" and self.noise_scale != 1.0:
+            raise ValueError("a ve latent has noise_scale 1 (sigma is the noise level)")
 
     # --- coefficients -------------------------------------------------------------
     def signal(self, sigma):
@@ -43,7 +49,7 @@ class Parameterization:
 
     def noise(self, sigma):
         """s(sigma): coefficient of eps in x."""
-        return sigma
+        return sigma if self.noise_scale == 1.0 else self.noise_scale * sigma
 
     def alpha_bar(self, sigma):
         """Variance-preserving alpha_bar(sigma) = a^2 / (a^2 + s^2)."""

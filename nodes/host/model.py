@@ -13,7 +13,6 @@ import torch
 
 import comfy.model_base
 import comfy.model_management
-import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -44,23 +43,85 @@ def model_sampling(model):
     return model.get_model_object("model_sampling")
 
 
+SUPPORTED = "Supported: denoisers whose latent is x0 + sigma*eps (eps, v, EDM, x0 models: SD1.5, SD2.x, SDXL) " \
+            "or (1-sigma)*x0 + sigma*eps (flow models: SD3, Flux, Qwen-Image, Wan)."
+
+
+def _probe_levels(ms) -> list[float]:
+    """Noise levels spread over the model's range (its smallest, middle and largest sigma)."""
+    lo, hi = float(ms.sigma_min), float(ms.sigma_max)
+    mid = float(ms.percent_to_sigma(0.5))
+    return sorted({lo, mid, hi} - {0.0})
+
+
+def probe_convention(ms) -> Parameterization:
+    """The latent convention of a model_sampling object, from what it does (not its class name).
+
+    ``noise_scaling(sigma, noise, x0)`` gives a(sigma) and s(sigma) of x = a x0 + s eps at levels
+    across the model's range (and is checked to be that linear map); the pack's math needs a = 1,
+    s = sigma (``ve``) or a = 1 - sigma, s = k sigma (``flow``, k the noise scale), the output at
+    sigma = 0 returned as is (``inverse_noise_scaling``), and a denoiser: a model whose x0 ignores
+    its noisy input while that input is not normalized for the noise level is an image-to-image
+    predictor.  Anything else is refused with UnsupportedModelError naming the model type."""
+    name = type(ms).__name__
+    bases = [c.__name__ for c in type(ms).__mro__[1:] if c.__name__ not in ("object", "Module")]
+    kind_name = f"{name} ({', '.join(bases[:3])})" if name == "ModelSampling" and bases else name
+
+    def refuse(why):
+        return UnsupportedModelError(f"DreamSampler cannot sample this model (prediction type {kind_name}): {why}. "
+                                     + SUPPORTED)
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(1, 4, 2, 2, generator=g)
+    eps = torch.randn(1, 4, 2, 2, generator=g)
+    zeros, ones = torch.zeros_like(x0), torch.ones_like(x0)
+    kinds, scales = set(), []
+    try:
+        levels = _probe_levels(ms)
+        for sigma in levels:
+            t = torch.tensor([sigma], dtype=torch.float32)
+            a = float(ms.noise_scaling(t, zeros.clone(), ones.clone(), max_denoise=False).mean())
+            s = float(ms.noise_scaling(t, ones.clone(), zeros.clone(), max_denoise=False).mean())
+            x = ms.noise_scaling(t, eps.clone(), x0.clone(), max_denoise=False)
+            if not torch.allclose(x, a * x0 + s * eps, rtol=1e-4, atol=1e-5):
+                raise refuse(f"its noise scaling at sigma={sigma:.4g} is not a x0 + s eps")
+            if s <= 1e-6 * max(sigma, 1e-6):
+                raise refuse(f"its noise scaling adds no noise (at sigma={sigma:.4g} it returns the input latent): "
+                             "an image-to-image model, not a denoiser of noisy latents")
+            tol = 1e-4 * max(1.0, sigma)
+            if abs(a - 1.0) <= tol and abs(s - sigma) <= tol:
+                kinds.add("ve")
+            elif abs(a - (1.0 - sigma)) <= tol and sigma > 0:
+                kinds.add("flow")
+                scales.append(s / sigma)
+            else:
+                raise refuse(f"at sigma={sigma:.4g} its latent is {a:.4g} x0 + {s:.4g} eps")
+        final = ms.inverse_noise_scaling(torch.tensor([0.0]), x0.clone())
+        if not torch.allclose(final, x0, rtol=1e-5, atol=1e-6):
+            raise refuse("it transforms the finished latent (inverse_noise_scaling at sigma 0 is not the identity)")
+        hi = torch.tensor([levels[-1]], dtype=torch.float32)
+        ignores_input = torch.allclose(ms.calculate_denoised(hi, zeros.clone(), x0.clone()), zeros, atol=1e-6)
+        raw_input = torch.allclose(ms.calculate_input(hi, x0.clone()), x0, rtol=1e-5, atol=1e-6)
+        if kinds == {"ve"} and ignores_input and raw_input and levels[-1] > 1.5:
+            raise refuse("its x0 prediction ignores the noisy input, which it receives unnormalized at every noise "
+                         "level: an image-to-image predictor, not a denoiser")
+    except UnsupportedModelError:
+        raise
+    except Exception as e:       # noqa: BLE001 - a sampling object that cannot even be probed
+        raise refuse(f"probing its noise scaling failed ({type(e).__name__}: {e})") from None
+    if len(kinds) != 1:
+        raise refuse("its latent changes form across noise levels")
+    if kinds == {"flow"}:
+        k = sum(scales) / len(scales)
+        if max(abs(v - k) for v in scales) > 1e-4 * k:
+            raise refuse("its noise scale changes across noise levels")
+        return Parameterization("flow", noise_scale=1.0 if abs(k - 1.0) < 1e-6 else round(k, 6))
+    return Parameterization("ve")
+
+
 def parameterization(model) -> Parameterization:
-    """Latent convention of a MODEL (a ModelPatcher), or a clear refusal."""
-    ms = model_sampling(model)
-    ms_mod = comfy.model_sampling
-    refused = tuple(getattr(ms_mod, n) for n in ("IMG_TO_IMG", "COSMOS_RFLOW") if hasattr(ms_mod, n))
-    if isinstance(ms, refused):
-        raise UnsupportedModelError(
-            f"DreamSampler does not support this model's prediction type ({type(ms).__name__}): "
-            "its latent is not of the form x0 + sigma*eps or (1-sigma)*x0 + sigma*eps. "
-            "Supported: eps, v-prediction and flow models (SD1.5, SD2.x, SDXL, SD3, Flux).")
-    if isinstance(ms, ms_mod.CONST):
-        return Parameterization("flow")
-    if isinstance(ms, ms_mod.EPS):        # EPS, V_PREDICTION, EDM, X0 share the VE latent
-        return Parameterization("ve")
-    raise UnsupportedModelError(
-        f"DreamSampler does not know this model's prediction type ({type(ms).__name__}). "
-        "Supported: eps, v-prediction and flow models (SD1.5, SD2.x, SDXL, SD3, Flux).")
+    """Latent convention of a MODEL (a ModelPatcher), or a clear refusal (``probe_convention``)."""
+    return probe_convention(model_sampling(model))
 
 
 def csd_model_kind(model) -> str:

@@ -10,7 +10,7 @@ for _p in (str(_TESTS.parent), str(_TESTS)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from support import expansive, shapes  # noqa: E402
+from support import expansive, sampling_behaviours, shapes  # noqa: E402
 from support.tiny_models import class_conditioning, oracle_model  # noqa: E402
 
 
@@ -31,6 +31,26 @@ class TestExpansiveFlowOracle:
         gm = expansive.mean_free_mixture(4 * size * size)
         x0 = expansive.sample(gm, 1, seed, (4, size, size)).float()
         return oracle_model(gm, "flow", perturb=expansive.perturbation), class_conditioning(None), {"samples": x0}
+
+
+class TestModelSamplingBehaviour:
+    """A clone of the MODEL whose model_sampling behaves like another prediction type
+    (support.sampling_behaviours), as a model patch does (add_object_patch)."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",),
+                             "behaviour": (list(sampling_behaviours.BEHAVIOURS),)}}
+
+    def patch(self, model, behaviour):
+        m = model.clone()
+        m.add_object_patch("model_sampling", sampling_behaviours.make(behaviour, getattr(model.model, "model_config",
+                                                                                         None)))
+        return (m,)
 
 
 class TestShapesModel:
@@ -122,4 +142,5 @@ class TestProgressHookWithoutInterrupt:
 
 NODE_CLASS_MAPPINGS = {"TestExpansiveFlowOracle": TestExpansiveFlowOracle, "TestShapesModel": TestShapesModel,
                        "TestShapesPrompt": TestShapesPrompt, "TestShapesImages": TestShapesImages,
-                       "TestProgressHookWithoutInterrupt": TestProgressHookWithoutInterrupt}
+                       "TestProgressHookWithoutInterrupt": TestProgressHookWithoutInterrupt,
+                       "TestModelSamplingBehaviour": TestModelSamplingBehaviour}
