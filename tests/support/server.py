@@ -36,18 +36,22 @@ class ServerError(RuntimeError):
 
 class ComfyServer:
     def __init__(self, workdir: Path, checkpoints=(), python: str | None = None, extra_args=(), custom_nodes=(),
-                 pack_dir: Path | None = None, comfy_dir: Path | None = None, env: dict | None = None):
+                 pack_dir: Path | None = None, comfy_dir: Path | None = None, env: dict | None = None,
+                 models: dict | None = None):
         """``custom_nodes``: more node folders to link (test-only nodes); ``pack_dir``: a copy of the
         pack to install in ``custom_nodes`` instead of linking this repository (e.g. the registry
         archive, extracted); ``comfy_dir``: run this ComfyUI tree instead of the cached host (e.g. a
         fresh copy a test installed the pack into); ``env``: extra environment variables for this
         server alone (never set them in os.environ: servers started later would inherit them, and a
-        different thread count changes results bit for bit)."""
+        different thread count changes results bit for bit); ``models``: model folder name
+        ("diffusion_models", "vae", "text_encoders", ...) -> files to link there."""
         self.workdir = Path(workdir)
         self.comfy_dir = Path(comfy_dir) if comfy_dir is not None else host_dir()
         self.env = dict(env or {})
         self.pack_dir = Path(pack_dir) if pack_dir is not None else None
-        self.checkpoints = [Path(c) for c in checkpoints]
+        self.models = {"checkpoints": [Path(c) for c in checkpoints]}
+        for folder, paths in (models or {}).items():
+            self.models.setdefault(folder, []).extend(Path(q) for q in paths)
         self.custom_nodes = [Path(c) for c in custom_nodes]      # more node folders (test-only nodes)
         self.python = python or sys.executable
         self.extra_args = list(extra_args)
@@ -72,11 +76,13 @@ class ComfyServer:
             if dst.is_symlink() or dst.exists():
                 dst.unlink()
             dst.symlink_to(extra, target_is_directory=True)
-        for ckpt in self.checkpoints:
-            dst = self.workdir / "models" / "checkpoints" / ckpt.name
-            if dst.is_symlink() or dst.exists():
-                dst.unlink()
-            dst.symlink_to(ckpt)
+        for folder, paths in self.models.items():
+            (self.workdir / "models" / folder).mkdir(parents=True, exist_ok=True)
+            for src in paths:
+                dst = self.workdir / "models" / folder / src.name
+                if dst.is_symlink() or dst.exists():
+                    dst.unlink()
+                dst.symlink_to(src)
 
     def start(self, timeout: float = 180.0):
         self._prepare()
