@@ -44,6 +44,9 @@ class Family:
     conditioning_checks: Callable | None = None  # (p, refs) -> [(label, prompt_a_ref, prompt_b_ref)]
     skip_features: tuple = ()                   # features that do not apply, each with the reason in ``notes``
     notes: dict = field(default_factory=dict)
+    #: for families built in the server: () -> (MODEL, positive, negative, alt_positive, VAE), run inside
+    #: the server by the test-only node TestFamilyModel (family=name); cached by that node per server
+    build: Callable | None = None
 
 
 class Prompt:

@@ -53,6 +53,26 @@ class TestModelSamplingBehaviour:
         return (m,)
 
 
+class TestFamilyModel:
+    """A family's tiny model built in the server (support.families.<name>.FAMILY.build): for families
+    whose loader hard-codes full sizes; (MODEL, positive, negative, alt_positive, VAE)."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL", "CONDITIONING", "CONDITIONING", "CONDITIONING", "VAE")
+    FUNCTION = "build"
+    _cache = {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": ("STRING", {"default": "sdxl"})}}
+
+    def build(self, family):
+        if family not in TestFamilyModel._cache:
+            from support.families import families
+            TestFamilyModel._cache[family] = families()[family].build()
+        return TestFamilyModel._cache[family]
+
+
 class TestShapesModel:
     """The learned shapes model (support.shapes): ComfyUI BaseModel, eps, SD1.5 schedule, latent =
     pixels [B, 3, 16, 16] in [-1, 1]; loaded once per server from the committed weights."""
@@ -143,4 +163,4 @@ class TestProgressHookWithoutInterrupt:
 NODE_CLASS_MAPPINGS = {"TestExpansiveFlowOracle": TestExpansiveFlowOracle, "TestShapesModel": TestShapesModel,
                        "TestShapesPrompt": TestShapesPrompt, "TestShapesImages": TestShapesImages,
                        "TestProgressHookWithoutInterrupt": TestProgressHookWithoutInterrupt,
-                       "TestModelSamplingBehaviour": TestModelSamplingBehaviour}
+                       "TestModelSamplingBehaviour": TestModelSamplingBehaviour, "TestFamilyModel": TestFamilyModel}
