@@ -1,9 +1,9 @@
 """Editing quality on a learned model, in the papers' format (issue 17): target success (a judge
 classifier) against fidelity to the source (PSNR), through a real ComfyUI server and /prompt.
 
-    python bench/bench_quality.py [--quick] [--retrain] [--n 32] [--out bench]
+    python -m bench.bench_quality [--quick] [--retrain] [--n 32] [--out bench]
 
-Model: tests/support/shapes.py (class-conditional eps UNet on 16x16 coloured shapes, 9 classes,
+Model: tools/shapes.py (class-conditional eps UNet on 16x16 coloured shapes, 9 classes,
 trained here; weights committed in bench/weights, ``--retrain`` rebuilds them, ~5 min on one core).
 Latent = pixels (3 channels, [-1, 1]; no VAE). Sources are held-out real samples; every source has
 a ground-truth edit (same centre, size, background, target class), reported as PSNR-to-truth.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -25,10 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from support import shapes as S  # noqa: E402
+from tools import shapes as S
+from tools.host import REPO
 
 NODES = REPO / "tests" / "support" / "server_nodes"
 PAIRS = [(S.class_index("circle", "red"), S.class_index("square", "red")),
@@ -300,7 +297,7 @@ def aggregate(rows):
 
 
 def run_benchmark(quick=False, n=32, pairs=PAIRS, log=print, families=None, server_dir=None) -> dict:
-    from support.server import ComfyServer
+    from tools.server import ComfyServer
     judge = S.trained_judge(log=log)
     S.trained_unet(log=log)
     acc = S.judge_accuracy(judge)
@@ -543,7 +540,7 @@ def main():
         S.trained_judge(retrain=True)
         S.trained_unet(retrain=True)
     res = run_benchmark(quick=args.quick, n=args.n, families=args.family)
-    cmd = "python bench/bench_quality.py" + (" --quick" if args.quick else "") + (f" --n {args.n}" if args.n != 32 else "")
+    cmd = "python -m bench.bench_quality" + (" --quick" if args.quick else "") + (f" --n {args.n}" if args.n != 32 else "")
     write_report(res, args.out, cmd)
     print(f"wrote {args.out / 'QUALITY.md'} ({res['total_s']:.0f} s)")
 

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from support.families import Prompt, all_files, families
-from support.server import ComfyServer
+from tools.server import ComfyServer
 
 NODES = Path(__file__).resolve().parents[1] / "support" / "server_nodes"
 FAMILIES = families()

@@ -292,7 +292,7 @@ def judge_accuracy(judge: Judge, n: int = 2000) -> float:
 
 
 def weights_path(name: str) -> Path:
-    """Committed weights (bench/weights, < 1 MB); ``python bench/bench_quality.py --retrain`` rebuilds them."""
+    """Committed weights (bench/weights, < 1 MB); ``python -m bench.bench_quality --retrain`` rebuilds them."""
     return REPO / "bench" / "weights" / f"shapes_{name}_{VERSION}.pt"
 
 
