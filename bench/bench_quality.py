@@ -5,7 +5,7 @@ classifier) against fidelity to the source (PSNR), through a real ComfyUI server
 
 Model: tools/shapes.py (class-conditional eps UNet on 16x16 coloured shapes, 9 classes,
 trained here; weights committed in bench/weights, ``--retrain`` rebuilds them, ~5 min on one core).
-Latent = pixels (3 channels, [-1, 1]; no VAE). Sources are held-out real samples; every source has
+Latent = pixels (3 channels, [-1, 1]; the VAE inputs get ComfyUI's pixel-space VAE). Sources are held-out real samples; every source has
 a ground-truth edit (same centre, size, background, target class), reported as PSNR-to-truth.
 Methods: DreamSampler CFG Edit (invariant / paper, steps, refine), CycleDiffusion, Cycle-SDE vs
 ODE, and core-node baselines SDEdit (KSampler denoise < 1) and the Unsampler recipe (FlipSigmas +
