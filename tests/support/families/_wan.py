@@ -91,17 +91,22 @@ def vae22(seed: int):
     return vae
 
 
-def text(seed: int, words: int):
-    """UMT5-XXL-shaped conditioning: ``words`` seeded tokens, then zeros (the masked padding)."""
+def text(seed: int, words: int, attention_mask: bool = False):
+    """UMT5-XXL / T5-XXL-shaped conditioning: ``words`` seeded tokens, then zeros (the masked padding);
+    with ``attention_mask`` also the token mask [1, tokens] (int, 1 = a word) that ComfyUI's T5 encoders
+    for LTX-Video / Mochi return."""
     g = torch.Generator().manual_seed(seed)
     ctx = torch.zeros(1, TOKENS, TEXT_DIM)
     ctx[:, :words] = torch.randn(1, words, TEXT_DIM, generator=g)
-    return [[ctx, {}]]
+    extra = {}
+    if attention_mask:
+        extra["attention_mask"] = (torch.arange(TOKENS) < words).long()[None]
+    return [[ctx, extra]]
 
 
-def prompts(seed: int):
+def prompts(seed: int, attention_mask: bool = False):
     """(positive, negative, alt_positive)."""
-    return text(seed, 6), text(seed + 1, 1), text(seed + 2, 6)
+    return tuple(text(seed + k, words, attention_mask) for k, words in enumerate((6, 1, 6)))
 
 
 def sample(p, r, model=None, steps: int = 3):
