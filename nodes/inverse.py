@@ -321,9 +321,9 @@ class DreamDataConsistency(io.ComfyNode):
         n = int(y.shape[0])
         if codec.video and n > 1 and codec.frames(n) != n:
             counts = sorted({codec.frames(k) for k in range(1, 4 * n)} - {0})[:5]
-            raise InputError(f"the measurement has {n} frames, but this video VAE encodes and decodes {codec.frames(n)} "
-                             f"of them (it takes {', '.join(map(str, counts))}, ... frames); measure the frames the "
-                             "latent was encoded from")
+            raise InputError(f"the measurement has {n} frames, but this video VAE encodes and decodes "
+                             f"{codec.frames(n)} of them (it takes {', '.join(map(str, counts))}, ... frames); "
+                             "measure the frames the latent was encoded from")
         core = DataConsistency(op=op, y=y, codec=codec, strength=float(strength), sigma_y=float(sigma_y),
                                mu=float(mu), solver=solver, cg_iters=int(cg_iters),
                                schedule=preset_or_error(preset), dps=float(dps))
@@ -342,7 +342,8 @@ class DreamDegrade(io.ComfyNode):
             description="Makes a restoration benchmark from a clean image: the measurement y = A(x) + sigma_y * "
                         "noise, the degradation (operator) for Dream Data Consistency, and a full-size starting "
                         "image (upsampled / gray-filled) to encode and invert.",
-            inputs=[io.Image.Input("image", tooltip="Clean image x (or a video's frames: each is degraded alike).")] + operator_inputs() + [
+            inputs=[io.Image.Input("image", tooltip="Clean image x (or a video's frames: each is degraded alike).")]
+            + operator_inputs() + [
                 io.Float.Input("sigma_y", default=0.01, min=0.0, max=1.0, step=0.001,
                                tooltip="Measurement noise std in [-1, 1] pixel units (official 0.01)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,

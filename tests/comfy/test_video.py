@@ -88,12 +88,14 @@ def test_video_codec_round_trips_frames_through_comfy_vae(N, wan):
 # ----------------------------------------------------------------------------- data consistency
 def test_data_consistency_measures_every_frame(N, wan):
     model, vae, pos, neg, _ = wan
-    inverse, O = N["inverse"], N["O"]
+    inverse, ops = N["inverse"], N["O"]
     image = frames()
     z = encode(vae, image)
     one = image[:1].expand(FRAMES, -1, -1, -1).contiguous()  # the first frame on every frame
-    dc = lambda y: run(inverse.DreamDataConsistency, vae, y, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
-                       "restore", "auto", 10, 0.0)[0]
+
+    def dc(y):
+        return run(inverse.DreamDataConsistency, vae, y, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
+                   "restore", "auto", 10, 0.0)[0]
     (meas, deg, _) = run(inverse.DreamDegrade, one, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
     (meas1, _, _) = run(inverse.DreamDegrade, one[:1], "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
     assert tuple(meas.shape) == (FRAMES, SIZE // 2, SIZE // 2, 3)
@@ -107,15 +109,15 @@ def test_data_consistency_measures_every_frame(N, wan):
     with pytest.raises(N["common"].InputError, match="6 frames.*encodes and decodes 5.*1, 5, 9"):
         dc(torch.cat([meas, meas[:1]]))
     # the core: a video's frames are solved one by one, exactly as a batch of images
-    op = O.make_operator("sr_avgpool", scale=2)
+    op = ops.make_operator("sr_avgpool", scale=2)
     g = torch.Generator().manual_seed(3)
     x_hat = torch.randn(2, 3, FRAMES, 8, 8, generator=g)
     y = torch.randn(FRAMES, 3, 4, 4, generator=g)
     reg = N["core_inverse"].DataConsistency(op=op, y=y, sigma_y=0.05)
     flat = x_hat.movedim(2, 1).reshape(2 * FRAMES, 3, 8, 8)
-    want = O.prox(op, y.repeat(2, 1, 1, 1), flat, 1e-4, 0.05).reshape(2, FRAMES, 3, 8, 8).movedim(1, 2)
+    want = ops.prox(op, y.repeat(2, 1, 1, 1), flat, 1e-4, 0.05).reshape(2, FRAMES, 3, 8, 8).movedim(1, 2)
     assert torch.allclose(reg.solve(x_hat), want, atol=1e-6)
-    with pytest.raises(O.OperatorError, match="3 frames but the video has 5 frames"):
+    with pytest.raises(ops.OperatorError, match="3 frames but the video has 5 frames"):
         N["core_inverse"].DataConsistency(op=op, y=y[:3]).solve(x_hat)
 
 
