@@ -1,6 +1,6 @@
 """Video latents inside the real (in-process) ComfyUI: the tiny Wan 2.1 model and VAE of the family
 matrix (tests/support/families/wan21.py; 5 frames of 32x32 px -> [1, 16, 2, 4, 4]) through the
-pack's video VAE codec, Data Consistency frame by frame, masks on 5-D latents, and the image-only
+pack's video VAE codec, Data Consistency frame by frame (and its DPS step), masks on 5-D latents, and the image-only
 nodes' refusals of video VAEs."""
 import pytest
 import torch
@@ -93,9 +93,9 @@ def test_data_consistency_measures_every_frame(N, wan):
     z = encode(vae, image)
     one = image[:1].expand(FRAMES, -1, -1, -1).contiguous()  # the first frame on every frame
 
-    def dc(y):
+    def dc(y, preset="restore", dps=0.0):
         return run(inverse.DreamDataConsistency, vae, y, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
-                   "restore", "auto", 10, 0.0)[0]
+                   preset, "auto", 10, dps)[0]
     (meas, deg, _) = run(inverse.DreamDegrade, one, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
     (meas1, _, _) = run(inverse.DreamDegrade, one[:1], "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
     assert tuple(meas.shape) == (FRAMES, SIZE // 2, SIZE // 2, 3)
@@ -106,6 +106,10 @@ def test_data_consistency_measures_every_frame(N, wan):
     assert tuple(per_frame.shape) == LATENT and torch.isfinite(per_frame).all()
     assert not torch.allclose(per_frame, plain)
     assert torch.allclose(per_frame, broadcast, atol=1e-5)
+    # DPS (backprop through the model and the video decoder) on the steps 'paper' leaves inactive
+    paper = sample(N, model, neg, neg, start, regs=dc(meas, "paper"))
+    dps = sample(N, model, neg, neg, start, regs=dc(meas, "paper", dps=1.0))
+    assert torch.isfinite(dps).all() and not torch.allclose(dps, paper)
     with pytest.raises(N["common"].InputError, match="6 frames.*encodes and decodes 5.*1, 5, 9"):
         dc(torch.cat([meas, meas[:1]]))
     # the core: a video's frames are solved one by one, exactly as a batch of images
