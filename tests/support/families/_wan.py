@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from ..host import cache_dir, import_comfy
-from ..tiny_models import seeded_init_
+from tools.host import cache_dir, import_comfy
+from tools.tiny_models import seeded_init_
 
 VERSION = "v1"
 DIT = {"dim": 128, "ffn_dim": 256, "num_heads": 1, "num_layers": 1}

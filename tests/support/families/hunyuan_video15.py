@@ -15,7 +15,7 @@ The image: 5 frames of 32x32 pixels -> one [1, 32, 2, 2, 2] latent.
 import torch
 
 from . import Family, Refs, _wan
-from ..tiny_models import seeded_init_
+from tools.tiny_models import seeded_init_
 
 SIZE = 32
 DIT = "dream_tiny_hunyuan_video15.safetensors"

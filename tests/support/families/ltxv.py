@@ -19,7 +19,7 @@ import json
 import torch
 
 from . import Family, Refs, _wan
-from ..tiny_models import seeded_init_
+from tools.tiny_models import seeded_init_
 
 SIZE = 64
 FRAMES = 9
