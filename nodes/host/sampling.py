@@ -241,15 +241,19 @@ class ExtraDenoiser:
 
 def grad_denoiser(model_wrap, extra_args):
     """x0(x, sigma) with autograd through the diffusion model, for the opt-in DPS step: the first call
-    makes a ``grad_copy`` of the diffusion model, swapped in for each differentiable call (the shared
-    model is restored at once) and freed with this closure at the end of the run.  Memory: one extra
-    copy of the weights plus the activations of a backward pass."""
+    makes a ``grad_copy`` of the diffusion model (the weights its forward uses, whatever ComfyUI's load
+    state), swapped in for each differentiable call (the shared model is restored at once) and freed
+    with this closure at the end of the run.  Memory: one extra copy of the weights (on the load
+    device while it has room, else on the CPU) plus the activations of a backward pass."""
     inner = model_wrap.inner_model
+    patcher = model_wrap.model_patcher
     state = {}
 
     def denoise(x, sigma):
         if "model" not in state:
-            state["model"] = grad_copy(inner.diffusion_model)
+            # the model is loaded for this run already: read as it is, not reloaded
+            state["model"] = grad_copy(inner.diffusion_model, device=patcher.load_device,
+                                       dtype=getattr(inner, "manual_cast_dtype", None), what="diffusion model")
         original = inner.diffusion_model
         inner.diffusion_model = state["model"]
         try:
