@@ -1,28 +1,156 @@
 """The host's VAE and gradients: ComfyUI VAEs as the core's codecs, and copies autograd can use.
 
 ComfyUI runs every node under ``torch.inference_mode()``; the loaded weights are inference tensors
-that autograd cannot save (spec comfyui §A6).  A gradient path therefore runs a deep copy of the
-network made outside inference mode (``grad_copy``), kept until the codec's ``release()`` (the
-sampler adapter releases what a run used) and never written back: the shared MODEL / VAE are not
-modified.
+that autograd cannot save (spec comfyui §A6).  A gradient path therefore runs a copy of the network
+made outside inference mode (``grad_copy``), kept until the codec's ``release()`` (the sampler
+adapter releases what a run used) and never written back: the shared MODEL / VAE are not modified.
+
+What the copy holds is the weights the network's forward really uses, read the way ComfyUI hands
+them out, whatever the load state (COMPATIBILITY.md, "Gradient copies"): patched in place (a full
+load), offloaded with the patches applied at forward time (lowvram, ``LowVramPatch`` in
+``weight_function``), or lazy in the newest ComfyUI's dynamic VRAM loading (weights left on the CPU
+or memory-mapped, staged through ``comfy_aimdo``'s VBAR, LoRA patches in ``weight_lowvram_function``,
+quantized storage).  Each ComfyUI op's weight and bias come from ``comfy.ops.cast_bias_weight``,
+the very function the op's forward calls, so LoRA / weight-wrapper patches and dequantization are
+in them; none of that per-module load state is copied.
 """
 from __future__ import annotations
 
 import copy as _copy
+import math
 
 import torch
 
 import comfy.model_management
+import comfy.ops
+
+#: per-module load state ComfyUI keeps on a live network (forward-time patches, offload / dynamic
+#: VRAM bookkeeping): never copied into a gradient copy (its weights hold the result instead)
+_LOAD_STATE = ("weight_function", "bias_function", "weight_lowvram_function", "bias_lowvram_function",
+               "prev_comfy_cast_weights", "comfy_patched_weights", "comfy_force_cast_weights", "seed_key",
+               "_v", "_v_signature", "_v_weight", "_v_bias", "_v_block", "_prefetch", "_pin_state", "_pins",
+               "dynamic_vbars", "dynamic_pins", "dynamic_patchers")
+_FLOAT = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def grad_copy(module: torch.nn.Module, patcher=None, device=None) -> torch.nn.Module:
-    """A deep copy of ``module`` (the loaded, patched weights) outside inference mode, frozen
-    (requires_grad False), for autograd through it.  ``patcher``: loaded first (its patches applied)."""
-    with torch.inference_mode(False):
+class GradCopyError(RuntimeError):
+    pass
+
+
+def _not_loaded(what: str, name: str) -> GradCopyError:
+    return GradCopyError(
+        f"DreamSampler needs the {what}'s weights for a gradient step (DPS / distillation), but '{name}' "
+        "is not loaded (a lazy or meta tensor that ComfyUI did not hand out). Run without lazy / dynamic "
+        "model loading (start ComfyUI without its dynamic VRAM option), or without the gradient step "
+        "(Dream Data Consistency with dps = 0).")
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """A quantized tensor subclass (ComfyUI's QuantizedTensor) as the plain tensor it stands for."""
+    if type(t) not in (torch.Tensor, torch.nn.Parameter) and hasattr(t, "dequantize"):
+        t = t.dequantize()
+    return t
+
+
+def _forward_weights(m, device, dtype, place):
+    """{name: tensor} of a ComfyUI op's weight and bias as its forward computes them (patches
+    applied, dequantized), each copied to ``place(nbytes)``."""
+    w = m.weight
+    plain = type(w) in (torch.Tensor, torch.nn.Parameter)
+    tdt = dtype if dtype is not None else (w.dtype if plain and w.dtype in _FLOAT else torch.float32)
+    b = getattr(m, "bias", None)
+    bdt = b.dtype if dtype is None and b is not None and type(b) in (torch.Tensor, torch.nn.Parameter) \
+        and b.dtype in _FLOAT else tdt
+    try:      # the non-legacy form: buffers handed back with uncast_bias_weight (async offload, VBAR pins)
+        weight, bias, stream = comfy.ops.cast_bias_weight(m, dtype=tdt, device=device, bias_dtype=bdt,
+                                                          offloadable=True)
+    except TypeError:
+        (weight, bias), stream = comfy.ops.cast_bias_weight(m, dtype=tdt, device=device, bias_dtype=bdt), None
+    out = {}
+    for key, t in (("weight", weight), ("bias", bias)):
+        if t is not None:
+            t = _plain(t).detach()
+            out[key] = t.to(place(t.numel() * t.element_size()), copy=True)
+    if stream is not None and hasattr(comfy.ops, "uncast_bias_weight"):
+        comfy.ops.uncast_bias_weight(m, weight, bias, stream)
+    return out
+
+
+def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, what: str = "model") -> torch.nn.Module:
+    """A frozen copy of ``module`` (requires_grad False, outside inference mode) holding the weights
+    its forward uses (see the module docstring), for autograd through it; the live module is only
+    read.  ``patcher``: loaded first (ComfyUI decides how).  ``device``: where the forward runs
+    (default: the patcher's load device, else the module's).  ``dtype``: the compute dtype the
+    weights take when ComfyUI casts them (a manual-cast model; None: each weight's own float dtype,
+    float32 for fp8 / quantized storage).  Weights go to ``device`` while its free memory allows and
+    stay on the CPU after that (cast per call, as ComfyUI's lowvram mode does).  GradCopyError when
+    a weight is not loaded."""
+    with torch.inference_mode(False), torch.no_grad():
         if patcher is not None:
             comfy.model_management.load_models_gpu([patcher])
-        copy = _copy.deepcopy(module).requires_grad_(False)
-        return copy if device is None else copy.to(device)
+        if device is None:
+            device = patcher.load_device if patcher is not None else next(
+                (p.device for p in module.parameters()), torch.device("cpu"))
+        device = torch.device(device)
+        budget = [math.inf]
+        if device.type != "cpu":
+            budget[0] = (comfy.model_management.get_free_memory(device)
+                         - 2 * comfy.model_management.minimum_inference_memory())
+
+        def place(nbytes):
+            """the device while it has room (a reserve kept for the backward pass), else the CPU"""
+            if nbytes <= budget[0]:
+                budget[0] -= nbytes
+                return device
+            return torch.device("cpu")
+
+        # the structure, without the tensors (filled below) and without the load state
+        memo = {}
+        for m in module.modules():
+            for t in list(m._parameters.values()) + list(m._buffers.values()):
+                if t is not None:
+                    memo[id(t)] = None
+            for name in _LOAD_STATE:
+                v = m.__dict__.get(name)
+                if v is not None and not isinstance(v, (bool, int, float, str)):
+                    memo[id(v)] = None
+        try:
+            out = _copy.deepcopy(module, memo)
+        except Exception as e:  # an object ComfyUI or another pack attached that cannot be copied
+            raise GradCopyError(f"DreamSampler could not copy the {what} for a gradient step: {e}") from e
+
+        copies = dict(out.named_modules())
+        for name, m in module.named_modules():
+            c = copies[name]
+            for attr in _LOAD_STATE:
+                c.__dict__.pop(attr, None)
+            done = set()
+            if hasattr(m, "comfy_cast_weights") and getattr(m, "weight", None) is not None:
+                # a ComfyUI op: its forward's own weights; kept cast-on-call, so a weight left on
+                # the CPU (no room on the device) or in another dtype follows each input.  (A meta
+                # weight under dynamic VRAM (a VBAR) is ComfyUI's to fill: it zero-fills missing ones.)
+                for key in ("weight", "bias"):
+                    t = m._parameters.get(key)
+                    if t is not None and t.is_meta and not hasattr(m, "_v"):
+                        raise _not_loaded(what, f"{name}.{key}")
+                for key, t in _forward_weights(m, device, dtype, place).items():
+                    if m._parameters.get(key) is not None:
+                        c._parameters[key] = torch.nn.Parameter(t, requires_grad=False)
+                        done.add(key)
+                c.comfy_cast_weights = True
+                c.weight_function, c.bias_function = [], []
+            for key, t in m._parameters.items():
+                if key in done or t is None:
+                    continue
+                if t.is_meta:
+                    raise _not_loaded(what, f"{name}.{key}")
+                c._parameters[key] = torch.nn.Parameter(_plain(t).detach().to(device, copy=True), requires_grad=False)
+            for key, t in m._buffers.items():
+                if t is not None:
+                    if t.is_meta:
+                        raise _not_loaded(what, f"{name}.{key}")
+                    c._buffers[key] = _plain(t).detach().to(device, copy=True)
+        return out
 
 
 def vae_downscale(vae) -> int:
@@ -121,7 +249,7 @@ class VAECodec:
     def grad_model(self):
         if self._grad_model is None:
             vae = self.vae
-            self._grad_model = grad_copy(vae.first_stage_model, vae.patcher, vae.device)
+            self._grad_model = grad_copy(vae.first_stage_model, vae.patcher, vae.device, what="VAE")
         return self._grad_model
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
