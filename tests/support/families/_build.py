@@ -17,8 +17,8 @@ from ..host import cache_dir, import_comfy
 from ..tiny_models import seeded_init_
 
 #: what the notes' refine_steps numbers measure (scripted in-process on each family's tiny model)
-ROUND_TRIP = ("max |round trip - source| of Dream DDIM Inversion -> DreamSampler (eta 0, same steps, 'simple' or "
-              "'ddim_uniform' as noted) from a N(0, 1) model-space latent [1, C, 8, 8], the empty prompt")
+ROUND_TRIP = ("max |round trip - source| of Dream DDIM Inversion -> DreamSampler (eta 0, cfg 1, same steps, "
+              "'simple' or 'ddim_uniform' as noted) from a N(0, 1) model-space latent [1, C, 8, 8], the empty prompt")
 
 
 # ----------------------------------------------------------------------------- weights

@@ -60,11 +60,13 @@ def load(p) -> Refs:
 
 
 def conditioning_checks():
-    # v-prediction's own knob: zero terminal SNR (ModelSamplingDiscrete v_prediction, zsnr on / off)
-    def zsnr(on):
-        return lambda p, r: sample(p, r, model=p.add("ModelSamplingDiscrete", model=r.model,
-                                                     sampling="v_prediction", zsnr=on))
-    return [("ModelSamplingDiscrete_zsnr", zsnr(False), zsnr(True))]
+    def as_type(sampling, zsnr=False):
+        return lambda p, r: sample(p, r, model=p.add("ModelSamplingDiscrete", model=r.model, sampling=sampling,
+                                                     zsnr=zsnr))
+    # the loader detected v-prediction (relabelled as eps the same network samples differently), and
+    # v-prediction's own knob, zero terminal SNR, reaches the sampler
+    return [("detected_v_prediction", lambda p, r: sample(p, r), as_type("eps")),
+            ("ModelSamplingDiscrete_zsnr", as_type("v_prediction"), as_type("v_prediction", zsnr=True))]
 
 
 FAMILY = Family(
