@@ -56,7 +56,9 @@ class TestModelSamplingBehaviour:
 
 class TestFamilyModel:
     """A family's tiny model built in the server (support.families.<name>.FAMILY.build): for families
-    whose loader hard-codes full sizes; (MODEL, positive, negative, alt_positive, VAE)."""
+    whose loader hard-codes full sizes; (MODEL, positive, negative, alt_positive, VAE).  ``variant``
+    (optional): ``build(variant)``, another set of outputs of the same family (e.g. conditionings
+    that differ only in the family's own conditioning, such as SDXL's size conds)."""
 
     CATEGORY = "testing"
     RETURN_TYPES = ("MODEL", "CONDITIONING", "CONDITIONING", "CONDITIONING", "VAE")
@@ -65,13 +67,16 @@ class TestFamilyModel:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"family": ("STRING", {"default": "sdxl"})}}
+        return {"required": {"family": ("STRING", {"default": "sdxl"})},
+                "optional": {"variant": ("STRING", {"default": ""})}}
 
-    def build(self, family):
-        if family not in TestFamilyModel._cache:
+    def build(self, family, variant=""):
+        key = (family, variant)
+        if key not in TestFamilyModel._cache:
             from support.families import families
-            TestFamilyModel._cache[family] = families()[family].build()
-        return TestFamilyModel._cache[family]
+            fam = families()[family]
+            TestFamilyModel._cache[key] = fam.build(variant) if variant else fam.build()
+        return TestFamilyModel._cache[key]
 
 
 class TestShapesModel:
