@@ -174,6 +174,9 @@ class DreamCSDEdit(io.ComfyNode):
         if mode == "panorama" and B != 1:
             raise InputError(f"panorama mode edits one large image, but 'image' is a batch of {B}; use mode "
                              "'frames' for a frame sequence, or edit the images one at a time.")
+        with user_errors():
+            C.check_image_vae(vae, "CSD Edit", "its panorama windows and 'frames' particles are 2-D image latents "
+                                               "(frames are edited as separate images, through an image VAE)")
         ds = C.vae_downscale(vae)
         samples = C.vae_encode(vae, pad_to_multiple(pixels, ds), vae_tile_size)
         if samples.ndim != 4:

@@ -240,7 +240,8 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
                          + (f" (got {', '.join(given)})" if given else ""))
     kind = given[0]
     with user_errors():
-        vae_codec = C.VAECodec(vae, "score distillation")
+        vae_codec = C.VAECodec(vae, "score distillation", why="its generators (SVG scenes, images, latents) are "
+                                                              "single images")
     if method == "dds":
         if source is None:
             raise InputError("'dds' needs the 'source' prompt (what the initial drawing shows); connect a CLIP Text "

@@ -126,6 +126,10 @@ class DreamSDEDrag(io.ComfyNode):
             raise InputError(f"image is {W}x{H} pixels; SDE-Drag needs at least {MIN_LATENT_SIDE * f}x"
                              f"{MIN_LATENT_SIDE * f} ({MIN_LATENT_SIDE} latent cells of the VAE's {f}-pixel factor): "
                              "resize it (SD1.5 works best near 512x512)")
+        if C.is_video_vae(vae) and pixels.shape[0] > 1:
+            raise InputError(f"SDE-Drag drags points on one image, but the connected video VAE would encode the batch "
+                             f"of {pixels.shape[0]} images as the frames of a video; SDE-Drag does not edit videos. "
+                             "Drag one image (batch 1), or use an image model and its VAE")
         src, tgt = drag_pairs(points, target_points, W, H)
         samples = vae.encode(pixels)
         h, w = samples.shape[-2:]

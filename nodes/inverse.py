@@ -239,9 +239,12 @@ class DreamDataConsistency(io.ComfyNode):
                         "conjugate gradient to a tolerance for motion blur), re-encoded and mixed in with weight "
                         "strength * alpha_bar_t. No gradient through the diffusion model unless 'dps' > 0.",
             inputs=[
-                io.Vae.Input("vae", tooltip="The checkpoint's VAE (decodes the estimate, encodes the solution)."),
+                io.Vae.Input("vae", tooltip="The checkpoint's VAE (decodes the estimate, encodes the solution). A "
+                                            "video VAE (Wan, ...) works too: the operator then acts on every frame."),
                 io.Image.Input("measurement", tooltip="The degraded image y: Dream Degrade's measurement, or a real "
-                                                      "low-resolution / blurry / gray / damaged photo."),
+                                                      "low-resolution / blurry / gray / damaged photo. For a video: "
+                                                      "its degraded frames (an IMAGE batch, the frames the latent was "
+                                                      "encoded from), or one frame for all."),
             ] + operator_inputs() + [
                 io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05,
                                tooltip="lambda: weight of the data term (multiplies alpha_bar_t); 0 turns it off "
@@ -293,7 +296,7 @@ class DreamDataConsistency(io.ComfyNode):
     def execute(cls, vae, measurement, operator, scale, blur_sigma, kernel_size, motion_angle, strength, sigma_y,
                 mu, preset, solver, cg_iters, dps, mask=None, degradation=None, regularizers=None) -> io.NodeOutput:
         with user_errors():
-            codec = C.VAECodec(vae, "data consistency")
+            codec = C.VAECodec(vae, "data consistency", video=True)
         y = image_to_pixels(measurement, "measurement")
         if degradation is not None:
             if not isinstance(degradation, DegradationInfo):
@@ -315,6 +318,12 @@ class DreamDataConsistency(io.ComfyNode):
         if image_shape[-1] % f or image_shape[-2] % f:
             raise InputError(f"the restored image would be {image_shape[-1]}x{image_shape[-2]} pixels, not a multiple "
                              f"of the VAE's factor {f}; crop or resize the measurement")
+        n = int(y.shape[0])
+        if codec.video and n > 1 and codec.frames(n) != n:
+            counts = sorted({codec.frames(k) for k in range(1, 4 * n)} - {0})[:5]
+            raise InputError(f"the measurement has {n} frames, but this video VAE encodes and decodes {codec.frames(n)} "
+                             f"of them (it takes {', '.join(map(str, counts))}, ... frames); measure the frames the "
+                             "latent was encoded from")
         core = DataConsistency(op=op, y=y, codec=codec, strength=float(strength), sigma_y=float(sigma_y),
                                mu=float(mu), solver=solver, cg_iters=int(cg_iters),
                                schedule=preset_or_error(preset), dps=float(dps))
@@ -333,7 +342,7 @@ class DreamDegrade(io.ComfyNode):
             description="Makes a restoration benchmark from a clean image: the measurement y = A(x) + sigma_y * "
                         "noise, the degradation (operator) for Dream Data Consistency, and a full-size starting "
                         "image (upsampled / gray-filled) to encode and invert.",
-            inputs=[io.Image.Input("image", tooltip="Clean image x.")] + operator_inputs() + [
+            inputs=[io.Image.Input("image", tooltip="Clean image x (or a video's frames: each is degraded alike).")] + operator_inputs() + [
                 io.Float.Input("sigma_y", default=0.01, min=0.0, max=1.0, step=0.001,
                                tooltip="Measurement noise std in [-1, 1] pixel units (official 0.01)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,

@@ -29,44 +29,94 @@ def vae_downscale(vae) -> int:
     return int(vae.spacial_compression_encode())
 
 
-def check_image_vae(vae, purpose: str) -> None:
-    """ValueError unless ``vae`` is an image VAE (2-D latents, RGB pixels)."""
+def _check_valid(vae) -> None:
     if getattr(vae, "first_stage_model", None) is None or not hasattr(vae, "decode") or not hasattr(vae, "encode"):
         raise ValueError("the VAE input is not a valid VAE (connect a checkpoint's or a VAE loader's VAE)")
+
+
+def is_video_vae(vae) -> bool:
+    """A video VAE: 5-D latents [B, C, T, h, w] of RGB frames (Wan, LTX-Video, HunyuanVideo, ...)."""
+    return getattr(vae, "latent_dim", 2) == 3 and getattr(vae, "output_channels", 3) == 3
+
+
+def check_image_vae(vae, purpose: str, why: str = "") -> None:
+    """ValueError unless ``vae`` is an image VAE (2-D latents, RGB pixels); ``why``: why ``purpose``
+    cannot take a video VAE (said when one is connected)."""
+    _check_valid(vae)
+    if is_video_vae(vae):
+        raise ValueError(f"{purpose} works on images and needs an image VAE (2-D latents); the connected VAE is a "
+                         "video VAE (5-D latents [batch, channels, frames, height, width])"
+                         + (f": {why}" if why else "") + ". Use an image model and its VAE")
     if getattr(vae, "latent_dim", 2) != 2 or getattr(vae, "output_channels", 3) != 3:
-        raise ValueError(f"{purpose} needs an image VAE (2-D latents, RGB output); "
-                         "video and audio VAEs are not supported")
+        raise ValueError(f"{purpose} needs an image VAE (2-D latents, RGB output); audio and other VAEs are not "
+                         "supported")
 
 
-def _rgb(px: torch.Tensor) -> torch.Tensor:
-    if px.ndim != 4 or px.shape[-1] != 3:
-        raise ValueError(f"the VAE decoded to shape {tuple(px.shape)}; an RGB image VAE is needed")
+def check_pixel_vae(vae, purpose: str) -> None:
+    """ValueError unless ``vae`` is an image or a video VAE of RGB pixels."""
+    _check_valid(vae)
+    if not is_video_vae(vae):
+        check_image_vae(vae, purpose)
+
+
+def video_frames(vae, frames: int) -> int:
+    """How many of ``frames`` pixel frames a video VAE's encode / decode round trip keeps (Wan: 1 + 4k,
+    LTX-Video: 1 + 8k), from the VAE's own temporal ratios."""
+    up, down = vae.upscale_ratio[0], vae.downscale_ratio[0]
+    return int(up(down(int(frames))))
+
+
+def _pixels(px: torch.Tensor, video: bool) -> torch.Tensor:
+    if px.ndim != (5 if video else 4) or px.shape[-1] != 3:
+        raise ValueError(f"the VAE decoded to shape {tuple(px.shape)}; an RGB {'video' if video else 'image'} VAE "
+                         "is needed")
     return px
 
 
 class VAECodec:
     """A ComfyUI VAE as a core codec (``dreamsampler_core.codec``): VAE-space latent [B, C, h, w] <->
     pixels [B, 3, H, W] in [-1, 1], optionally in the model's space (``latent_in`` / ``latent_out``:
-    the model's process_latent_in / out; identity by default).
+    the model's process_latent_in / out; identity by default).  With ``video`` a video VAE is taken
+    too: latent [B, C, T', h, w] <-> frames [B, 3, T, H, W] (channels first, as the latent; each
+    video encodes as ComfyUI's VAE Encode encodes an IMAGE batch of its frames).
 
     ``decode`` / ``encode`` go through ComfyUI's VAE (model loading, batching, tiled OOM fallback;
     no gradients; encode = the posterior mean).  ``decode_grad`` (DPS) and ``encode`` of an input
     that requires grad (score distillation) run a ``grad_copy`` of ``first_stage_model`` without the
     output clamp; the copy is kept until ``release()``."""
 
-    def __init__(self, vae, purpose: str = "this node", latent_in=None, latent_out=None):
-        check_image_vae(vae, purpose)
+    def __init__(self, vae, purpose: str = "this node", latent_in=None, latent_out=None, video: bool = False,
+                 why: str = ""):
+        if video:
+            check_pixel_vae(vae, purpose)
+        else:
+            check_image_vae(vae, purpose, why)
         self.vae = vae
+        self.purpose = purpose
+        self.video = is_video_vae(vae)
         self.latent_in = latent_in or (lambda z: z)
         self.latent_out = latent_out or (lambda z: z)
         self._grad_model = None
 
     def in_model_space(self, latent_in, latent_out) -> "VAECodec":
         """This VAE as a codec between pixels and the model's latent space."""
-        return VAECodec(self.vae, latent_in=latent_in, latent_out=latent_out)
+        return VAECodec(self.vae, self.purpose, latent_in=latent_in, latent_out=latent_out, video=self.video)
 
     def downscale(self) -> int:
         return vae_downscale(self.vae)
+
+    def frames(self, frames: int) -> int:
+        """Pixel frames kept of ``frames`` (``video_frames``); ``frames`` for an image VAE."""
+        return video_frames(self.vae, frames) if self.video else int(frames)
+
+    def check_latent(self, z: torch.Tensor) -> None:
+        """ValueError when ``z`` (VAE space) is not a latent of this VAE: its dimensions and channels."""
+        dims, channels = (5 if self.video else 4), getattr(self.vae, "latent_channels", None)
+        if z.ndim != dims or (channels is not None and z.shape[1] != channels):
+            kind = "video VAE (5-D latents [batch, channels, frames, height, width])" if self.video \
+                else "image VAE (4-D latents [batch, channels, height, width])"
+            raise ValueError(f"{self.purpose}: the connected VAE is a {kind} with {channels} channels, but the latent "
+                             f"has shape {tuple(z.shape)}; connect the VAE of the model that makes this latent")
 
     def grad_model(self):
         if self._grad_model is None:
@@ -75,8 +125,10 @@ class VAECodec:
         return self._grad_model
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        zv = self.latent_out(z)
+        self.check_latent(zv)
         with torch.inference_mode():
-            px = _rgb(self.vae.decode(self.latent_out(z)))            # [B, H, W, C] in [0, 1]
+            px = _pixels(self.vae.decode(zv), self.video)   # [B, (T,) H, W, C] in [0, 1]
         return (px.clone().movedim(-1, 1) * 2.0 - 1.0).to(device=z.device, dtype=z.dtype)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,13 +139,17 @@ class VAECodec:
             z = (z[0] if isinstance(z, tuple) else z).to(device=x.device, dtype=x.dtype)
         else:
             with torch.inference_mode():
-                z = vae.encode(((x.detach() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1))
+                px = ((x.detach() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1)   # [B, (T,) H, W, 3]
+                # a video: each one's frames as an IMAGE batch (ComfyUI's encode of 5-D pixels crops T)
+                z = torch.cat([vae.encode(v) for v in px]) if self.video else vae.encode(px)
             z = z.clone().to(device=x.device, dtype=x.dtype)
         return self.latent_in(z)
 
     def decode_grad(self, z: torch.Tensor) -> torch.Tensor:
         vae = self.vae
-        out = self.grad_model().decode(self.latent_out(z).to(device=vae.device, dtype=vae.vae_dtype))
+        zv = self.latent_out(z)
+        self.check_latent(zv)
+        out = self.grad_model().decode(zv.to(device=vae.device, dtype=vae.vae_dtype))
         return out.float().to(z.device)
 
     def release(self):
