@@ -208,6 +208,26 @@ def process_latent_out(model, samples):
     return model.model.process_latent_out(samples)
 
 
+def differentiable(latent_map):
+    """``latent_map`` (a model's process_latent_in / out) usable under autograd.  ComfyUI builds a latent
+    format's statistics (Wan 2.1's and Qwen-Image's per-channel mean and std) while it loads the model,
+    in inference mode, and autograd cannot save inference tensors; an input that needs gradients
+    (score distillation's fit, DPS) therefore goes through the map as the affine a z + b it is (a and b
+    read from the map at 0 and 1 on the input's shape, checked at 2), any other input through the map."""
+    def apply(z):
+        if not (torch.is_tensor(z) and z.requires_grad and torch.is_grad_enabled()):
+            return latent_map(z)
+        with torch.no_grad():
+            ref = z.detach()
+            b = latent_map(torch.zeros_like(ref)).clone()
+            a = latent_map(torch.ones_like(ref)).clone() - b
+            if not torch.allclose(latent_map(torch.full_like(ref, 2.0)), 2.0 * a + b, rtol=1e-4, atol=1e-5):
+                raise ValueError("the model's latent format is not an affine map of the latent, so gradients cannot "
+                                 "pass it (score distillation's latent fit, DPS)")
+        return a * z + b
+    return apply
+
+
 def intermediate_device():
     return comfy.model_management.intermediate_device()
 

@@ -307,7 +307,8 @@ class CoreSampler(comfy.samplers.Sampler):
                 callback(counter[0], x0, x, total)
             counter[0] += 1
 
-        host = Host(latent_in=inner.process_latent_in, latent_out=inner.process_latent_out,
+        host = Host(latent_in=M.differentiable(inner.process_latent_in),
+                    latent_out=M.differentiable(inner.process_latent_out),
                     grad_model=grad_denoiser(model_wrap, extra_args), sigma_at=M.sigma_at(ms),
                     interrupt=M.throw_if_interrupted)
         def start(grid):
