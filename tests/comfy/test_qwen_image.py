@@ -1,8 +1,11 @@
-"""Images through a video VAE inside the real (in-process) ComfyUI: Qwen-Image's VAE is Wan 2.1's, so
-an image is a one-frame video latent [B, 16, 1, h, w].  The pack's VAE codec and its image encode /
+"""Qwen-Image inside the real (in-process) ComfyUI, on the tiny model of the family matrix
+(tests/support/families/qwen_image.py): its VAE is Wan 2.1's, so an image is a one-frame video latent
+[B, 16, 1, h, w] with Wan 2.1's per-channel mean / std.  The pack's VAE codec and its image encode /
 decode map each image alone (ComfyUI's VAE Encode takes an IMAGE batch through a video VAE as one
-video's frames), with and without gradients, and the image-only nodes (score distillation, CSD Edit)
-run on the tiny Qwen-Image of the family matrix (tests/support/families/qwen_image.py)."""
+video's frames), with and without gradients; the image-only nodes (score distillation, CSD Edit) run;
+gradients pass the latent format (DPS); and unsampling (inversion, then the sampler) gives the image
+back instead of the black images users report with other unsamplers.
+"""
 import pytest
 import torch
 
@@ -108,3 +111,33 @@ def test_dps_gradients_pass_qwen_images_latent_format(N, qwen, pack):
                                                    "constant", regs).result      # DPS on steps 1, 2
             outs.append(out["samples"])
     assert all(torch.isfinite(o).all() for o in outs) and not torch.allclose(outs[0], outs[1])
+
+
+def test_unsampling_gives_the_image_back(N, qwen, pack):
+    """Inversion (refined) then DreamSampler at shift 3.1 (ComfyUI's Qwen-Image template), and the same
+    as SAMPLERs through SamplerCustomAdvanced, reconstruct the source; the decoded image is the
+    source's, not black (a sampler that noise-scales the inverted latent by 1 - sigma = 0 at sigma = 1
+    would start from the zero latent, Wan 2.1's mean colour)."""
+    import comfy_extras.nodes_custom_sampler as cs
+    import comfy_extras.nodes_model_advanced as ma
+    from dreamsampler_pack.nodes import sampling
+    model, vae, pos, neg = qwen
+    img = images(1)
+    with torch.inference_mode():
+        m = ma.ModelSamplingAuraFlow().patch_aura(model, 3.1)[0]
+        z = N["host"].vae_encode(vae, img)
+        (inv,) = sampling.DreamDDIMInversion.execute(m, neg, {"samples": z}, 10, "simple", 1.0, 2).result
+        out, _ = sampling.DreamSampler.execute(m, 0, 10, 1.0, "simple", neg, neg, inv, 1.0, 0.0, "constant").result
+        (sigmas,) = cs.BasicScheduler.execute(m, "simple", 10, 1.0).result
+        guider = cs.BasicGuider.execute(m, neg).result[0]
+        noise = cs.DisableNoise.execute().result[0]
+        inverted = cs.SamplerCustomAdvanced.execute(noise, guider, sampling.DreamInversionSampler.execute(2).result[0],
+                                                    sigmas, {"samples": z}).result[0]
+        custom = cs.SamplerCustomAdvanced.execute(noise, guider, sampling.DreamSamplerSelect.execute(0.0,
+                                                  "constant").result[0], sigmas, inverted).result[0]
+        want = vae.decode(z)
+        backs = [vae.decode(r["samples"]) for r in (out, custom)]
+    assert float((inv["samples"] - z).abs().mean()) > 0.1                   # inverted to noise
+    for result, back in zip((out["samples"], custom["samples"]), backs):
+        assert float((result - z).norm() / z.norm()) < 0.05
+        assert float((back - want).abs().mean()) < 0.01 and float(back.mean()) > 0.2
