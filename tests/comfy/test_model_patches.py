@@ -12,7 +12,7 @@ handles there; see COMPATIBILITY.md).
 import pytest
 import torch
 
-from support.tiny_models import fake_conditioning, seeded_init_, tiny_model
+from tools.tiny_models import fake_conditioning, seeded_init_, tiny_model
 
 KEY = "diffusion_model.time_embed.0.weight"
 STEPS = 3

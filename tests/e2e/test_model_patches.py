@@ -61,7 +61,7 @@ def _write_mmdit(path):
     """A two-block MMDiT (hidden 128) in SD3's key layout, CLIP-L sized text inputs (768)."""
     import comfy.supported_models
     import comfy.utils
-    from support.tiny_models import seeded_init_
+    from tools.tiny_models import seeded_init_
     cfg = {"in_channels": 16, "patch_size": 2, "out_channels": 16, "depth": 2, "adm_in_channels": 768,
            "context_embedder_config": {"target": "torch.nn.Linear",
                                        "params": {"in_features": 768, "out_features": 128}},
@@ -88,7 +88,7 @@ def _write_lora(path):
 @pytest.fixture(scope="module")
 def patch_server(pack, tiny_ckpt, tmp_path_factory):
     """A server of its own (its models folder holds the tiny LoRA and MMDiT files)."""
-    from support.server import ComfyServer
+    from tools.server import ComfyServer
     work = tmp_path_factory.mktemp("comfy-patches")
     for sub, name, write in (("loras", LORA_NAME, _write_lora), ("diffusion_models", MMDIT_NAME, _write_mmdit)):
         (work / "models" / sub).mkdir(parents=True, exist_ok=True)
