@@ -13,9 +13,10 @@ patch where the math is the same:
 
 Skip Layer Guidance skips DiT blocks, so its cases run a tiny MMDiT (SD3 layout, built here and
 loaded by core UNETLoader; CLIP-L conditioning from the tiny SD1.5 checkpoint), and so do the other
-model-agnostic hooks (it is ten times cheaper than the tiny UNet); PAG and SAG patch UNet attention.  FreeU is not a
-case: it scales only 640/1280-channel UNet blocks, which the one-level tiny UNet does not have (its
-mechanism, transformer_options patches, is the one PAG's attention replacement exercises).
+model-agnostic hooks (it is much cheaper than the tiny UNet); PAG and SAG patch UNet attention, and
+the LoRA and zsnr cases use the UNet checkpoint.  FreeU is not a case: it scales only 640/1280-channel
+UNet blocks, which the one-level tiny UNet does not have (its mechanism, transformer_options
+patches, is the one PAG's attention replacement exercises).
 """
 from __future__ import annotations
 
