@@ -61,29 +61,45 @@ def cached_file(folder: str, name: str, version: str, make_sd: Callable[[], dict
 
 
 # ----------------------------------------------------------------------------- VAEs
-#: the KL autoencoder every family here uses, at its real size (ComfyUI's VAE loader fixes it)
-KL_DDCONFIG = {"double_z": True, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+#: the 8x KL autoencoder of SD1.x / SD2.x / SDXL / AuraFlow (4 channels, quant convs) and of SD3 / Flux
+#: (16 channels, none): ComfyUI's VAE detection reads the latent channels and the quant convs from
+#: the keys but fixes the width at 128 (83 M weights, seconds per 64 x 64 decode on a loaded CPU), so
+#: the families here build it in the server as VAELoader does, at width 32 (GroupNorm's 32 groups)
+KL_DDCONFIG = {"double_z": True, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 32,
                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
 
 
-def kl_vae(latent_channels: int) -> Path:
-    """The VAE file of an 8x-downsampling KL autoencoder as ComfyUI's VAELoader detects it:
-    4 channels with quant convs (SD1.x / SD2.x / SDXL / AuraFlow VAE), 16 channels without (SD3 and
-    Flux VAE; ``AutoencodingEngine``)."""
-    name = {4: "dream_tiny_vae_kl4.safetensors", 16: "dream_tiny_vae_kl16.safetensors"}[latent_channels]
+def kl_vae(latent_channels: int, seed: int):
+    """ComfyUI's VAE object of the KL autoencoder with ``latent_channels`` (4: with quant convs,
+    ``AutoencoderKL``; 16: without, ``AutoencodingEngine``), built by ``comfy.sd.VAE`` from a seeded
+    state dict exactly as VAELoader does, with the classes' width set to KL_DDCONFIG's for the
+    duration of the build (as the Wan 2.2 VAE in ``_wan``)."""
+    import comfy.ldm.models.autoencoder as ae
+    import comfy.sd
+    ddconfig = dict(KL_DDCONFIG, z_channels=latent_channels)
+    regularizer = {"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"}
+    if latent_channels == 4:
+        module = ae.AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
+    else:
+        module = ae.AutoencodingEngine(
+            regularizer_config=regularizer,
+            encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": ddconfig},
+            decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": ddconfig})
+    sd = init_(module, seed, std=1.0).state_dict()          # 1 / sqrt(fan_in): the signal survives the layers
 
-    def make():
-        import comfy.ldm.models.autoencoder as ae
-        ddconfig = dict(KL_DDCONFIG, z_channels=latent_channels)
-        if latent_channels == 4:
-            vae = ae.AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
-        else:
-            vae = ae.AutoencodingEngine(
-                regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
-                encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": ddconfig},
-                decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": ddconfig})
-        return init_(vae, 100 + latent_channels).state_dict()
-    return cached_file("vae", name, "v1", make)
+    def small(config):
+        return dict(config, params=dict(config["params"], ch=KL_DDCONFIG["ch"]))
+
+    kl, engine = comfy.sd.AutoencoderKL, comfy.sd.AutoencodingEngine
+    comfy.sd.AutoencoderKL = lambda ddconfig, **kw: kl(ddconfig=dict(ddconfig, ch=KL_DDCONFIG["ch"]), **kw)
+    comfy.sd.AutoencodingEngine = lambda encoder_config, decoder_config, **kw: engine(
+        encoder_config=small(encoder_config), decoder_config=small(decoder_config), **kw)
+    try:
+        vae = comfy.sd.VAE(sd=sd)
+    finally:
+        comfy.sd.AutoencoderKL, comfy.sd.AutoencodingEngine = kl, engine
+    assert type(vae.first_stage_model) is type(module) and vae.latent_channels == latent_channels
+    return vae
 
 
 # ----------------------------------------------------------------------------- in-server models
@@ -121,10 +137,22 @@ def conditioning(seed: int, tokens: int, dim: int, pooled: int | None = None, sc
 # ----------------------------------------------------------------------------- prompt pieces
 def in_server_refs(p, family: str, variant: str = "") -> dict:
     """The TestFamilyModel node of a family (``variant``: another set of conditionings the family's
-    ``build(variant)`` makes) as refs: model, positive, negative, alt_positive, vae."""
+    ``build(variant)`` makes) as refs: model, positive, negative, alt_positive, vae (the model is
+    None where the family's prompt loads it with a loader node)."""
     node = p.add("TestFamilyModel", family=family, **({"variant": variant} if variant else {}))
     return {"model": node, "positive": p.out(node, 1), "negative": p.out(node, 2),
             "alt_positive": p.out(node, 3), "vae": p.out(node, 4)}
+
+
+def family_refs(p, family: str, cfg: float, size: int, model=None):
+    """Refs of a family whose prompts (and VAE) TestFamilyModel builds: its MODEL (or ``model``, the
+    family's loader node), prompts, VAE, a plain ``size`` x ``size`` image and its VAE Encode."""
+    from . import Refs
+    fam = in_server_refs(p, family)
+    image, latent = image_refs(p, fam["vae"], size)
+    return Refs(model=model or fam["model"], positive=fam["positive"], negative=fam["negative"],
+                alt_positive=fam["alt_positive"], vae=fam["vae"], image=image, latent=latent, cfg=cfg,
+                extra={"width": size, "height": size})
 
 
 def image_refs(p, vae, size: int) -> tuple[list, list]:
