@@ -1,6 +1,6 @@
 """CSD-Edit time per iteration vs the number of particles N (must grow linearly, not quadratically).
 
-    python bench/bench_csd.py [--ns 1,2,4,8,16] [--size 32] [--iterations 3] [--kernel-ns 4,8,16,32,64]
+    python -m bench.bench_csd [--ns 1,2,4,8,16] [--size 32] [--iterations 3] [--kernel-ns 4,8,16,32,64]
 
 Part 1 times whole CSD iterations (frames mode, N particles) through ComfyUI's own sampling machinery
 with the tiny SD1.5-architecture checkpoint (or --ckpt): per iteration 3N UNet rows (target prompt +
@@ -11,28 +11,11 @@ Ratios are measured in the same run: t(2N) / t(N) is 2 for linear growth and 4 f
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from timing import write_json  # noqa: E402
-
-
-def timed(fn, repeat, sync):
-    times = []
-    for _ in range(repeat):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from .timing import median_time, statistic, write_json
 
 
 def linear_fit(ns, ts):
@@ -69,7 +52,7 @@ def main():
     ap.add_argument("--json", type=Path, help="also write the results here (for bench/report.py)")
     args = ap.parse_args()
 
-    from support.host import load_pack
+    from tools.host import load_pack
     load_pack()
     import comfy.model_management as mm
     import comfy.sd
@@ -78,11 +61,10 @@ def main():
     from dreamsampler_pack.dreamsampler_core.svgd import svgd_combine
     from dreamsampler_pack.nodes import host as C
     from dreamsampler_pack.nodes.csd import csd_guider, csd_sigmas
-    from support.tiny_models import tiny_sd15_checkpoint
+    from tools.tiny_models import tiny_sd15_checkpoint
 
     dev = mm.get_torch_device()
     cuda = dev.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     ns = [int(v) for v in args.ns.split(",")]
     h = args.size // 8
     with torch.inference_mode():
@@ -102,16 +84,16 @@ def main():
             return C.run(guider, C.CoreSampler(run, args.iterations), csd_sigmas(sigma_at, 0.02, 0.5), lat)
 
         edit(ns[0])                                        # warm-up: model load
-        totals = [timed(lambda n=n: edit(n), args.repeat, sync) for n in ns]
+        totals = [median_time(lambda n=n: edit(n), args.repeat, warmup=False) for n in ns]
         # the fixed cost of a run (model prepare, cond processing) measured with 0 iterations
         saved, args.iterations = args.iterations, 0
-        fixed = [timed(lambda n=n: edit(n), args.repeat, sync) for n in ns]
+        fixed = [median_time(lambda n=n: edit(n), args.repeat, warmup=False) for n in ns]
         args.iterations = saved
         per_iter = [(t - f) / args.iterations for t, f in zip(totals, fixed)]
 
     name = torch.cuda.get_device_name() if cuda else "cpu"
     print(f"device: {dev} ({name}); threads {torch.get_num_threads()}; latent {h}x{h} per particle; "
-          f"{args.iterations} iterations; median of {args.repeat}")
+          f"{args.iterations} iterations; {statistic(args.repeat)}")
     report("whole CSD iteration (3N UNet rows + SVGD kernel)", ns, per_iter)
 
     knp = [int(v) for v in args.kernel_ns.split(",")]
@@ -120,8 +102,7 @@ def main():
         g = torch.Generator().manual_seed(n)
         delta = torch.randn(n, args.kernel_dim, generator=g).to(dev)
         feat = torch.randn(n, args.kernel_dim, generator=g).to(dev)
-        svgd_combine(delta, feat)
-        kt.append(timed(lambda: svgd_combine(delta, feat), max(args.repeat, 5), sync))
+        kt.append(median_time(lambda: svgd_combine(delta, feat), max(args.repeat, 5)))
     report(f"SVGD combination alone (d = {args.kernel_dim}, fp32): the N^2 d term", knp, kt)
     a, b, resid = linear_fit(ns, per_iter)
     write_json(args.json, {

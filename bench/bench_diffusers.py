@@ -1,7 +1,7 @@
 """DreamSampler editing through the diffusers adapter vs the official code's structure, same run,
 same model: model evaluations and wall time.
 
-    python bench/bench_diffusers.py [--steps 200] [--repeat 1] [--arch tiny|sd15] [--size 64]
+    python -m bench.bench_diffusers [--steps 200] [--repeat 1] [--arch tiny|sd15] [--size 64]
 
 Official structure (DreamSampler/dream-sampler, latent_diffusion.py; spec dreamsampler §2.1-2.2),
 written here in alpha_bar space over the same diffusers UNet as a baseline: null-text DDIM
@@ -21,17 +21,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from timing import write_json  # noqa: E402
+from .timing import median_times, statistic, write_json
 
 
 class Counter:
@@ -51,7 +46,7 @@ def sd15_pipeline(device, dtype, seed=0):
     """Real-size SD1.5 architecture (UNet 860M, VAE, CLIP ViT-L text encoder) with random weights."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
-    from support.diffusers_fixtures import clip_tokenizer
+    from tools.diffusers_fixtures import clip_tokenizer
     tok = clip_tokenizer()
     with torch.random.fork_rng(devices=[]):          # seeded init without touching the caller's RNG state
         torch.manual_seed(seed)
@@ -106,7 +101,7 @@ def main():
     torch.set_num_threads(args.threads)
 
     from dreamsampler_diffusers import DreamPipeline
-    from support.diffusers_fixtures import tiny_pipeline
+    from tools.diffusers_fixtures import tiny_pipeline
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     if args.arch == "tiny":
@@ -120,15 +115,14 @@ def main():
     null, tgt = dream.embed(""), dream.embed("a zebra")
     ts = dream.timesteps(args.steps)
     abar = [float(a) for a in dream.table.alphas_cumprod]
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    last = {}                                                        # case -> (output, UNet calls, rows)
 
-    def run(fn):
-        counter.calls = counter.rows = 0
-        sync()
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        return out, time.perf_counter() - t0, counter.calls, counter.rows
+    def counted(name, fn):
+        def call():
+            counter.calls = counter.rows = 0
+            out = fn()
+            last[name] = (out, counter.calls, counter.rows)
+        return call
 
     def fn_off():
         return official_edit(pipe.unet, abar, dream.table.final_alpha_cumprod, ts, z0, null, null, tgt, args.omega)
@@ -137,15 +131,10 @@ def main():
         return dream.edit(z0, "a zebra", edit_strength=args.omega, schedule="paper", steps=args.steps,
                           output_type="latent").latents
 
-    run(fn_off)                                                      # warm-up (kernels, caches)
-    run(fn_ours)
-    t_off, t_ours = [], []
-    for _ in range(args.repeat):                                     # interleaved: load drifts hit both
-        off, t, c_off, r_off = run(fn_off)
-        t_off.append(t)
-        ours, t, c_ours, r_ours = run(fn_ours)
-        t_ours.append(t)
-    t_off, t_ours = statistics.median(t_off), statistics.median(t_ours)
+    # a warm-up call of each (kernels, caches), then interleaved: load drifts hit both
+    times = median_times({"off": counted("off", fn_off), "ours": counted("ours", fn_ours)}, args.repeat)
+    t_off, t_ours = times["off"], times["ours"]
+    (off, c_off, r_off), (ours, c_ours, r_ours) = last["off"], last["ours"]
 
     def rel(a, b):
         return float((a.double() - b.double()).abs().max() / b.double().abs().max())
@@ -156,7 +145,7 @@ def main():
 
     dev = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"DreamSampler edit, {args.steps} DDIM steps (t = {ts[0]} ... {ts[-1]}), omega {args.omega}, "
-          f"{args.arch} UNet, {size}x{size} px, {dev}, {dtype}, median of {args.repeat} interleaved runs "
+          f"{args.arch} UNet, {size}x{size} px, {dev}, {dtype}, {statistic(args.repeat)} interleaved runs "
           "after a warm-up")
     print(f"{'':34s}{'UNet calls':>11s}{'UNet rows':>11s}{'wall s':>10s}")
     print(f"{'official structure (batch-2 inv.)':34s}{c_off:11d}{r_off:11d}{t_off:10.2f}")

@@ -2,7 +2,7 @@
 peak memory of one data-consistency step (vs one opt-in DPS step, which backpropagates through the
 UNet as the official code does on 143 of its 200 steps).
 
-    python bench/bench_inverse.py [--steps 10] [--size 64] [--repeat 2] [--ckpt model.safetensors]
+    python -m bench.bench_inverse [--steps 10] [--size 64] [--repeat 2] [--ckpt model.safetensors]
 
 All cases run in the same process on the same model (the tiny SD1.5-architecture checkpoint by
 default: real SD VAE shapes, a 1-level UNet, so the VAE's share is larger than with a real UNet).
@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+from .timing import median_times, statistic, write_json
 
-from timing import best_times, write_json  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _rss_kib(field: str) -> int:
@@ -60,21 +59,22 @@ def peak_memory_mib(fn) -> float:
 def memory_in_child(case: str, args) -> float:
     """Run one 3-step sampling case in a fresh process (freed CPU memory is not reused across
     cases there) and return its peak memory above the loaded models, MiB."""
-    cmd = [sys.executable, __file__, "--memory-case", case, "--size", str(args.size), "--threads", str(args.threads)]
+    cmd = [sys.executable, "-m", "bench.bench_inverse", "--memory-case", case, "--size", str(args.size),
+           "--threads", str(args.threads)]
     if args.ckpt:
         cmd += ["--ckpt", str(args.ckpt)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout
     return float(out.strip().splitlines()[-1])
 
 
 def memory_case(case: str, args):
     """Child: models, measurement and regularizers first; then measure only the 3-step run.  With
     the 'paper' preset step 0 is a DC step and step 1 a DPS step (the last step has neither)."""
-    from support.host import load_pack
+    from tools.host import load_pack
     load_pack()
     import comfy.sd
     from dreamsampler_pack.nodes import inverse, sampling
-    from support.tiny_models import fake_conditioning, tiny_sd15_checkpoint
+    from tools.tiny_models import fake_conditioning, tiny_sd15_checkpoint
     size = args.size
     with torch.inference_mode():
         model, _, vae = comfy.sd.load_checkpoint_guess_config(str(args.ckpt or tiny_sd15_checkpoint()),
@@ -108,11 +108,11 @@ def main():
     if args.memory_case:
         return memory_case(args.memory_case, args)
 
-    from support.host import load_pack
+    from tools.host import load_pack
     load_pack()
     import comfy.sd
     from dreamsampler_pack.nodes import inverse, regularizers, sampling
-    from support.tiny_models import tiny_sd15_checkpoint
+    from tools.tiny_models import tiny_sd15_checkpoint
 
     import nodes as core
 
@@ -161,13 +161,13 @@ def main():
             "text inpainting, 'paper' + opt-in DPS": run(inv["inpaint"], inpaint_dps),
             "x4 super-resolution (DC every step)": run(inv["sr"], sr),
         }
-        times = best_times(cases, args.repeat)
+        times = median_times(cases, args.repeat)
 
 
     mem = {label: memory_in_child(case, args) for case, label in MEMORY_CASES.items()}
     base = times["plain DreamSampler edit (CFG edit)"]
     dev = "cuda" if torch.cuda.is_available() else f"cpu ({args.threads} threads)"
-    print(f"# {ckpt.name}, {size}x{size} px, {n} steps, ddim_uniform, {dev}; best of {args.repeat}")
+    print(f"# {ckpt.name}, {size}x{size} px, {n} steps, ddim_uniform, {dev}; {statistic(args.repeat)}")
     print(f"{'case':64s} {'time s':>8s} {'vs edit':>8s}")
     for name, t in times.items():
         print(f"{name:64s} {t:8.2f} {t / base:7.2f}x")

@@ -1,22 +1,25 @@
 """Editing quality on a learned model, in the papers' format (issue 17): target success (a judge
 classifier) against fidelity to the source (PSNR), through a real ComfyUI server and /prompt.
 
-    python bench/bench_quality.py [--quick] [--retrain] [--n 32] [--out bench]
+    python -m bench.bench_quality [--quick] [--retrain] [--n 32] [--out bench]
 
-Model: tests/support/shapes.py (class-conditional eps UNet on 16x16 coloured shapes, 9 classes,
+Model: tools/shapes.py (class-conditional eps UNet on 16x16 coloured shapes, 9 classes,
 trained here; weights committed in bench/weights, ``--retrain`` rebuilds them, ~5 min on one core).
-Latent = pixels (3 channels, [-1, 1]; no VAE). Sources are held-out real samples; every source has
+Latent = pixels (3 channels, [-1, 1]; the VAE inputs get ComfyUI's pixel-space VAE). Sources are held-out real samples; every source has
 a ground-truth edit (same centre, size, background, target class), reported as PSNR-to-truth.
 Methods: DreamSampler CFG Edit (invariant / paper, steps, refine), CycleDiffusion, Cycle-SDE vs
 ODE, and core-node baselines SDEdit (KSampler denoise < 1) and the Unsampler recipe (FlipSigmas +
 Euler inversion, then the target prompt); inpainting of the right half: Dream Mask Inpaint presets
-vs core SetLatentNoiseMask + KSampler. Writes QUALITY.md, quality.png, quality_grid.png, quality.json.
+vs core SetLatentNoiseMask + KSampler; restoration (x4 / x2 super-resolution, Gaussian deblurring):
+DreamSampler + Dream Data Consistency vs plain SDEdit (KSampler) of the upsampled / blurred image,
+through ComfyUI's own pixel-space VAE (VAELoader "pixel_space": encode / decode are the identity on
+[-1, 1] pixels); SDE-Drag of the shape's centre, judged by class and centroid. Writes QUALITY.md,
+quality.png, quality_restore.png, quality_grid.png, quality.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -25,16 +28,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from support import shapes as S  # noqa: E402
+from tools import shapes as S
+from tools.host import REPO
 
 NODES = REPO / "tests" / "support" / "server_nodes"
 PAIRS = [(S.class_index("circle", "red"), S.class_index("square", "red")),
          (S.class_index("square", "green"), S.class_index("triangle", "green")),
          (S.class_index("triangle", "blue"), S.class_index("triangle", "red"))]
 SCHED = "ddim_uniform"
+#: restoration tasks: Dream Degrade / Dream Data Consistency operator widgets (16x16 sources)
+RESTORE_TASKS = {"sr4": dict(operator="sr_bicubic", scale=4, blur_sigma=3.0),
+                 "sr2": dict(operator="sr_bicubic", scale=2, blur_sigma=3.0),
+                 "deblur": dict(operator="deblur_gauss", scale=4, blur_sigma=1.5)}
+TASK_NAMES = {"sr4": "x4 SR (bicubic, 4x4 measurement)", "sr2": "x2 SR (bicubic, 8x8 measurement)",
+              "deblur": "Gaussian deblurring (sigma 1.5 px)"}
+EDIT_FAMILIES = ("cfg_edit", "sdedit", "unsampler", "cyclediffusion", "cycle_sde")
+SIGMA_Y = 0.01                  # measurement noise (the official value), [-1, 1] units
+DRAG_PX = 4                     # SDE-Drag: the shape's centre is moved 4 px toward the image's middle
 
 
 # ----------------------------------------------------------------------------- grids
@@ -50,8 +60,12 @@ def grids(quick: bool) -> dict:
             "unsampler": [dict(denoise=0.6, cfg=1.0, steps=8), dict(denoise=0.6, cfg=3.0, steps=8, neg="src")],
             "cyclediffusion": [dict(strength=0.6, cfg=3.0, steps=5)],
             "cycle_sde": [dict(t0=0.5, stage2=s, cfg=3.0, steps=4) for s in ("cycle_sde", "ode")],
-            "inpaint_dream": [dict(preset=p, steps=8) for p in ("paper", "restore", "project")],
+            "inpaint_dream": [dict(preset=p, steps=8) for p in ("paper", "restore", "project")]
+                             + [dict(preset="paper", steps=8, hole="grey")],
             "inpaint_core": [dict(cfg=3.0, steps=8)],
+            "restore_dc": [dict(task=t, denoise=0.75, cfg=3.0, prompt="src", steps=8) for t in ("sr4", "deblur")],
+            "restore_sdedit": [dict(task=t, denoise=0.75, cfg=3.0, prompt="src", steps=8) for t in ("sr4", "deblur")],
+            "drag": [dict(t0=0.6, steps=10, cfg=3.0, radius=5, items=1)],
         }
     inv = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.35, 0.5)
     g = {"cfg_edit": [dict(schedule="invariant", strength=s, steps=st, refine=0) for st in (20, 50) for s in inv]}
@@ -73,10 +87,29 @@ def grids(quick: bool) -> dict:
                            for s in (0.3, 0.45, 0.6, 0.8)]
     g["cycle_sde"] = [dict(t0=t, stage2=s2, cfg=3.0, steps=max(3, round(50 * t))) for s2 in ("cycle_sde", "ode")
                       for t in (0.2, 0.35, 0.5, 0.7)]
+    # the source's shape in the hole (inverted with it: an edit inside a mask) ...
     g["inpaint_dream"] = [dict(preset=p, steps=20) for p in ("paper", "restore", "project")]
     g["inpaint_dream"] += [dict(preset="restore", steps=20, strength=v) for v in (2.0, 4.0, 8.0)]
-    g["inpaint_dream"] += [dict(preset="paper", steps=20, strength=2.0)]
-    g["inpaint_core"] = [dict(cfg=c, steps=20) for c in (1.0, 3.0)]
+    g["inpaint_dream"] += [dict(preset="paper", steps=20, strength=v) for v in (2.0, 4.0)]
+    g["inpaint_dream"] += [dict(preset="project", steps=20, strength=4.0)]
+    g["inpaint_dream"] += [dict(preset=p, steps=50, strength=1.0) for p in ("restore", "paper")]
+    # ... and the official structure: the hole removed (grey) before the inversion
+    g["inpaint_dream"] += [dict(preset=p, steps=20, strength=v, hole="grey") for p in ("restore", "paper")
+                           for v in (1.0, 2.0, 4.0)]
+    g["inpaint_dream"] += [dict(preset=p, steps=50, strength=1.0, hole="grey") for p in ("restore", "paper")]
+    g["inpaint_core"] = [dict(cfg=c, steps=20) for c in (1.0, 3.0, 5.0, 7.5)]
+    # restoration: the same start (the upsampled / blurred image noised to `denoise`, seed 0), the same
+    # prompt and sampler (DreamSampler's DDIM = KSampler's euler on this eps model); the only difference
+    # is the data-consistency term. denoise 0 = the upsampled / blurred input itself.
+    prompts = [dict(prompt="null", cfg=1.0), dict(prompt="src", cfg=3.0)]
+    levels = (0.15, 0.3, 0.5, 0.75, 1.0)
+    g["restore_dc"] = [dict(task=t, denoise=d, steps=20, **q) for t in RESTORE_TASKS for q in prompts for d in levels]
+    g["restore_sdedit"] = [dict(task=t, denoise=0.0, steps=20, prompt="null", cfg=1.0) for t in RESTORE_TASKS]
+    g["restore_sdedit"] += [dict(task=t, denoise=d, steps=20, **q) for t in RESTORE_TASKS for q in prompts
+                            for d in levels]
+    # SDE-Drag with the node's defaults (alpha 1.1, beta 0.3, cfg 3 linear ramp, step 2 px) but 20 steps
+    g["drag"] = [dict(t0=t, steps=20, cfg=3.0, radius=5, items=8) for t in (0.4, 0.6, 0.8)]
+    g["drag"] += [dict(t0=0.6, steps=20, cfg=3.0, radius=3, items=8)]
     return g
 
 
@@ -106,8 +139,22 @@ def label(family: str, p: dict) -> str:
     if family == "cycle_sde":
         return f"Cycle-SDE {p['stage2']} t0={p['t0']:g}"
     if family == "inpaint_dream":
-        return f"Dream Mask Inpaint {p['preset']}" + (f" strength {p['strength']:g}" if "strength" in p else "")
-    return f"core noise mask cfg {p['cfg']:g}"
+        return (f"Dream Mask Inpaint {p['preset']}" + (f" strength {p['strength']:g}" if "strength" in p else "")
+                + (f" {p['steps']} st" if p["steps"] != 20 else "") + (" grey hole" if p.get("hole") == "grey" else ""))
+    if family == "inpaint_core":
+        return f"core noise mask cfg {p['cfg']:g}"
+    if family.startswith("restore_"):
+        if p["denoise"] == 0:
+            return f"{p['task']} input ({'bicubic upsampling' if p['task'].startswith('sr') else 'the blurred image'})"
+        name = "Data Consistency" if family == "restore_dc" else "SDEdit"
+        return f"{p['task']} {name} d={p['denoise']:g} {_prompt(p)}"
+    if family == "drag":
+        return f"SDE-Drag t0={p['t0']:g} radius {p['radius']}"
+    raise KeyError(family)
+
+
+def _prompt(p: dict) -> str:
+    return "null prompt" if p["prompt"] == "null" else f"source prompt cfg {p['cfg']:g}"
 
 
 def curve_name(family: str, p: dict) -> str:
@@ -146,6 +193,7 @@ class Graph:
 
 def pair_graph(src: int, tgt: int, n: int, split="heldout"):
     g = Graph()
+    g.src, g.n = src, n
     r = {"model": [g.add("TestShapesModel"), 0],
          "null": [g.add("TestShapesPrompt", class_index=-1), 0],
          "src_c": [g.add("TestShapesPrompt", class_index=src), 0],
@@ -154,9 +202,9 @@ def pair_graph(src: int, tgt: int, n: int, split="heldout"):
     return g, r
 
 
-def _inversion(g, r, steps, refine, base="null"):
-    return g.once(("inv", steps, refine, base), "DreamDDIMInversion", model=r["model"], conditioning=r[base],
-                  latent_image=r["x"], steps=steps, scheduler=SCHED, denoise=1.0, refine_steps=refine)
+def _inversion(g, r, steps, refine, base="null", latent=None, key="x"):
+    return g.once(("inv", steps, refine, base, key), "DreamDDIMInversion", model=r["model"], conditioning=r[base],
+                  latent_image=latent or r["x"], steps=steps, scheduler=SCHED, denoise=1.0, refine_steps=refine)
 
 
 def _dream_sampler(g, r, latent, steps, regs, base="null", eta=0.0):
@@ -206,16 +254,71 @@ def build(family: str, p: dict, g: Graph, r: dict):
                   source=[g.once("m1", "SolidMask", value=1.0, width=S.SIZE // 2, height=S.SIZE), 0],
                   x=S.SIZE // 2, y=0, operation="add")
     if family == "inpaint_dream":
-        inv = _inversion(g, r, p["steps"], 0)
+        source, key = r["x"], "x"
+        if p.get("hole") == "grey":            # the official structure: the hole removed (grey) before inversion
+            vae, img = _pixel_vae(g, r)
+            deg = g.once("hole", "DreamDegrade", image=[img, 0], operator="inpainting", scale=4, blur_sigma=3.0,
+                         kernel_size=0, motion_angle=0.0, sigma_y=0.0, seed=0, mask=[mask, 0])
+            source, key = [g.once("grey", "VAEEncode", pixels=[deg, 2], vae=[vae, 0]), 0], "grey"
+        inv = _inversion(g, r, p["steps"], 0, latent=source, key=key)
         reg = g.add("DreamMaskInpaint", mask=[mask, 0], strength=p.get("strength", 1.0), preset=p["preset"], feather=0,
-                    overlap="average", keep=1.0, target=r["tgt_c"], source=r["x"])
+                    overlap="average", keep=1.0, target=r["tgt_c"], source=source)
         return [_dream_sampler(g, r, [inv, 0], p["steps"], [reg, 0]), 0]
     if family == "inpaint_core":
         masked = g.once("noisemask", "SetLatentNoiseMask", samples=r["x"], mask=[mask, 0])
         return [g.add("KSampler", model=r["model"], seed=0, steps=p["steps"], cfg=p["cfg"], sampler_name="euler",
                       scheduler=SCHED, positive=r["tgt_c"], negative=r["null"], latent_image=[masked, 0],
                       denoise=1.0), 0]
+    if family.startswith("restore_"):
+        t = RESTORE_TASKS[p["task"]]
+        vae, img = _pixel_vae(g, r)
+        deg = g.once(("deg", p["task"]), "DreamDegrade", image=[img, 0], kernel_size=0, motion_angle=0.0,
+                     sigma_y=SIGMA_Y, seed=0, **t)
+        init = g.once(("init", p["task"]), "VAEEncode", pixels=[deg, 2], vae=[vae, 0])
+        if p["denoise"] == 0:
+            return [init, 0]
+        pos = r["src_c"] if p["prompt"] == "src" else r["null"]
+        if family == "restore_sdedit":
+            return [g.add("KSampler", model=r["model"], seed=0, steps=p["steps"], cfg=p["cfg"], sampler_name="euler",
+                          scheduler=SCHED, positive=pos, negative=r["null"], latent_image=[init, 0],
+                          denoise=p["denoise"]), 0]
+        dc = g.add("DreamDataConsistency", vae=[vae, 0], measurement=[deg, 0], degradation=[deg, 1], kernel_size=0,
+                   motion_angle=0.0, strength=p.get("strength", 1.0), sigma_y=SIGMA_Y, mu=1e-4,
+                   preset=p.get("preset", "restore"), solver="auto", cg_iters=500, dps=0.0, **t)
+        return [g.add("DreamSampler", model=r["model"], seed=0, steps=p["steps"], cfg=p["cfg"], scheduler=SCHED,
+                      positive=pos, negative=r["null"], latent_image=[init, 0], denoise=p["denoise"], eta=0.0,
+                      eta_schedule="constant", regularizers=[dc, 0]), 0]
+    if family == "drag":
+        vae, img = _pixel_vae(g, r)
+        out = None
+        for k, ((sx, sy), (tx, ty)) in enumerate(drag_points(g.src, g.n, p["items"])):
+            one = g.once(("one", k), "ImageFromBatch", image=[img, 0], batch_index=k, length=1)
+            pts = json.dumps([{"x": sx, "y": sy}, {"x": tx, "y": ty}])
+            d = [g.add("DreamSDEDrag", model=r["model"], vae=[vae, 0], image=[one, 0], positive=r["src_c"],
+                       negative=r["null"], points=pts, seed=1234, steps=p["steps"], scheduler=SCHED, t0=p["t0"],
+                       cfg=p["cfg"], guidance_ramp="linear", alpha=1.1, beta=0.3, radius=p["radius"],
+                       step_size=2.0), 1]
+            out = d if out is None else [g.add("LatentBatch", samples1=out, samples2=d), 0]
+        return out
     raise KeyError(family)
+
+
+def _pixel_vae(g, r):
+    """ComfyUI's own pixel-space VAE (VAELoader 'pixel_space': encode / decode are the identity on
+    [-1, 1] latents, IMAGE in [0, 1]) and the sources as an IMAGE."""
+    vae = g.once("vae", "VAELoader", vae_name="pixel_space")
+    return vae, g.once("img", "VAEDecode", samples=r["x"], vae=[vae, 0])
+
+
+def drag_points(src: int, n: int, items: int):
+    """For the first ``items`` of the n held-out sources: (the shape's centre, the centre moved DRAG_PX
+    px toward the middle), in image pixels (the drag node floors them to cells)."""
+    p = S.sample_params("heldout", n, src)
+    out = []
+    for cx, cy in zip(p["cx"][:items], p["cy"][:items]):
+        dx = DRAG_PX if cx < S.SIZE / 2 else -DRAG_PX
+        out.append(((float(cx), float(cy)), (float(cx) + dx, float(cy))))
+    return out
 
 
 def fetch_latents(server, entry: dict, saves: dict) -> dict:
@@ -283,12 +386,64 @@ def score(judge, edited, sources, src, tgt, truth, keep_mask=None) -> dict:
     return d
 
 
+def measurement(task: str, x: torch.Tensor):
+    """(operator, y) of a restoration task on sources x, as Dream Degrade draws them (seed 0)."""
+    from dreamsampler_core.operators import degrade, make_operator
+    t = RESTORE_TASKS[task]
+    op = make_operator(t["operator"], scale=t["scale"], blur_sigma=t["blur_sigma"])
+    return op, degrade(x, op, SIGMA_Y, torch.Generator().manual_seed(0))
+
+
+def score_restore(judge, out, truth, src, task) -> dict:
+    """PSNR to the ground truth (the clean source), the judge's agreement with the source class, and
+    the measurement's PSNR (A(out) vs y: how well the result explains the data)."""
+    op, y = measurement(task, truth)
+    with torch.no_grad():
+        pred = judge(out.clamp(-1, 1)).argmax(1)
+    return {"psnr_truth": float(S.psnr(S.to_unit(out), S.to_unit(truth)).mean()),
+            "agree": float((pred == src).float().mean()),
+            "psnr_y": float(S.psnr(S.to_unit(op.A(out.clamp(-1, 1))), S.to_unit(y)).mean()),
+            "finite": bool(torch.isfinite(out).all())}
+
+
+def centroid_x(x: torch.Tensor, p: dict) -> torch.Tensor:
+    """Horizontal centroid (px, pixel centres at i + 0.5 as ``render``) of each picture's shape: pixels
+    weighted by how far their colour is from the source's background toward its shape colour (0 below
+    25 %, 1 above 75 % of the way)."""
+    u = S.to_unit(x)
+    bg = torch.as_tensor(np.clip(p["bg"], 0, 1), dtype=u.dtype)[:, :, None, None]
+    fg = torch.as_tensor(np.clip(np.array([S.RGB[S.COLOURS[c % 3]] for c in p["cls"]]) + p["jitter"], 0, 1),
+                         dtype=u.dtype)[:, :, None, None]
+    d = ((u - bg) * (fg - bg)).sum(1) / ((fg - bg) ** 2).sum(1).clamp_min(1e-6)      # projection on bg -> fg
+    w = (2 * d - 0.5).clamp(0, 1)
+    pos = torch.arange(S.SIZE, dtype=u.dtype) + 0.5
+    return (w * pos[None, None, :]).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1e-6)
+
+
+def score_drag(judge, out, d: dict, src: int) -> dict:
+    """How far the shape moved (centroid, px, signed along the asked direction), how far it ended from
+    the asked position, whether it is still the source class, PSNR to the moved ground truth."""
+    k = len(out)
+    p = {key: v[:k] for key, v in d["p"].items()}
+    with torch.no_grad():
+        pred = judge(out.clamp(-1, 1)).argmax(1)
+    dx = torch.as_tensor(d["dx"][:k], dtype=out.dtype)
+    moved = (centroid_x(out, p) - centroid_x(d["x"][:k], p)) * dx.sign()
+    return {"moved": float(moved.mean()), "miss": float((moved - dx.abs()).abs().mean()),
+            "retention": float((pred == src).float().mean()),
+            "psnr_truth": float(S.psnr(S.to_unit(out), S.to_unit(d["moved"][:k])).mean()),
+            "psnr_src": float(S.psnr(S.to_unit(out), S.to_unit(d["x"][:k])).mean()),
+            "finite": bool(torch.isfinite(out).all())}
+
+
 def inputs_for(pairs, n):
     out = []
     for src, tgt in pairs:
         x, _, p = S.dataset("heldout", n, src)
         xi, _, pi = S.dataset("inpaint", n, src, right_half=True)
-        out.append({"x": x, "truth": S.counterfactual(p, tgt), "xi": xi, "truth_i": S.counterfactual(pi, tgt)})
+        dx = np.where(p["cx"] < S.SIZE / 2, DRAG_PX, -DRAG_PX).astype(float)
+        out.append({"x": x, "truth": S.counterfactual(p, tgt), "xi": xi, "truth_i": S.counterfactual(pi, tgt),
+                    "p": p, "dx": dx, "moved": S.render(dict(p, cx=p["cx"] + dx))})
     return out
 
 
@@ -300,7 +455,7 @@ def aggregate(rows):
 
 
 def run_benchmark(quick=False, n=32, pairs=PAIRS, log=print, families=None, server_dir=None) -> dict:
-    from support.server import ComfyServer
+    from tools.server import ComfyServer
     judge = S.trained_judge(log=log)
     S.trained_unet(log=log)
     acc = S.judge_accuracy(judge)
@@ -337,7 +492,12 @@ def run_benchmark(quick=False, n=32, pairs=PAIRS, log=print, families=None, serv
                     for pi, (src, tgt) in enumerate(pairs):
                         d = data[pi]
                         xs, truth = (d["xi"], d["truth_i"]) if inpaint else (d["x"], d["truth"])
-                        rows.append(score(judge, lat[(pi, si)], xs, src, tgt, truth, keep if inpaint else None))
+                        if fam.startswith("restore_"):
+                            rows.append(score_restore(judge, lat[(pi, si)], d["x"], src, p["task"]))
+                        elif fam == "drag":
+                            rows.append(score_drag(judge, lat[(pi, si)], d, src))
+                        else:
+                            rows.append(score(judge, lat[(pi, si)], xs, src, tgt, truth, keep if inpaint else None))
                         latents[(fam, si, pi)] = lat[(pi, si)][:4]
                     results[(fam, si)] = {"family": fam, "params": p, "label": label(fam, p),
                                           "curve": curve_name(fam, p), "per_pair": rows, **aggregate(rows)}
@@ -350,7 +510,12 @@ def run_benchmark(quick=False, n=32, pairs=PAIRS, log=print, families=None, serv
                          "replace": score(judge, other, d["x"], src, tgt, d["truth"]),
                          "source": score(judge, d["x"], d["x"], src, tgt, d["truth"])})
     reference = {k: aggregate([r[k] for r in refs]) for k in refs[0]}
-    return {"judge_accuracy": acc, "sample_accuracy": sample_acc, "results": list(results.values()),
+    items = max([q["items"] for q in G.get("drag", [])] or [4])
+    with torch.no_grad():                   # SDE-Drag's references: no drag (the source), the moved picture
+        drag_ref = {k: aggregate([score_drag(judge, data[pi][key][:items], data[pi], src)
+                                  for pi, (src, _) in enumerate(pairs)])
+                    for k, key in (("source", "x"), ("truth", "moved"))}
+    return {"judge_accuracy": acc, "drag_reference": drag_ref, "sample_accuracy": sample_acc, "results": list(results.values()),
             "reference": reference, "timings": timings, "total_s": time.time() - t_all, "n": n,
             "pairs": [[S.CLASSES[a], S.CLASSES[b]] for a, b in pairs], "_latents": latents, "_data": data}
 
@@ -392,7 +557,7 @@ def findings(path: Path) -> list:
 def write_report(res: dict, out: Path, cmd: str):
     out.mkdir(parents=True, exist_ok=True)
     rows = res["results"]
-    edits = [r for r in rows if not r["family"].startswith("inpaint") and not r["params"].get("recon")]
+    edits = [r for r in rows if r["family"] in EDIT_FAMILIES and not r["params"].get("recon")]
     ref = res["reference"]
     fids = sorted({round(ref["truth"]["psnr_src"]), round(ref["truth"]["psnr_src"]) + 4})
     curves = {}
@@ -436,7 +601,7 @@ def write_report(res: dict, out: Path, cmd: str):
     L += ["", "## Every setting", "", "| setting | success | retention | PSNR src | PSNR truth | finite |",
           "|---|---|---|---|---|---|"]
     for r in rows:
-        if r["family"].startswith("inpaint"):
+        if r["family"] not in EDIT_FAMILIES:
             continue
         L.append(f"| {r['label']} | {r['success']:.2f} | {r['retention']:.2f} | {r['psnr_src']:.1f} | "
                  f"{r['psnr_truth']:.1f} | {'yes' if r['finite'] else '**no**'} |")
@@ -460,14 +625,105 @@ def write_report(res: dict, out: Path, cmd: str):
               "| method | success | retention | kept-half PSNR | PSNR to truth |", "|---|---|---|---|---|"]
         L += [f"| {r['label']} | {r['success']:.2f} | {r['retention']:.2f} | {r['psnr_kept']:.1f} | {r['psnr_truth']:.1f} |"
               for r in inp]
+    L += restore_section(rows) + drag_section(rows, res.get("drag_reference"))
     L += ["", "## Timings", "", "| family | seconds (all pairs) |", "|---|---|"]
     L += [f"| {k} | {v:.1f} |" for k, v in res["timings"].items()]
-    L += ["", "![success vs fidelity](quality.png)", "", "![before / after](quality_grid.png)", ""]
+    L += ["", "![success vs fidelity](quality.png)", ""]
+    if any(r["family"].startswith("restore_") for r in rows):
+        L += ["![restoration: PSNR to the truth and class agreement vs denoise](quality_restore.png)", ""]
+    L += ["![before / after](quality_grid.png)", ""]
     (out / "QUALITY.md").write_text("\n".join(L))
     clean = {k: v for k, v in res.items() if not k.startswith("_")}
     (out / "quality.json").write_text(json.dumps(clean, indent=1, default=float))
     plot(res, curves, fids, out / "quality.png")
+    plot_restore(rows, out / "quality_restore.png")
     picture_grid(res, curves, fids, out / "quality_grid.png")
+
+
+def restore_section(rows) -> list:
+    """Restoration table: per task, prompt and denoise, Data Consistency next to SDEdit (same start)."""
+    rs = [r for r in rows if r["family"].startswith("restore_")]
+    if not rs:
+        return []
+    cell = lambda r: f"{r['psnr_truth']:.1f} / {r['agree']:.2f} / {r['psnr_y']:.1f}" if r else "—"
+    L = ["", "## Restoration: Dream Data Consistency vs SDEdit of the upsampled / blurred image", "",
+         f"The clean held-out sources are the ground truth; measurement y = A(x) + {SIGMA_Y} n (Dream Degrade, "
+         "seed 0), the start is Dream Degrade's `initial` (bicubic upsampling of y / the blurred image), noised "
+         "to `denoise` with seed 0; both methods then run the same sampler and prompt (DreamSampler's DDIM = "
+         "KSampler's euler on this eps model), the only difference being Dream Data Consistency (strength 1, "
+         "`restore`, sigma_y 0.01, mu 1e-4). The VAE is ComfyUI's own pixel-space VAE (`VAELoader` "
+         "`pixel_space`: encode / decode are the identity). Each cell: **PSNR to the truth (dB) / the judge "
+         "agrees with the source class / PSNR of A(result) to y (dB; the measurement noise alone is 46 dB)**; "
+         "'source cfg 3' = the source class as the prompt, cfg 3 against the null prompt.", "",
+         "| task | input (denoise 0) | denoise | DC, null prompt | SDEdit, null prompt | DC, source cfg 3 | "
+         "SDEdit, source cfg 3 |", "|---|---|---|---|---|---|---|"]
+    index = {(r["family"], r["params"]["task"], r["params"]["prompt"], r["params"]["denoise"]): r for r in rs}
+    for task in RESTORE_TASKS:
+        inp = index.get(("restore_sdedit", task, "null", 0.0))
+        levels = sorted({r["params"]["denoise"] for r in rs if r["params"]["task"] == task and r["params"]["denoise"]})
+        for i, d in enumerate(levels):
+            cells = [cell(index.get((f, task, q, d))) for q in ("null", "src") for f in ("restore_dc", "restore_sdedit")]
+            L.append(f"| {TASK_NAMES[task] if i == 0 else ''} | {cell(inp) if i == 0 else ''} | {d:g} | "
+                     + " | ".join(cells) + " |")
+    return L
+
+
+def drag_section(rows, ref) -> list:
+    rs = [r for r in rows if r["family"] == "drag"]
+    if not rs:
+        return []
+    L = ["", f"## SDE-Drag: the shape's centre dragged {DRAG_PX} px toward the middle", "",
+         f"Per held-out source one Dream SDE-Drag node (points: the shape's centre and {DRAG_PX} px beside it; "
+         "prompt: the source class, cfg 3 linear ramp, alpha 1.1, beta 0.3, sub-drags of 2 px, seed 1234), "
+         f"{rs[0]['params']['items']} sources per class. *Moved*: the shape's centroid shift along the drag (px); "
+         "*miss*: its distance from the asked position (DragBench's mean distance, on the centroid); *still the "
+         "source class*: the judge; PSNR to the moved ground truth (the same picture drawn at the new centre) "
+         "and to the source.", "",
+         f"| setting | moved (of {DRAG_PX} px) | miss (px) | still the source class | PSNR to the moved truth | "
+         "PSNR to the source |", "|---|---|---|---|---|---|"]
+    row = lambda name, r: (f"| {name} | {r['moved']:.2f} | {r['miss']:.2f} | {r['retention']:.2f} | "
+                           f"{r['psnr_truth']:.1f} | {r['psnr_src']:.1f} |")
+    if ref:
+        L += [row("no drag (the source)", ref["source"]), row("ground truth (moved picture)", ref["truth"])]
+    L += [row(f"{r['label']}, {r['params']['steps']} steps", r) for r in rs]
+    return L
+
+
+def plot_restore(rows, path):
+    rs = [r for r in rows if r["family"].startswith("restore_")]
+    if not rs:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    tasks = [t for t in RESTORE_TASKS if any(r["params"]["task"] == t for r in rs)]
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.5), squeeze=False)
+    for j, task in enumerate(tasks):
+        inp = [r for r in rs if r["params"]["task"] == task and r["params"]["denoise"] == 0]
+        for fam, style in (("restore_dc", "-o"), ("restore_sdedit", "--s")):
+            for q, colour in (("null", "tab:blue"), ("src", "tab:red")):
+                pts = sorted((r["params"]["denoise"], r["psnr_truth"], r["agree"]) for r in rs
+                             if r["family"] == fam and r["params"]["task"] == task and r["params"]["prompt"] == q
+                             and r["params"]["denoise"] > 0)
+                if not pts:
+                    continue
+                name = f"{'Data Consistency' if fam == 'restore_dc' else 'SDEdit'}, " \
+                       f"{'null prompt' if q == 'null' else 'source prompt cfg 3'}"
+                for i in (0, 1):
+                    axes[i][j].plot([p[0] for p in pts], [p[1 + i] for p in pts], style, ms=4, color=colour,
+                                    label=name)
+        for i, key in enumerate(("psnr_truth", "agree")):
+            if inp:
+                axes[i][j].axhline(inp[0][key], color="k", lw=1, ls=":", label="the input (upsampled / blurred)")
+            axes[i][j].set_xlabel("denoise")
+            axes[i][j].grid(alpha=0.3)
+        axes[0][j].set_title(TASK_NAMES[task], fontsize=9)
+        axes[0][j].set_ylabel("PSNR to the truth (dB)")
+        axes[1][j].set_ylabel("judge agrees with the source class")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot(res, curves, fids, path):
@@ -496,9 +752,18 @@ def plot(res, curves, fids, path):
     plt.close(fig)
 
 
+def _shown_inpaint(p: dict) -> bool:
+    """The inpainting settings in the picture grid: each preset at strength 1 (20 steps), and `paper`
+    at strength 2 on the grey hole."""
+    s = p.get("strength", 1.0)
+    return p["steps"] == 20 and (s == 1.0 or (s == 2.0 and p["preset"] == "paper" and p.get("hole") == "grey"))
+
+
 def picture_grid(res, curves, fids, path, per_pair=4, zoom=4):
-    """Rows: the first sources of each pair; columns: source, ground truth, each method at its best
-    point at the first stated fidelity, then the inpainting source and each inpainting method."""
+    """Rows: the first sources of each pair; columns: source, ground truth, each editing method at its
+    best point at the first stated fidelity; per restoration task the input and the best Data
+    Consistency / SDEdit result (by PSNR to the truth); the dragged ground truth and SDE-Drag; then the
+    inpainting source, core noise-mask inpainting and Dream Mask Inpaint's presets."""
     from PIL import Image, ImageDraw
     cols = [("source", "x"), ("ground truth", "truth")]
     for name, rs in curves.items():
@@ -507,8 +772,22 @@ def picture_grid(res, curves, fids, path, per_pair=4, zoom=4):
         b = best_at(rs, fids[0])
         if b is not None:
             cols.append((f"{b['label']} ({b['psnr_src']:.0f} dB)", b))
+    rows = res["results"]
+    for task in RESTORE_TASKS:
+        rs = [r for r in rows if r["family"].startswith("restore_") and r["params"]["task"] == task]
+        for pick in ([r for r in rs if r["params"]["denoise"] == 0],
+                     [r for r in rs if r["family"] == "restore_dc"],
+                     [r for r in rs if r["family"] == "restore_sdedit" and r["params"]["denoise"] > 0]):
+            if pick:
+                b = max(pick, key=lambda r: r["psnr_truth"])
+                cols.append((f"{b['label']} ({b['psnr_truth']:.0f} dB)", b))
+    drags = [r for r in rows if r["family"] == "drag" and r["params"]["radius"] == 5 and r["params"]["t0"] <= 0.6]
+    if drags:
+        cols.append(("drag: moved truth", "moved"))
+        cols += [(f"{r['label']} ({r['moved']:.1f} px)", r) for r in drags]
     cols.append(("inpaint source", "xi"))
-    cols += [(r["label"], r) for r in res["results"] if r["family"].startswith("inpaint")]
+    cols += [(r["label"], r) for r in rows if r["family"] == "inpaint_core" and r["params"]["cfg"] == 3.0]
+    cols += [(r["label"], r) for r in rows if r["family"] == "inpaint_dream" and _shown_inpaint(r["params"])]
     index = {}
     for r in res["results"]:
         index.setdefault(r["family"], []).append(r)
@@ -521,10 +800,11 @@ def picture_grid(res, curves, fids, path, per_pair=4, zoom=4):
             d.text((x0 + 1, 2 + 11 * li), chunk, fill=(0, 0, 0))
         for pi in range(len(res["pairs"])):
             for k in range(per_pair):
-                if isinstance(r, str):
-                    x = res["_data"][pi][r][k]
-                else:
-                    x = res["_latents"][(r["family"], index[r["family"]].index(r), pi)][k]
+                xs = res["_data"][pi][r] if isinstance(r, str) else \
+                    res["_latents"][(r["family"], index[r["family"]].index(r), pi)]
+                if k >= len(xs):
+                    continue
+                x = xs[k]
                 arr = (S.to_unit(x).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
                 im.paste(Image.fromarray(arr).resize((tile, tile), Image.NEAREST),
                          (x0, head + (pi * per_pair + k) * tile))
@@ -543,7 +823,7 @@ def main():
         S.trained_judge(retrain=True)
         S.trained_unet(retrain=True)
     res = run_benchmark(quick=args.quick, n=args.n, families=args.family)
-    cmd = "python bench/bench_quality.py" + (" --quick" if args.quick else "") + (f" --n {args.n}" if args.n != 32 else "")
+    cmd = "python -m bench.bench_quality" + (" --quick" if args.quick else "") + (f" --n {args.n}" if args.n != 32 else "")
     write_report(res, args.out, cmd)
     print(f"wrote {args.out / 'QUALITY.md'} ({res['total_s']:.0f} s)")
 

@@ -4,24 +4,19 @@ Scenes are VectorFusion-like: closed 4-segment blobs with radius ~ canvas/12 (ji
 fills, every other path stroked. Throughput is reported as evaluated path·pixels per second of
 the full canvas (paths × H × W / time) — the work a dense renderer would do.
 
-    python bench/bench_renderer.py            # 256² and 512², 16/64/256 paths, CPU (+ CUDA if present)
-    python bench/bench_renderer.py --quick    # 256², 16/64 paths, fewer repeats
+    python -m bench.bench_renderer            # 256² and 512², 16/64/256 paths, CPU (+ CUDA if present)
+    python -m bench.bench_renderer --quick    # 256², 16/64 paths, fewer repeats
 """
 from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
-import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dreamsampler_core.svg import SVGPath, SVGScene, render
 
-from dreamsampler_core.svg import SVGPath, SVGScene, render  # noqa: E402
-from timing import write_json  # noqa: E402
+from .timing import median_time, statistic, write_json
 
 
 def make_scene(size: int, num_paths: int, seed: int = 0, device="cpu", dtype=torch.float32) -> SVGScene:
@@ -42,26 +37,9 @@ def make_scene(size: int, num_paths: int, seed: int = 0, device="cpu", dtype=tor
     return SVGScene(size, size, paths)
 
 
-def _sync(device):
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def time_it(fn, device, repeats: int) -> float:
-    fn()  # warm-up (topology caches, allocator, kernels)
-    _sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def bench(device: str, sizes, counts, repeats: int):
     rows = []
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()}")
+    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()}; {statistic(repeats)}")
     print(f"{'size':>6} {'paths':>6} {'fwd ms':>9} {'fwd+bwd ms':>11} {'fwd Mpp/s':>10} {'f+b Mpp/s':>10}")
     for size in sizes:
         for n in counts:
@@ -74,8 +52,8 @@ def bench(device: str, sizes, counts, repeats: int):
             def fwd_bwd():
                 render(scene).square().mean().backward()
 
-            tf = time_it(fwd, device, repeats)
-            tb = time_it(fwd_bwd, device, repeats)
+            tf = median_time(fwd, repeats)
+            tb = median_time(fwd_bwd, repeats)
             work = n * size * size / 1e6
             print(f"{size:>5}² {n:>6} {tf * 1e3:>9.1f} {tb * 1e3:>11.1f} {work / tf:>10.1f} {work / tb:>10.1f}")
             rows.append({"device": device, "size": size, "paths": n, "forward_s": tf, "forward_backward_s": tb,

@@ -1,6 +1,6 @@
 """DreamSampler editing vs core ComfyUI sampling at equal model evaluations (same run, same model).
 
-    python bench/bench_sampler.py [--steps 20] [--size 64] [--repeat 3] [--arch tiny|sd15|sdxl] [--json out.json]
+    python -m bench.bench_sampler [--steps 20] [--size 64] [--repeat 3] [--arch tiny|sd15|sdxl] [--json out.json]
 
 Baselines: core KSampler ('ddim', cfg 3 -> a batch-2 UNet call per step) and SamplerCustomAdvanced
 with core euler. DreamSampler edit: cfg 1 + a CFG-edit regularizer -> also one batch-2 call per
@@ -11,16 +11,11 @@ tiny SD1.5-architecture checkpoint (CPU, or CUDA when available); pass --ckpt fo
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from timing import timed, write_json  # noqa: E402
+from .timing import median_time, statistic, write_json
 
 
 def main():
@@ -37,14 +32,14 @@ def main():
     if not args.size:
         args.size = {"sd15": 512, "sdxl": 1024}.get(args.arch, 64) if torch.cuda.is_available() else 64
 
-    from support.host import load_pack
+    from tools.host import load_pack
     load_pack()
     import comfy.model_management as mm
     import comfy.sd
     import nodes as core
     from comfy_extras import nodes_custom_sampler as cs
     from dreamsampler_pack.nodes import regularizers, sampling
-    from support.tiny_models import real_size_model, tiny_sd15_checkpoint
+    from tools.tiny_models import real_size_model, tiny_sd15_checkpoint
 
     with torch.inference_mode():
         if args.arch == "tiny":
@@ -88,13 +83,13 @@ def main():
         for name, fn in cases.items():
             fn()                                   # warm-up
             calls.update(n=0, batch=0)
-            times = [timed(fn) for _ in range(args.repeat)]
-            results[name] = (statistics.median(times), calls["n"] // args.repeat, calls["batch"] // args.repeat)
+            t = median_time(fn, args.repeat, warmup=False)
+            results[name] = (t, calls["n"] // args.repeat, calls["batch"] // args.repeat)
 
     base = results["core KSampler ddim (cfg 3)"][0]
     dev = mm.get_torch_device()
     print(f"device: {dev} ({torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}); {model_name}; "
-          f"steps {n}; latent {args.size // 8}x{args.size // 8}; median of {args.repeat}")
+          f"steps {n}; latent {args.size // 8}x{args.size // 8}; {statistic(args.repeat)}")
     print(f"{'case':45s} {'time s':>9s} {'UNet calls':>11s} {'batch rows':>11s} {'vs KSampler':>12s}")
     for name, (t, c, b) in results.items():
         print(f"{name:45s} {t:9.3f} {c:11d} {b:11d} {t / base:11.3f}x")

@@ -1,14 +1,15 @@
 """Run the benchmark suite and write one report: markdown tables + a plot, every number a ratio
 against a baseline measured in the same run.
 
-    python bench/report.py                 # full settings -> bench/REPORT.md, bench/report.png
-    python bench/report.py --quick --out /tmp/r    # small settings (the test suite runs this)
-    python bench/report.py --arch sd15 --arch sdxl # + full-size UNets (random weights; for a GPU)
+    python -m bench.report                 # full settings -> bench/REPORT.md, bench/report.png
+    python -m bench.report --quick --out /tmp/r    # small settings (the test suite runs this)
+    python -m bench.report --arch sd15 --arch sdxl # + full-size UNets (random weights; for a GPU)
 
 Sections: DreamSampler vs core KSampler at equal model evaluations; editing cost vs the official
 pipeline's evaluation count; inpainting / super-resolution cost and peak memory; SVG renderer
 throughput; CSD cost vs number of particles.  Each benchmark runs in its own process
-(bench/bench_*.py --json), one after the other, so they do not disturb each other.
+(``python -m bench.bench_<name> --json``), one after the other, so they do not disturb each other.
+Every time is the median of the repeats (bench/timing.py).
 """
 from __future__ import annotations
 
@@ -43,9 +44,9 @@ FULL = {
 
 def run_bench(name: str, args: list[str], out: Path, log) -> dict:
     path = out / f"{name}.json"
-    cmd = [sys.executable, str(BENCH / f"bench_{name.split(':')[0]}.py"), *args, "--json", str(path)]
+    cmd = [sys.executable, "-m", f"bench.bench_{name.split(':')[0]}", *args, "--json", str(path)]
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     log.write(f"$ {' '.join(cmd[1:])}\n{proc.stdout}\n")
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
@@ -89,7 +90,8 @@ def markdown(res: dict, cmdline: str) -> str:
               f"| ours in ComfyUI at {e['ours_steps']} steps (step-count-invariant strength) | {2 * e['ours_steps']} | "
               f"{e['ours_rows']} | | **{e['ours_rows'] / e['official_rows']:.3f}×** rows |", ""]
     v = res["inverse"]
-    lines += [f"## Inpainting and super-resolution ({v['size']}×{v['size']} px, {v['steps']} steps, best of {v['repeat']})",
+    lines += [f"## Inpainting and super-resolution ({v['size']}×{v['size']} px, {v['steps']} steps, "
+              f"median of {v['repeat']})",
               "", "| case | time | vs plain edit |", "|---|---|---|"]
     lines += [f"| {r['case']} | {fmt(r['time_s'])} | **{r['ratio']:.2f}×** |" for r in v["rows"]]
     lines += ["", "| peak memory of a 3-step run above the loaded models | MiB | vs data-consistency step |",
@@ -97,7 +99,7 @@ def markdown(res: dict, cmdline: str) -> str:
     lines += [f"| {m['case']} | {m['peak_mib']:.1f} | "
               + ("n/a" if m["ratio"] is None else f"{m['ratio']:.2f}×") + " |" for m in v["memory"]]
     r = res["renderer"]
-    lines += ["", f"## SVG renderer throughput ({r['threads']} thread(s), best of {r['repeat']})", "",
+    lines += ["", f"## SVG renderer throughput ({r['threads']} thread(s), median of {r['repeat']})", "",
               "| device | size | paths | forward | forward+backward | M path·px/s | cost vs fewest paths |",
               "|---|---|---|---|---|---|---|"]
     lines += [f"| {x['device']} | {x['size']}² | {x['paths']} | {fmt(x['forward_s'], 'ms')} | "
@@ -213,7 +215,7 @@ def main(argv=None):
             print(f"[report] sampler on full-size {arch} ...", flush=True)
             res[f"sampler:{arch}"] = run_bench(f"sampler:{arch}", [*settings["sampler"], "--arch", arch], tmp, log)
     (args.out / "results.json").write_text(json.dumps(res, indent=1))
-    cmdline = "python bench/report.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmdline = "python -m bench.report " + " ".join(argv if argv is not None else sys.argv[1:])
     (args.out / "REPORT.md").write_text(markdown(res, cmdline.strip()))
     plot(res, args.out / "report.png")
     print(f"[report] wrote {args.out / 'REPORT.md'} and {args.out / 'report.png'}")

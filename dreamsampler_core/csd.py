@@ -73,7 +73,8 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
 
 @dataclass(frozen=True)
 class WindowLayout:
-    """Particles = overlapping windows of one latent [1, C, H, W] (panorama / high resolution).
+    """Particles = overlapping windows of one latent [1, C, H, W] (panorama / high resolution); the
+    windows cut the last two axes, so a one-frame video latent [1, C, 1, H, W] works alike.
 
     ``size`` = (wh, ww): the window, clamped to the latent (a latent smaller than the window is one
     window along that axis); ``origins``: top-left corners (y, x), row-major."""
@@ -90,7 +91,7 @@ class WindowLayout:
     def gather(self, latent: Tensor, idx: Tensor) -> Tensor:
         """[1, C, H, W] -> [n, C, wh, ww] for the windows ``idx``."""
         wh, ww = self.size
-        return torch.cat([latent[:, :, y:y + wh, x:x + ww] for y, x in (self.origins[int(i)] for i in idx)])
+        return torch.cat([latent[..., y:y + wh, x:x + ww] for y, x in (self.origins[int(i)] for i in idx)])
 
     def coverage(self, idx: Tensor | None = None, device=None) -> Tensor:
         """How many of the windows ``idx`` (None: all) cover each latent pixel: [1, 1, H, W]."""
@@ -109,7 +110,7 @@ class WindowLayout:
         count = torch.zeros(1, 1, self.height, self.width, device=like.device, dtype=like.dtype)
         for v, i in zip(values, idx):
             y, x = self.origins[int(i)]
-            total[:, :, y:y + wh, x:x + ww] += v.to(like.dtype)
+            total[..., y:y + wh, x:x + ww] += v.to(like.dtype)
             count[:, :, y:y + wh, x:x + ww] += 1.0
         return total / count.clamp_min(1.0)
 

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .denoiser import Denoiser, randn_like
-from .masks import as_mask4d
+from .masks import as_mask4d, frames_to_latent
 from .sampler import NoiseFn, ddim_fraction, dream_sample, renoise_direction
 from .schedule import Parameterization
 
@@ -263,10 +263,15 @@ def reset_outside(mask: Tensor, trajectory: Sequence[Tensor]):
     return post_step
 
 
-def mask_to_latent(mask: Tensor, hw, threshold: float = 0.5) -> Tensor:
+def mask_to_latent(mask: Tensor, grid, threshold: float = 0.5) -> Tensor:
     """A pixel mask [H, W] / [B, H, W] / [B, 1, H, W] (1 = editable) -> binary [B, 1, h, w] on the
-    latent grid: bicubic resize, then > threshold (the official code: PIL bicubic, > 128)."""
-    m = torch.nn.functional.interpolate(as_mask4d(mask), size=tuple(hw), mode="bicubic", align_corners=False)
+    latent grid (h, w): bicubic resize, then > threshold (the official code: PIL bicubic, > 128).
+    On a video latent's grid (T, h, w) the mask batch is the frames: [1, 1, T or 1, h, w]
+    (``masks.frames_to_latent``, before the threshold)."""
+    grid = tuple(grid)
+    m = torch.nn.functional.interpolate(as_mask4d(mask), size=grid[-2:], mode="bicubic", align_corners=False)
+    if len(grid) == 3:
+        m = frames_to_latent(m, grid[0])
     return (m > threshold).float()
 
 

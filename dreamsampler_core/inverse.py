@@ -35,7 +35,7 @@ from torch import Tensor
 
 from .codec import IdentityCodec
 from .masks import MaskError, region_shares, to_latent_grid
-from .operators import CG_MAX_ITERS, CG_TOL, LinearOperator, OperatorError, prox
+from .operators import CG_MAX_ITERS, CG_TOL, LinearOperator, OperatorError, as_frames, frame_measurement, prox
 from .regularizers import REFERENCE_SPAN, Regularizer, StepContext, guided_step_weight
 
 
@@ -91,7 +91,8 @@ class MaskInpaint(Regularizer):
     """Text-guided inpainting term (spec §2.3 step (ii), §6 "Masks").
 
     masks: pixel (or latent-grid) masks [B or 1, 1, H, W], ComfyUI convention 1 = repaint, already
-        feathered; pooled to the latent grid by area on first use.
+        feathered; pooled to the latent grid by area on first use (on a video latent the mask batch is
+        its frames, ``masks.to_latent_grid``).
     targets: per region the name of its target prediction, or None (no prompt: the region is
         repainted by the sampler's base prompt alone).
     strength: w, the guidance of the target inside the hole: the step uses z + w (z^c - z), i.e.
@@ -145,7 +146,7 @@ class MaskInpaint(Regularizer):
         """(hole, shares) on z's latent grid, cached per grid / device / dtype."""
         key = (tuple(z.shape), z.device, z.dtype)
         if key not in self._grid:
-            grid = [to_latent_grid(m, z.shape[-2:]).to(device=z.device, dtype=z.dtype) for m in self.masks]
+            grid = [to_latent_grid(m, z.shape[2:]).to(device=z.device, dtype=z.dtype) for m in self.masks]
             for m in grid:
                 if m.shape[0] not in (1, z.shape[0]):
                     raise MaskError(f"the mask has batch {m.shape[0]} but the latent has batch {z.shape[0]}")
@@ -181,9 +182,12 @@ class MaskInpaint(Regularizer):
 class DataConsistency(Regularizer):
     """Pixel-space data consistency for y = A x + n through a VAE codec (spec §2.3 step (i)).
 
-    op, y: the operator and the measurement [B or 1, C, h, w] in [-1, 1] pixel units.
+    op, y: the operator and the measurement [B or 1, C, h, w] in [-1, 1] pixel units; for a video
+        the measurement of its frames [T or 1 (or B*T), C, h, w], the operator acting frame by frame
+        (``operators.as_frames``).
     codec: object with ``decode(z) -> x`` and ``encode(x) -> z`` between the VAE-space latent and
-        pixels [B, 3, H, W] in [-1, 1] (and ``decode_grad`` for DPS); None: the identity.  Model-space
+        pixels [B, 3, H, W] in [-1, 1], or a video codec's [B, 3, T, H, W] (and ``decode_grad`` for
+        DPS); None: the identity.  Model-space
         latents go through the host's latent_in / latent_out (``denoiser.Host``).  Whoever made the
         codec releases it after the run (the ComfyUI host does, for its VAE codecs).
     strength: lambda, multiplies the mixing weight gamma_t; 0 leaves the sampler unchanged.
@@ -236,20 +240,24 @@ class DataConsistency(Regularizer):
         return ctx.host.latent_in(zv.to(device=like.device, dtype=like.dtype))
 
     def measurement(self, x: Tensor) -> Tensor:
-        """The measurement on x's device/dtype, batch-broadcast to x; checked against the operator."""
+        """The measurement on x's device/dtype, batch-broadcast to x's frames (x itself for an
+        image, ``as_frames(x)`` for a video); checked against the operator."""
         key = (tuple(x.shape), x.device, x.dtype)
         if key not in self._y:
-            y = self.y.to(device=x.device, dtype=x.dtype)
-            self.op.check(y, x.shape)
-            if y.shape[0] != x.shape[0]:
-                y = y.expand(x.shape[0], *y.shape[1:])
+            frames = as_frames(x)[0].shape
+            y = frame_measurement(self.y, x.shape).to(device=x.device, dtype=x.dtype)
+            self.op.check(y, frames)
+            if y.shape[0] != frames[0]:
+                y = y.expand(frames[0], *y.shape[1:])
             self._y = {key: self.op.project(y)}
         return self._y[key]
 
     def solve(self, x_hat: Tensor) -> Tensor:
-        """The pixel sub-problem argmin ||y - A x||^2 + mu ||x - x_hat||^2 (fit down to sigma_y)."""
-        return prox(self.op, self.measurement(x_hat), x_hat, self.mu, self.sigma_y, self.solver,
-                    self.cg_iters, self.cg_tol)
+        """The pixel sub-problem argmin ||y - A x||^2 + mu ||x - x_hat||^2 (fit down to sigma_y),
+        frame by frame for a video."""
+        frames, back = as_frames(x_hat)
+        return back(prox(self.op, self.measurement(x_hat), frames, self.mu, self.sigma_y, self.solver,
+                         self.cg_iters, self.cg_tol))
 
     def __call__(self, z, ctx):
         if self.strength == 0.0:
@@ -280,6 +288,6 @@ class DataConsistency(Regularizer):
             x0 = fn(x, ctx.sigma)
             px = self.decode(x0, ctx, grad=True)
             y = self.measurement(px.detach()).clone()
-            loss = torch.linalg.vector_norm((y - self.op.A(px)).flatten(1), dim=1).sum()
+            loss = torch.linalg.vector_norm((y - self.op.A(as_frames(px)[0])).flatten(1), dim=1).sum()
             (grad,) = torch.autograd.grad(loss, x)
         return self.dps * float(ctx.param.vp_scale(ctx.sigma)) * grad.detach()

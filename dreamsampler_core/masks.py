@@ -1,7 +1,10 @@
 """Inpainting masks: ComfyUI MASK -> the latent grid, soft edges, several regions with one rule.
 
 Convention (ComfyUI's, the inverse of the official code's M): 1 = repaint (hole), 0 = keep.
-Masks are ``[B, 1, H, W]`` float in [0, 1]; soft values are partial repaint.
+Masks are ``[B, 1, H, W]`` float in [0, 1]; soft values are partial repaint.  On a video latent
+[B, C, T, h, w] a MASK batch is the video's frames (ComfyUI's convention for video noise masks):
+one mask for every frame, or a sequence resized along time to the latent's T (``frames_to_latent``),
+as a [1, 1, T or 1, h, w] mask shared by the batch.
 """
 from __future__ import annotations
 
@@ -64,19 +67,36 @@ def downscale_factor(mask_hw, grid_hw) -> int:
     return f
 
 
-def to_latent_grid(mask: Tensor, grid_hw) -> Tensor:
-    """Area pooling of a pixel mask [B, 1, H, W] onto the latent grid (h, w) -> [B, 1, h, w].
+def frames_to_latent(mask: Tensor, frames: int) -> Tensor:
+    """A mask on the latent's spatial grid [N, 1, h, w], N = the video's mask frames, as a video
+    latent's mask [1, 1, T, h, w] (T = ``frames``): N = 1 stays one frame ([1, 1, 1, h, w], the same
+    on every frame); N = T frame by frame; any other N is resized linearly along time (as ComfyUI
+    resizes a video's noise mask: trilinear, align_corners False)."""
+    n = mask.shape[0]
+    seq = mask.movedim(0, 1)[None]                           # [1, 1, N, h, w]
+    if n in (1, frames):
+        return seq
+    return F.interpolate(seq, size=(int(frames),) + tuple(mask.shape[-2:]), mode="trilinear",
+                         align_corners=False).clamp(0.0, 1.0)
+
+
+def to_latent_grid(mask: Tensor, grid) -> Tensor:
+    """Area pooling of a pixel mask [B, 1, H, W] onto the latent grid (h, w) -> [B, 1, h, w], or
+    onto a video latent's (T, h, w) -> [1, 1, T or 1, h, w] (the batch is the frames,
+    ``frames_to_latent``).
 
     A latent cell gets the fraction of its pixels to repaint (so a hole edge is soft), unlike the
     official stride-8 subsampling ``mask[::8, ::8]``.  The mask is center-cropped first exactly as
     ComfyUI's VAE encode crops the image to a multiple of the factor."""
     mask = as_mask4d(mask)
     H, W = mask.shape[-2:]
+    grid_hw = tuple(grid)[-2:]
     f = downscale_factor((H, W), grid_hw)
     h, w = grid_hw
     oy, ox = (H % f) // 2, (W % f) // 2
     mask = mask[..., oy:oy + h * f, ox:ox + w * f]
-    return mask if f == 1 else F.avg_pool2d(mask, f)
+    mask = mask if f == 1 else F.avg_pool2d(mask, f)
+    return frames_to_latent(mask, grid[0]) if len(grid) == 3 else mask
 
 
 def binarize(mask: Tensor, threshold: float) -> Tensor:

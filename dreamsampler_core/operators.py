@@ -6,6 +6,9 @@ Conventions
   of the official code's noise level sigma_y = 0.01).  Every operator is linear, so the range only
   matters for sigma_y.
 * Measurements ``y``: ``[B, C, h, w]`` (see each operator's ``measurement_shape``).
+* Videos ``[B, 3, T, H, W]`` (a video VAE's pixels) are measured frame by frame: ``as_frames`` gives
+  the frames ``[B*T, 3, H, W]`` the operators act on, and ``frame_measurement`` fits a measurement of
+  the frames (one frame, the T frames of every video, or all B*T) to them.
 * Every operator has an exact adjoint ``At``: <A x, y> = <x, At y> to float precision (tested).
 
 The proximal data step of DreamSampler's inverse solver,
@@ -113,6 +116,34 @@ def _bdot(a: Tensor, b: Tensor) -> Tensor:
 
 def _bview(v: Tensor, ref: Tensor) -> Tensor:
     return v.reshape((-1,) + (1,) * (ref.ndim - 1)).to(device=ref.device, dtype=ref.dtype)
+
+
+# ----------------------------------------------------------------------------- videos
+def as_frames(x: Tensor):
+    """(frames, back): pixels [B, 3, H, W] as they are, a video's [B, 3, T, H, W] as its frames
+    [B*T, 3, H, W] (video b's frames consecutive, in order); ``back(f)`` undoes it."""
+    if x.ndim == 4:
+        return x, lambda f: f
+    if x.ndim != 5:
+        raise OperatorError(f"pixels must be [B, C, H, W] or a video [B, C, T, H, W], got shape {tuple(x.shape)}")
+    B, C, T, H, W = x.shape
+    return x.movedim(2, 1).reshape(B * T, C, H, W), lambda f: f.reshape(B, T, *f.shape[1:]).movedim(1, 2)
+
+
+def frame_measurement(y: Tensor, x_shape) -> Tensor:
+    """A measurement of frames ``y`` [N, C, h, w] fitted to the frames of pixels of ``x_shape``: an
+    image's y as it is; for a video [B, 3, T, H, W] one frame (N = 1, every frame's measurement), the
+    T frames of each video (repeated for a batch of B) or all B*T frames.  OperatorError otherwise."""
+    if len(x_shape) != 5:
+        return y
+    B, T, n = int(x_shape[0]), int(x_shape[2]), int(y.shape[0])
+    if n in (1, B * T):
+        return y
+    if n == T:
+        return y.repeat(B, *([1] * (y.ndim - 1)))
+    raise OperatorError(f"the measurement has {n} frames but the video has {T} frames"
+                        + (f" (a batch of {B} videos)" if B > 1 else "")
+                        + "; measure the frames the latent was encoded from (the same frame count), or give one frame")
 
 
 # ----------------------------------------------------------------------------- inpainting

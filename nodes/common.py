@@ -67,11 +67,13 @@ def scheduler_input():
 
 def latent_mask(mask, samples: torch.Tensor, name: str = "mask"):
     """A MASK input (white = editable) on the latent grid of ``samples`` (binary, bicubic resize as the
-    official code), or None when not connected; InputError when it cannot be used."""
+    official code), or None when not connected; InputError when it cannot be used.  On a video latent
+    [B, C, T, h, w] the MASK batch is the video's frames (one mask for all, or a sequence resized
+    along time to T, as ComfyUI's video noise masks): [1, 1, T or 1, h, w]."""
     if mask is None:
         return None
     try:
-        m = mask_to_latent(mask, samples.shape[-2:])
+        m = mask_to_latent(mask, samples.shape[2:])
     except ValueError as e:
         raise InputError(f"{name}: {e}") from None
     if m.shape[0] not in (1, samples.shape[0]):
@@ -99,6 +101,9 @@ def check_latent(latent, name: str = "latent_image") -> torch.Tensor:
     return s
 
 
+#: a latent's layout by the model's spatial dimensions (latent_format.latent_dimensions)
+LATENT_LAYOUTS = {1: "[batch, {c}, length]", 2: "[batch, {c}, height, width]", 3: "[batch, {c}, frames, height, width]"}
+
 #: what a latent of this many channels is usually for (to say which model it belongs to)
 LATENT_FAMILIES = {4: "SD1.x / SD2.x / SDXL models", 16: "SD3, Flux and other 16-channel models (or a video model)",
                    128: "LTX-Video"}
@@ -112,9 +117,12 @@ def model_latent(model, latent, name: str = "latent_image") -> torch.Tensor:
     channels, dims, model_name = C.latent_spec(model)
     if s.ndim != dims + 2:
         kind = "video " if s.ndim == 5 else ""
+        layout = LATENT_LAYOUTS.get(dims, "").format(c=channels)
+        fix = ("encode the image, or a video's frames (an IMAGE batch), with this model's VAE (VAE Encode) or use an "
+               "empty latent node made for this model" if dims == 3 else
+               "encode an image with this model's VAE (VAE Encode) or use an Empty Latent Image")
         raise InputError(f"'{name}' is a {s.ndim}-D {kind}latent {tuple(s.shape)}, but this model ({model_name}) takes "
-                         f"{dims + 2}-D latents [batch, {channels}, height, width]; encode an image with this model's "
-                         "VAE (VAE Encode) or use an Empty Latent Image.")
+                         f"{dims + 2}-D latents {layout}; {fix}.")
     if s.shape[1] != channels:
         family = LATENT_FAMILIES.get(int(s.shape[1]), f"models with {s.shape[1]}-channel latents")
         raise InputError(f"'{name}' has {s.shape[1]} channels but this model ({model_name}) uses {channels}-channel "

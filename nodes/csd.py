@@ -174,11 +174,14 @@ class DreamCSDEdit(io.ComfyNode):
         if mode == "panorama" and B != 1:
             raise InputError(f"panorama mode edits one large image, but 'image' is a batch of {B}; use mode "
                              "'frames' for a frame sequence, or edit the images one at a time.")
+        with user_errors():
+            C.check_image_vae(vae, "CSD Edit")
         ds = C.vae_downscale(vae)
         samples = C.vae_encode(vae, pad_to_multiple(pixels, ds), vae_tile_size)
-        if samples.ndim != 4:
-            raise InputError(f"the VAE encoded to shape {tuple(samples.shape)}; CSD Edit needs an image VAE "
-                             "(2-D latents), e.g. the checkpoint's own VAE.")
+        if samples.ndim != 4 and samples.shape[2:-2] != (1,):
+            raise InputError(f"the VAE encoded to shape {tuple(samples.shape)}; CSD Edit needs image latents "
+                             "([batch, channels, height, width], or one frame of a video VAE), e.g. the checkpoint's "
+                             "own VAE.")
         win, step = max(1, window // ds), max(1, stride // ds)
         with user_errors():
             layout = csd.make_layout(mode, samples, win, step)

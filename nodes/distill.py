@@ -270,7 +270,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
             raise InputError(f"the {kind} is {canvas[1]}x{canvas[0]} pixels, not a multiple of the VAE's factor {f}; "
                              f"use a canvas / image size divisible by {f}")
         pixels = start
-        init_latent = vae.encode(pixels)
+        init_latent = C.vae_encode(vae, pixels)
         batch = pixels.shape[0]
     else:
         init_latent = model_latent(model, latent, "latent")
@@ -347,7 +347,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
     if kind == "image":
         out_image = gen.image.detach().movedim(1, -1).clamp(0.0, 1.0).float().cpu()
     else:
-        out_image = vae.decode(samples).float().cpu()
+        out_image = C.vae_decode(vae, samples).float().cpu()
     return (), out_image, out_latent, C.core_svg([])
 
 

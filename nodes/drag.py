@@ -127,7 +127,7 @@ class DreamSDEDrag(io.ComfyNode):
                              f"{MIN_LATENT_SIDE * f} ({MIN_LATENT_SIDE} latent cells of the VAE's {f}-pixel factor): "
                              "resize it (SD1.5 works best near 512x512)")
         src, tgt = drag_pairs(points, target_points, W, H)
-        samples = vae.encode(pixels)
+        samples = C.vae_encode(vae, pixels)
         h, w = samples.shape[-2:]
         P = drag.to_latent_points(src, W / w, H / h)
         Q = drag.to_latent_points(tgt, W / w, H / h)
@@ -146,7 +146,7 @@ class DreamSDEDrag(io.ComfyNode):
         with user_errors():
             sampler = C.CoreSampler(run, 2 * K * subs, cfg_by_sigma=guidance)
             out = C.run(C.new_guider(model, positive, negative, cfg), sampler, sigmas, samples, seed=seed)
-        result = vae.decode(out)
+        result = C.vae_decode(vae, out)
         preview = ui.PreviewImage(pixels, cls=None).values
         return io.NodeOutput(result, {"samples": out}, ui={EDITOR_UI_KEY: preview})
 

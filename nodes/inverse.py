@@ -26,12 +26,16 @@ PRESET_HELP = ("'paper': the official dream_inpaint schedule (every 3rd step whi
                "'restore': every step, weight alpha_bar_t (SR, deblurring); 'project': every step at full "
                "weight (strongest fidelity).")
 MASK_PRESET_HELP = ("In every preset the mask acts on every step with a step-count-invariant weight (measured on "
-                    "an exact oracle: hole mean within 0.1 of the target's at 20, 50 and 200 steps). 'restore' "
-                    "(default) and 'project': deterministic (the same here). 'paper': adds the official "
-                    "dream_inpaint's fresh noise (eta_t = alpha_bar_t on every 3rd of 200 steps down to t = 156), "
-                    "spread so any step count draws the same amount; it lowers the hole's variation (oracle: std "
-                    "0.68x the target's at 20 steps, 0.93x at 200). Unlike the official code the text does not stop "
-                    "at 85% of the steps (on the oracle the hole then drifted back to its surroundings).")
+                    "an exact oracle: hole mean within 0.1 of the target's at 20, 50 and 200 steps). 'paper' "
+                    "(default): adds the official dream_inpaint's fresh noise (eta_t = alpha_bar_t on every 3rd of "
+                    "200 steps down to t = 156), spread so any step count draws the same amount; on a learned model "
+                    "this is what lets the hole change (bench/QUALITY.md: target success 0.34-0.47 at strength 1, "
+                    "0.57 at 2, vs core noise-mask inpainting's 0.38-0.41); on the exact oracle it lowers the hole's "
+                    "variation (std 0.68x the target's at 20 steps, 0.93x at 200). Unlike the official code the text "
+                    "does not stop at 85% of the steps (on the oracle the hole then drifted back to its "
+                    "surroundings). 'restore' and 'project': deterministic (the same here); exact on the oracle, but "
+                    "on the learned model an inverted hole then keeps the source (success 0.01) or, when it was "
+                    "grey, becomes a blur.")
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class DreamMaskInpaint(io.ComfyNode):
                                        "prediction (on an exact oracle the hole then has the target class's mean "
                                        "and spread); above 1 it pushes past it like CFG against DreamSampler's "
                                        "positive prompt (try 2-5 if the model follows the prompt weakly); 0 = none."),
-                io.Combo.Input("preset", options=list(PRESETS), default="restore", tooltip=MASK_PRESET_HELP),
+                io.Combo.Input("preset", options=list(PRESETS), default="paper", tooltip=MASK_PRESET_HELP),
                 io.Int.Input("feather", default=0, min=0, max=256,
                              tooltip="Soft mask edge in pixels (Gaussian, before pooling to the latent grid)."),
                 io.Combo.Input("overlap", options=list(OVERLAP_RULES), default="average",
@@ -239,9 +243,12 @@ class DreamDataConsistency(io.ComfyNode):
                         "conjugate gradient to a tolerance for motion blur), re-encoded and mixed in with weight "
                         "strength * alpha_bar_t. No gradient through the diffusion model unless 'dps' > 0.",
             inputs=[
-                io.Vae.Input("vae", tooltip="The checkpoint's VAE (decodes the estimate, encodes the solution)."),
+                io.Vae.Input("vae", tooltip="The checkpoint's VAE (decodes the estimate, encodes the solution). A "
+                                            "video VAE (Wan, ...) works too: the operator then acts on every frame."),
                 io.Image.Input("measurement", tooltip="The degraded image y: Dream Degrade's measurement, or a real "
-                                                      "low-resolution / blurry / gray / damaged photo."),
+                                                      "low-resolution / blurry / gray / damaged photo. For a video: "
+                                                      "its degraded frames (an IMAGE batch, the frames the latent was "
+                                                      "encoded from), or one frame for all."),
             ] + operator_inputs() + [
                 io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05,
                                tooltip="lambda: weight of the data term (multiplies alpha_bar_t); 0 turns it off "
@@ -293,7 +300,7 @@ class DreamDataConsistency(io.ComfyNode):
     def execute(cls, vae, measurement, operator, scale, blur_sigma, kernel_size, motion_angle, strength, sigma_y,
                 mu, preset, solver, cg_iters, dps, mask=None, degradation=None, regularizers=None) -> io.NodeOutput:
         with user_errors():
-            codec = C.VAECodec(vae, "data consistency")
+            codec = C.VAECodec(vae, "data consistency", video=True)
         y = image_to_pixels(measurement, "measurement")
         if degradation is not None:
             if not isinstance(degradation, DegradationInfo):
@@ -315,6 +322,12 @@ class DreamDataConsistency(io.ComfyNode):
         if image_shape[-1] % f or image_shape[-2] % f:
             raise InputError(f"the restored image would be {image_shape[-1]}x{image_shape[-2]} pixels, not a multiple "
                              f"of the VAE's factor {f}; crop or resize the measurement")
+        n = int(y.shape[0])
+        if codec.video and n > 1 and codec.frames(n) != n:
+            counts = sorted({codec.frames(k) for k in range(1, 4 * n)} - {0})[:5]
+            raise InputError(f"the measurement has {n} frames, but this video VAE encodes and decodes "
+                             f"{codec.frames(n)} of them (it takes {', '.join(map(str, counts))}, ... frames); "
+                             "measure the frames the latent was encoded from")
         core = DataConsistency(op=op, y=y, codec=codec, strength=float(strength), sigma_y=float(sigma_y),
                                mu=float(mu), solver=solver, cg_iters=int(cg_iters),
                                schedule=preset_or_error(preset), dps=float(dps))
@@ -333,7 +346,8 @@ class DreamDegrade(io.ComfyNode):
             description="Makes a restoration benchmark from a clean image: the measurement y = A(x) + sigma_y * "
                         "noise, the degradation (operator) for Dream Data Consistency, and a full-size starting "
                         "image (upsampled / gray-filled) to encode and invert.",
-            inputs=[io.Image.Input("image", tooltip="Clean image x.")] + operator_inputs() + [
+            inputs=[io.Image.Input("image", tooltip="Clean image x (or a video's frames: each is degraded alike).")]
+            + operator_inputs() + [
                 io.Float.Input("sigma_y", default=0.01, min=0.0, max=1.0, step=0.001,
                                tooltip="Measurement noise std in [-1, 1] pixel units (official 0.01)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,

@@ -1,4 +1,4 @@
-"""Regenerate the UI-format workflows in example_workflows/ from scripts/workflow_specs/*.py.
+"""Regenerate the UI-format workflows in example_workflows/ from tools/workflow_specs/*.py.
 
 Widget order and defaults come from a live ComfyUI's /object_info (the pinned host), so the files
 are exactly what the frontend would save.  Run with the host env's python:
@@ -6,39 +6,17 @@ are exactly what the frontend would save.  Run with the host env's python:
 """
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "scripts")]
+sys.path.insert(0, str(REPO))                                       # the tools package
 
-from support.server import ComfyServer  # noqa: E402
-from support.workflows import build_ui  # noqa: E402
-
-import workflow_specs  # noqa: E402
-
-
-def all_specs() -> dict:
-    specs = {}
-    for m in pkgutil.iter_modules(workflow_specs.__path__):
-        mod = importlib.import_module(f"workflow_specs.{m.name}")
-        for stem, wf in getattr(mod, "WORKFLOWS", {}).items():
-            if stem in specs:
-                raise SystemExit(f"duplicate workflow name {stem}")
-            specs[stem] = wf
-    return specs
-
-
-def test_overrides() -> dict:
-    out = {}
-    for m in pkgutil.iter_modules(workflow_specs.__path__):
-        mod = importlib.import_module(f"workflow_specs.{m.name}")
-        out.update(getattr(mod, "TEST_OVERRIDES", {}))
-    return out
+from tools.server import ComfyServer  # noqa: E402
+from tools.workflow_specs import all_specs  # noqa: E402
+from tools.workflows import build_ui  # noqa: E402
 
 
 def main():

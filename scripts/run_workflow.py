@@ -10,72 +10,16 @@ prompt with comfy-cli's converter against the server's /object_info, as any head
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "scripts")]
+sys.path.insert(0, str(REPO))                                       # the tools package
 
-from support.server import ComfyServer  # noqa: E402
-from support.workflows import load, nodes_of_type, set_widget, to_api  # noqa: E402
-
-FAST = {  # generic small settings for CI on the tiny model
-    "ImageScale": {"width": 64, "height": 64},
-    "EmptyLatentImage": {"width": 64, "height": 64},
-}
-FAST_CAPS = {"steps": 4, "iterations": 6, "num_steps": 4}
-
-
-def parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def apply_overrides(prompt: dict, overrides: dict):
-    for cls, widgets in overrides.items():
-        for name, value in widgets.items():
-            set_widget(prompt, cls, name, value)
-
-
-def make_fast(prompt: dict, extra: dict | None = None):
-    apply_overrides(prompt, FAST)
-    for node in prompt.values():
-        for name, cap in FAST_CAPS.items():
-            v = node["inputs"].get(name)
-            if isinstance(v, int) and not isinstance(v, bool) and v > cap:
-                node["inputs"][name] = cap
-    apply_overrides(prompt, extra or {})
-
-
-def prepare_prompt(server: ComfyServer, workflow: Path, ckpt_name: str | None, fast: bool, sets=(),
-                   test_overrides: dict | None = None):
-    ui = load(workflow)
-    prompt = to_api(ui, server.object_info())
-    if ckpt_name:
-        for k in nodes_of_type(prompt, "CheckpointLoaderSimple"):
-            prompt[k]["inputs"]["ckpt_name"] = ckpt_name
-    if fast:
-        make_fast(prompt, (test_overrides or {}).get(workflow.stem))
-    for s in sets:
-        key, _, val = s.partition("=")
-        cls, _, name = key.partition(".")
-        if not set_widget(prompt, cls, name, parse_value(val)):
-            raise SystemExit(f"--set {s}: no {cls} node in {workflow.name}")
-    return ui, prompt
-
-
-def upload_inputs(server: ComfyServer, images=()):
-    for p in sorted((REPO / "example_workflows" / "inputs").glob("*")):
-        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
-            server.upload_image(p)
-    for spec in images:
-        name, _, path = spec.partition("=")
-        server.upload_image(Path(path), name)
+from tools.server import ComfyServer  # noqa: E402
+from tools.workflows import prepare_prompt, upload_inputs  # noqa: E402
 
 
 def main(argv=None):
@@ -90,7 +34,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.ckpt is None:
-        from support.tiny_models import tiny_sd15_checkpoint
+        from tools.tiny_models import tiny_sd15_checkpoint
         ckpt = tiny_sd15_checkpoint()
         print(f"using the tiny random-weight SD1.5 checkpoint {ckpt} (outputs prove the wiring, not quality)")
     else:

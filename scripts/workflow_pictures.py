@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "scripts")]
+sys.path.insert(0, str(REPO))                                       # the tools package
 
-from support.browser import FrontendPage, find_chromium  # noqa: E402
-from support.server import ComfyServer  # noqa: E402
-from support.tiny_models import tiny_sd15_checkpoint  # noqa: E402
-from support.workflows import load  # noqa: E402
+from tools.browser import FrontendPage, find_chromium  # noqa: E402
+from tools.server import ComfyServer  # noqa: E402
+from tools.tiny_models import tiny_sd15_checkpoint  # noqa: E402
+from tools.workflows import load, upload_inputs  # noqa: E402
 
 # The page is resized to hold the whole graph at 100% zoom; the picture is the canvas without the
 # side bar (LEFT), the tab strip and floating run bar (TOP) and the zoom controls (BOTTOM).
@@ -50,7 +50,6 @@ def main(argv=None):
         raise SystemExit("Chromium not found: run `bash scripts/setup_browser.sh` or set DREAM_CHROMIUM")
     workflows = [p for p in sorted((REPO / "example_workflows").glob("*.json")) if not names or p.stem in names]
     with tempfile.TemporaryDirectory() as tmp, ComfyServer(Path(tmp), checkpoints=[tiny_sd15_checkpoint()]) as server:
-        from run_workflow import upload_inputs
         upload_inputs(server)
         with sync_playwright() as pw:
             page = FrontendPage(pw, server, chromium, settings=SETTINGS)

@@ -30,13 +30,13 @@ def one_thread():
 @pytest.fixture(scope="session")
 def pack():
     """This repository imported into the in-process ComfyUI as a custom-node package."""
-    from support.host import load_pack
+    from tools.host import load_pack
     return load_pack()
 
 
 @pytest.fixture(scope="session")
 def tiny_ckpt(pack):
-    from support.tiny_models import tiny_sd15_checkpoint
+    from tools.tiny_models import tiny_sd15_checkpoint
     return tiny_sd15_checkpoint()
 
 
@@ -52,11 +52,11 @@ def sd15(tiny_ckpt):
 @pytest.fixture(scope="session")
 def server(tiny_ckpt, tmp_path_factory, request):
     """One real ComfyUI server for the e2e tests; its log is kept under out/test-artifacts on failure."""
-    from support.server import ComfyServer
+    from tools.server import ComfyServer
     work = tmp_path_factory.mktemp("comfy")
     srv = ComfyServer(work, checkpoints=[tiny_ckpt])
     srv.start()
-    from run_workflow import upload_inputs
+    from tools.workflows import upload_inputs
     upload_inputs(srv)
     yield srv
     srv.stop()
@@ -70,10 +70,3 @@ def workflow_outputs():
     """stem -> {filename: bytes} of each shipped workflow's outputs on the session server
     (filled by test_workflow_runs_end_to_end, compared with a fresh server for determinism)."""
     return {}
-
-
-def pytest_configure(config):
-    import sys
-    scripts = str(Path(__file__).resolve().parents[1] / "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)

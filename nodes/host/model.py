@@ -7,6 +7,7 @@ so a ComfyUI update breaks, and gets fixed, there.  Tested against the pinned ho
 """
 from __future__ import annotations
 
+import copy as _copy
 import inspect
 
 import torch
@@ -206,6 +207,37 @@ def latent_spec(model) -> tuple[int, int, str]:
 
 def process_latent_out(model, samples):
     return model.model.process_latent_out(samples)
+
+
+def latent_maps(base_model):
+    """(latent_in, latent_out) of a loaded BaseModel (its process_latent_in / out) that autograd can
+    pass through: a latent format's own tensors (Wan's, Qwen-Image's, HunyuanVideo's per-channel
+    mean / std) are made when the model loads, under ComfyUI's inference mode, and autograd cannot
+    save them (the DPS step differentiates the decoder input); on a differentiable input the maps
+    run on a copy of the format with those tensors cloned.  The model's own format is not modified."""
+    safe = {}
+
+    def grad_safe_format():
+        fmt = base_model.latent_format
+        if safe.get("of") is not fmt:
+            copy = _copy.copy(fmt)
+            for k, v in vars(fmt).items():
+                if torch.is_tensor(v) and v.is_inference():
+                    setattr(copy, k, v.clone())
+            safe.update({"of": fmt, "copy": copy})
+        return safe["copy"]
+
+    def latent_in(z):
+        if z.requires_grad and torch.is_grad_enabled():
+            return grad_safe_format().process_in(z)
+        return base_model.process_latent_in(z)
+
+    def latent_out(z):
+        if z.requires_grad and torch.is_grad_enabled():
+            return grad_safe_format().process_out(z)
+        return base_model.process_latent_out(z)
+
+    return latent_in, latent_out
 
 
 def intermediate_device():

@@ -1,7 +1,8 @@
 """The host's sampling seam: one guider and one sampler adapter between ComfyUI and the core.
 
 * ``DreamGuider`` (a core ``CFGGuider``) only guides: the base branch is CFG(positive, negative, cfg)
-  with the model's pre/post-CFG hooks, as core guiders do; it also carries the regularizers' extra
+  exactly as core's ``sampling_function`` computes it, with every hook a model patch sets (the
+  cond-batch hook of Skip Layer Guidance, pre-CFG, the CFG function, post-CFG); it also carries the regularizers' extra
   prompts (evaluated in the same model batch as the base), named guided branches (DDS's, Cycle-SDE's
   and CSD's source prompt) and InstructPix2Pix's three-way guidance (core's dual-CFG formula).  What
   a call evaluates is chosen per call through ``model_options`` (the channel ComfyUI passes to
@@ -99,30 +100,48 @@ class DreamGuider(comfy.samplers.CFGGuider):
     def set_image_cfg(self, image_cfg: float):
         self.image_cfg = float(image_cfg)
 
-    def _pre_cfg(self, out, cond, uncond, cfg, x, timestep, options):
-        for fn in options.get("sampler_pre_cfg_function", []):
-            out = fn({"conds": [cond, uncond], "conds_out": out, "cond_scale": cfg, "timestep": timestep,
-                      "input": x, "sigma": timestep, "model": self.inner_model, "model_options": options})
-        return out
-
     def _cfg(self, cond, uncond, cfg, x, timestep, options, extras=()):
-        """CFG(cond, uncond) and the raw predictions of ``extras`` (names) from one batch."""
-        if cond is None:
-            return comfy.samplers.calc_cond_batch(self.inner_model, [uncond], x, timestep, options)[0], {}
+        """CFG(cond, uncond) exactly as core ``comfy.samplers.sampling_function`` computes it, every
+        hook of the model's ``model_options`` included: the cfg == 1 optimization (unless
+        ``disable_cfg1_optimization``), ``sampler_calc_cond_batch_function`` (Skip Layer Guidance),
+        ``sampler_pre_cfg_function``, then ``cfg_function`` (``sampler_cfg_function``,
+        ``sampler_post_cfg_function``); ``model_function_wrapper``, transformer patches, hooks and
+        ControlNets act inside ``calc_cond_batch``.  Also returns the raw predictions of ``extras``
+        (names), evaluated in the same model batch as the pair."""
+        inner = self.inner_model
         if math.isclose(cfg, 1.0) and not options.get("disable_cfg1_optimization", False):
             uncond = None
-        out = comfy.samplers.calc_cond_batch(self.inner_model, [cond, uncond] + [self.conds.get(n) for n in extras],
-                                             x, timestep, options)
-        pair = self._pre_cfg(out[:2], cond, uncond, cfg, x, timestep, options)
-        if uncond is None:
-            pair = [pair[0], pair[0]]     # cfg == 1: the base is the positive prediction
-        guided = comfy.samplers.cfg_function(self.inner_model, pair[0], pair[1], cfg, x, timestep,
-                                             model_options=options, cond=cond, uncond=uncond)
-        return guided, dict(zip(extras, out[2:]))
+        conds = [cond, uncond]
+        extra_conds = [self.conds.get(n) for n in extras]
+        batch_fn = options.get("sampler_calc_cond_batch_function")
+        if batch_fn is not None:
+            # the hook decides how [cond, uncond] is evaluated (e.g. with layers skipped for the
+            # uncond) and takes exactly that pair: the extras go in a second, plain batch
+            out = batch_fn({"conds": conds, "input": x, "sigma": timestep, "model": inner, "model_options": options})
+            extra_out = (comfy.samplers.calc_cond_batch(inner, extra_conds, x, timestep, options)
+                         if extra_conds else [])
+        else:
+            out = comfy.samplers.calc_cond_batch(inner, conds + extra_conds, x, timestep, options)
+            out, extra_out = out[:2], out[2:]
+        for fn in options.get("sampler_pre_cfg_function", []):
+            out = fn({"conds": conds, "conds_out": out, "cond_scale": cfg, "timestep": timestep, "input": x,
+                      "sigma": timestep, "model": inner, "model_options": options})
+        guided = comfy.samplers.cfg_function(inner, out[0], out[1], cfg, x, timestep, model_options=options,
+                                             cond=cond, uncond=uncond)
+        return guided, dict(zip(extras, extra_out))
+
+    def _raw(self, cond, x, timestep, options):
+        """One prompt's prediction without guidance: core ``calc_cond_batch`` (model wrapper,
+        transformer patches, hooks, ControlNets); the CFG hooks (pre/post-CFG, the cond-batch hook,
+        which takes a [cond, uncond] pair) belong to guided calls only."""
+        return comfy.samplers.calc_cond_batch(self.inner_model, [cond], x, timestep, options)[0]
 
     def _ip2p(self, text, negative, cfg, image, x, timestep, options):
         """none + image_cfg (img - none) + cfg (text - img), the text / img chunks conditioned on
-        ``image`` and the none chunk on zeros (spec csd §0, §1.3; core DualCFGGuider's formula)."""
+        ``image`` and the none chunk on zeros (spec csd §0, §1.3; core DualCFGGuider's formula).
+        Hooks as core DualCFGGuider applies them: one ``calc_cond_batch`` of the three chunks and
+        ``cfg_function`` (CFG function, post-CFG) on the image step; the pair hooks of
+        ``sampling_function`` (cond-batch hook, pre-CFG) take a [cond, uncond] pair, not three."""
         inner = self.inner_model
         none_c = _with_image(inner, negative, None, x)
         img_c = _with_image(inner, negative, image, x)
@@ -139,8 +158,7 @@ class DreamGuider(comfy.samplers.CFGGuider):
                 "Connect a 'Dream Sampler (SAMPLER)' node as the sampler, or remove the regularizers.")
         raw = model_options.get(RAW)
         if raw is not None:
-            return comfy.samplers.calc_cond_batch(self.inner_model, [self.conds.get(raw)], x, timestep,
-                                                  model_options)[0]
+            return self._raw(self.conds.get(raw), x, timestep, model_options)
         branch = model_options.get(BRANCH)
         cfg = model_options.get(CFG)
         negative = self.conds.get("negative")
@@ -153,7 +171,10 @@ class DreamGuider(comfy.samplers.CFGGuider):
             return self._ip2p(cond, negative, cfg, model_options.get(IMAGE), x, timestep, model_options)
         out = model_options.get(EXTRAS_OUT)
         extras = self.extra_names if (out is not None and branch is None) else ()
-        guided, preds = self._cfg(cond, negative, cfg, x, timestep, model_options, extras)
+        if cond is None:      # a branch of the negative prediction alone: a raw prediction, no guidance
+            guided, preds = self._raw(negative, x, timestep, model_options), {}
+        else:
+            guided, preds = self._cfg(cond, negative, cfg, x, timestep, model_options, extras)
         if out is not None:
             out.clear()
             out.update(preds)
@@ -220,15 +241,19 @@ class ExtraDenoiser:
 
 def grad_denoiser(model_wrap, extra_args):
     """x0(x, sigma) with autograd through the diffusion model, for the opt-in DPS step: the first call
-    makes a ``grad_copy`` of the diffusion model, swapped in for each differentiable call (the shared
-    model is restored at once) and freed with this closure at the end of the run.  Memory: one extra
-    copy of the weights plus the activations of a backward pass."""
+    makes a ``grad_copy`` of the diffusion model (the weights its forward uses, whatever ComfyUI's load
+    state), swapped in for each differentiable call (the shared model is restored at once) and freed
+    with this closure at the end of the run.  Memory: one extra copy of the weights (on the load
+    device while it has room, else on the CPU) plus the activations of a backward pass."""
     inner = model_wrap.inner_model
+    patcher = model_wrap.model_patcher
     state = {}
 
     def denoise(x, sigma):
         if "model" not in state:
-            state["model"] = grad_copy(inner.diffusion_model)
+            # the model is loaded for this run already: read as it is, not reloaded
+            state["model"] = grad_copy(inner.diffusion_model, device=patcher.load_device,
+                                       dtype=getattr(inner, "manual_cast_dtype", None), what="diffusion model")
         original = inner.diffusion_model
         inner.diffusion_model = state["model"]
         try:
@@ -307,7 +332,8 @@ class CoreSampler(comfy.samplers.Sampler):
                 callback(counter[0], x0, x, total)
             counter[0] += 1
 
-        host = Host(latent_in=inner.process_latent_in, latent_out=inner.process_latent_out,
+        latent_in, latent_out = M.latent_maps(inner)
+        host = Host(latent_in=latent_in, latent_out=latent_out,
                     grad_model=grad_denoiser(model_wrap, extra_args), sigma_at=M.sigma_at(ms),
                     interrupt=M.throw_if_interrupted)
         def start(grid):

@@ -10,7 +10,7 @@
 * the node help panel shows the pack's help page (web/docs/<node_id>.md).
 
 Every test runs on two frontends against the pinned server: the one ComfyUI 0.3.75 pins
-(``comfyui-frontend-package`` in the venv) and the newest one (``support.host.NEWEST_FRONTEND``,
+(``comfyui-frontend-package`` in the venv) and the newest one (``tools.host.NEWEST_FRONTEND``,
 served with ``--front-end-root``).
 
 Screenshots go to ``out/test-artifacts/browser/``.  Needs Chromium (``scripts/setup_browser.sh``
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from support.browser import FrontendPage, find_chromium
-from support.workflows import load, to_api
+from tools.browser import FrontendPage, find_chromium
+from tools.workflows import load, to_api
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 SHOTS = Path(os.environ.get("DREAM_TEST_ARTIFACTS", REPO / "out" / "test-artifacts")) / "browser"
-PACK_MODULE = "comfyui-dreamsampler"  # the folder name the server was given (support.server)
+PACK_MODULE = "comfyui-dreamsampler"  # the folder name the server was given (tools.server)
 
 LOAD_JS = """
 async ({wf, name}) => {
@@ -70,9 +70,9 @@ def frontend_server(request, server, tiny_ckpt, tmp_path_factory):
     if request.param == "pinned":
         yield server
         return
-    from run_workflow import upload_inputs
-    from support.host import newest_frontend_root
-    from support.server import ComfyServer
+    from tools.host import newest_frontend_root
+    from tools.server import ComfyServer
+    from tools.workflows import upload_inputs
     srv = ComfyServer(tmp_path_factory.mktemp("comfy-newest-frontend"), checkpoints=[tiny_ckpt],
                       extra_args=["--front-end-root", str(newest_frontend_root())])
     srv.start()
@@ -159,8 +159,8 @@ def test_workflow_loads_in_the_frontend_exactly_as_shipped(frontend, workflow, r
 
 def test_queue_from_the_page_runs_and_shows_the_output_image(frontend, tiny_ckpt):
     server = frontend.server
-    from build_workflows import test_overrides
-    from run_workflow import FAST, FAST_CAPS
+    from tools.workflow_specs import test_overrides
+    from tools.workflows import FAST, FAST_CAPS
     stem = "real_image_editing"
     load_in_page(frontend, load(REPO / "example_workflows" / f"{stem}.json"), stem)
     fast = {k: dict(v) for k, v in FAST.items()}

@@ -4,7 +4,8 @@ previews, interruption."""
 import pytest
 import torch
 
-from support.tiny_models import UNET_CONFIG
+from support.inprocess import run
+from tools.tiny_models import UNET_CONFIG
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,23 +39,22 @@ DEFAULTS = dict(mode="panorama", seed=0, iterations=3, lr=2.0, lr_schedule="step
                 vae_tile_size=0)
 
 
-def run(N, sd15, prompts, img, source=True, **kw):
+def edit(N, sd15, prompts, img, source=True, **kw):
+    """DreamCSDEdit on the tiny SD1.5 checkpoint with DEFAULTS, overridden by ``kw``."""
     model, _, vae = sd15
     target, neg, src = prompts
-    args = dict(DEFAULTS, **kw)
-    with torch.inference_mode():
-        return N.DreamCSDEdit.execute(model, vae, img, target, neg, source=src if source else None, **args).result
+    return run(N.DreamCSDEdit, model, vae, img, target, neg, source=src if source else None, **dict(DEFAULTS, **kw))
 
 
 def test_panorama_odd_size_is_padded_deterministic_and_lr0_keeps_the_source(N, sd15, prompts):
     _, _, vae = sd15
     img = image(1, 38, 66)                                    # not multiples of 8: padded, cropped back
-    out, lat = run(N, sd15, prompts, img)
+    out, lat = edit(N, sd15, prompts, img)
     assert out.shape == (1, 38, 66, 3) and torch.isfinite(out).all()
     assert lat["samples"].shape == (1, 4, 5, 9)              # padded 40 x 72: windows 2 x 2 latent, stride 1
-    again, lat2 = run(N, sd15, prompts, img)
+    again, lat2 = edit(N, sd15, prompts, img)
     assert torch.equal(lat["samples"], lat2["samples"])
-    keep, lat0 = run(N, sd15, prompts, img, lr=0.0)
+    keep, lat0 = edit(N, sd15, prompts, img, lr=0.0)
     with torch.inference_mode():
         from dreamsampler_pack.nodes.csd import pad_to_multiple
         enc = vae.encode(pad_to_multiple(img, 8))
@@ -64,10 +64,10 @@ def test_panorama_odd_size_is_padded_deterministic_and_lr0_keeps_the_source(N, s
 
 def test_frames_mode_edits_every_frame_of_a_batch(N, sd15, prompts):
     img = image(3, 24, 24, seed=2)
-    out, lat = run(N, sd15, prompts, img, mode="frames", particles=2, iterations=4, source=False)
+    out, lat = edit(N, sd15, prompts, img, mode="frames", particles=2, iterations=4, source=False)
     assert out.shape == (3, 24, 24, 3) and torch.isfinite(out).all()
     assert lat["samples"].shape == (3, 4, 3, 3)
-    _, lat0 = run(N, sd15, prompts, img, mode="frames", particles=2, iterations=4, source=False, lr=0.0)
+    _, lat0 = edit(N, sd15, prompts, img, mode="frames", particles=2, iterations=4, source=False, lr=0.0)
     moved = (lat["samples"] - lat0["samples"]).flatten(1).abs().amax(1)
     assert bool((moved > 1e-4).all()), moved                  # each frame drawn at least once in 4 draws of 2
 
@@ -78,10 +78,10 @@ def test_tiled_vae_is_used_for_large_images(N, sd15, prompts, monkeypatch):
     for name in ("encode_tiled", "decode_tiled"):
         orig = getattr(vae, name)
         monkeypatch.setattr(vae, name, lambda *a, _o=orig, _n=name, **k: calls.append(_n) or _o(*a, **k))
-    out, _ = run(N, sd15, prompts, image(1, 24, 80), vae_tile_size=64, iterations=1)
+    out, _ = edit(N, sd15, prompts, image(1, 24, 80), vae_tile_size=64, iterations=1)
     assert calls == ["encode_tiled", "decode_tiled"] and out.shape == (1, 24, 80, 3)
     calls.clear()
-    run(N, sd15, prompts, image(1, 24, 32), vae_tile_size=64, iterations=1)
+    edit(N, sd15, prompts, image(1, 24, 32), vae_tile_size=64, iterations=1)
     assert calls == []                                        # smaller than the tile: plain VAE
 
 
@@ -95,11 +95,11 @@ def test_bad_inputs_are_clear_errors(N, sd15, prompts):
     assert "lr must be at most" in v(lr=1000.0)
     from dreamsampler_pack.nodes.common import InputError
     with pytest.raises(InputError, match="panorama mode edits one large image"):
-        run(N, sd15, prompts, image(2, 32, 32))
+        edit(N, sd15, prompts, image(2, 32, 32))
     with pytest.raises(InputError, match="IMAGE"):
-        run(N, sd15, prompts, torch.zeros(1, 32, 32))
+        edit(N, sd15, prompts, torch.zeros(1, 32, 32))
     with pytest.raises(InputError, match="NaN"):
-        run(N, sd15, prompts, torch.full((1, 32, 32, 3), float("nan")))
+        edit(N, sd15, prompts, torch.full((1, 32, 32, 3), float("nan")))
 
 
 def test_progress_with_previews_and_interrupt(N, sd15, prompts):
@@ -112,10 +112,10 @@ def test_progress_with_previews_and_interrupt(N, sd15, prompts):
     comfy.utils.set_progress_bar_global_hook(lambda v, total, preview, node_id=None: seen.append((v, total, preview)))
     latent_preview.args.preview_method = LatentPreviewMethod.Latent2RGB
     try:
-        run(N, sd15, prompts, image(1, 16, 32), iterations=3)
+        edit(N, sd15, prompts, image(1, 16, 32), iterations=3)
         mm.interrupt_current_processing(True)
         with pytest.raises(mm.InterruptProcessingException):
-            run(N, sd15, prompts, image(1, 16, 32), iterations=3)
+            edit(N, sd15, prompts, image(1, 16, 32), iterations=3)
     finally:
         mm.interrupt_current_processing(False)
         comfy.utils.set_progress_bar_global_hook(old_hook)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from dreamsampler_core.analytic import GaussianMixture
+from dreamsampler_pack.dreamsampler_core.analytic import GaussianMixture
+from support.inprocess import run
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +26,9 @@ def _latent(gm, cls, n=4, seed=1):
     return {"samples": gm.sample(n, torch.Generator().manual_seed(seed), cls).reshape(n, 4, 4, 4).float()}
 
 
-def run(node, *args, **kw):
-    with torch.inference_mode():
-        return node.execute(*args, **kw).result
-
-
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
 def test_oracle_dpm_encoder_round_trip_and_edit(N, gm, kind):
-    from support.tiny_models import class_conditioning, oracle_model
+    from tools.tiny_models import class_conditioning, oracle_model
     cycle, _, _ = N
     model = oracle_model(gm, kind)
     src, tgt, null = class_conditioning(0), class_conditioning(1), class_conditioning(None)
@@ -84,7 +80,7 @@ def test_tiny_sd15_round_trip_sampler_and_errors(N, sd15):
 
 
 def test_cycle_sde_edit_stages_and_mask(N, gm):
-    from support.tiny_models import class_conditioning, oracle_model
+    from tools.tiny_models import class_conditioning, oracle_model
     cycle, _, common = N
     model = oracle_model(gm, "eps")
     src, tgt, null = class_conditioning(0), class_conditioning(1), class_conditioning(None)
@@ -163,7 +159,7 @@ def test_dragbench_loader_node(N, tmp_path, monkeypatch):
     image, mask, prompt, points = run(drag.DreamDragBenchLoader, "DragBench/art_0")
     assert image.shape == (1, 24, 40, 3) and mask.shape == (1, 24, 40) and prompt == "a cat"
     assert float(mask[0, :, :20].min()) == 1.0 and float(mask[0, :, 20:].max()) == 0.0
-    from dreamsampler_core.drag import parse_drag_points
+    from dreamsampler_pack.dreamsampler_core.drag import parse_drag_points
     assert parse_drag_points(points) == ([(5, 6)], [(9, 10)])
     assert drag.DreamDragBenchLoader.validate_inputs("DragBench/art_0") is True
     with pytest.raises(common.InputError, match="not a folder in ComfyUI's input folder"):

@@ -7,7 +7,8 @@ import gzip
 import pytest
 import torch
 
-from dreamsampler_core.analytic import GaussianMixture
+from dreamsampler_pack.dreamsampler_core.analytic import GaussianMixture
+from support.inprocess import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,21 +30,14 @@ def gm():
 
 @pytest.fixture(scope="module")
 def oracle(gm, pack):
-    from support.tiny_models import oracle_model
+    from tools.tiny_models import oracle_model
     return oracle_model(gm, "eps")
 
 
 @pytest.fixture(scope="module")
-def vae(pack):
-    """A small AutoencoderKL (factor 8, 4 latent channels) as ComfyUI's own VAE class."""
-    import comfy.ldm.models.autoencoder as ae
-    import comfy.sd
-    from support.tiny_models import seeded_init_
-    dd = {"double_z": True, "z_channels": 4, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
-          "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
-    m = seeded_init_(ae.AutoencoderKL(ddconfig=dd, embed_dim=4), 12)
-    with torch.inference_mode():
-        return comfy.sd.VAE(sd=m.state_dict(), config={"params": {"embed_dim": 4, "ddconfig": dd}})
+def vae_seed():
+    """The tiny VAE these tests' numbers were measured with."""
+    return 12
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +46,8 @@ def svg32(N):
     return svg
 
 
-def run(node, *args, **kw):
-    with torch.inference_mode():
-        return node.execute(*args, **kw).result
-
-
 def cond(k):
-    from support.tiny_models import class_conditioning
+    from tools.tiny_models import class_conditioning
     return class_conditioning(k)
 
 
@@ -177,7 +166,7 @@ def test_load_svg_files_stay_inside_the_input_folder(N, tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- distillation on the oracle
-def test_every_method_moves_a_latent_to_the_prompted_class_through_comfy(N, gm, oracle, vae):
+def test_every_method_moves_a_latent_to_the_prompted_class_through_comfy(N, gm, oracle, tiny_vae):
     """Latent generator from a class-0 sample, prompt = class 1: DreamSampler distillation, SDS and DDS
     (source = class 0) all end in class 1; the null edit of DDS (source = target) changes nothing."""
     src = {"samples": gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(1, 4, 4, 4).float()}
@@ -188,14 +177,15 @@ def test_every_method_moves_a_latent_to_the_prompted_class_through_comfy(N, gm, 
         "dds": dict(iterations=150, inner_steps=1, color_lr=0.05, source=cond(0)),
     }
     for method, kw in runs.items():
-        svg, image, lat, doc = distill(N, oracle, vae, method=method, latent=src, **kw)
+        svg, image, lat, doc = distill(N, oracle, tiny_vae, method=method, latent=src, **kw)
         assert svg == () and doc.data == [] and image.shape == (1, 32, 32, 3)
         assert int(gm.classify(lat["samples"].double())) == 1, method
-    _, _, same, _ = distill(N, oracle, vae, positive=cond(0), method="dds", iterations=5, latent=src, source=cond(0))
+    _, _, same, _ = distill(N, oracle, tiny_vae, positive=cond(0), method="dds", iterations=5, latent=src,
+                            source=cond(0))
     assert torch.allclose(same["samples"], src["samples"], atol=1e-6)
 
 
-def test_regularizers_reach_algorithm2_through_the_guider(N, gm, oracle, vae, pack):
+def test_regularizers_reach_algorithm2_through_the_guider(N, gm, oracle, tiny_vae, pack):
     """A Dream CFG Edit regularizer (its target prompt evaluated in the guider's batch) steers an
     unconditional DreamSampler distillation to class 1; with strength 0 it stays in class 0."""
     from dreamsampler_pack.nodes import regularizers
@@ -203,13 +193,13 @@ def test_regularizers_reach_algorithm2_through_the_guider(N, gm, oracle, vae, pa
     ends = {}
     for strength in (0.0, 1.0):
         (regs,) = run(regularizers.DreamCFGEdit, cond(1), strength, "constant", 1.0, 0.0)
-        _, _, lat, _ = distill(N, oracle, vae, positive=cond(None), latent=src, iterations=10, inner_steps=20,
+        _, _, lat, _ = distill(N, oracle, tiny_vae, positive=cond(None), latent=src, iterations=10, inner_steps=20,
                                color_lr=0.1, denoise=0.6, regularizers=regs)
         ends[strength] = int(gm.classify(lat["samples"].double()))
     assert ends == {0.0: 0, 1.0: 1}, ends
 
 
-def test_svg_distillation_runs_every_method_under_inference_mode(N, oracle, vae, svg32):
+def test_svg_distillation_runs_every_method_under_inference_mode(N, oracle, tiny_vae, svg32):
     """The SVG generator through ComfyUI: pixel and latent fits (the latter backpropagates through a copy of
     the VAE encoder while the node runs under torch.inference_mode), SDS and DDS; deterministic, the
     input scene untouched, outputs consistent."""
@@ -218,7 +208,7 @@ def test_svg_distillation_runs_every_method_under_inference_mode(N, oracle, vae,
     outs = {}
     for name, kw in {"pixel": dict(fit_space="pixel"), "latent": dict(fit_space="latent"),
                      "sds": dict(method="sds", cfg=5.0), "dds": dict(method="dds", source=cond(0))}.items():
-        out_svg, image, lat, doc = distill(N, oracle, vae, svg=svg32, iterations=2, inner_steps=2, **kw)
+        out_svg, image, lat, doc = distill(N, oracle, tiny_vae, svg=svg32, iterations=2, inner_steps=2, **kw)
         moved = float((out_svg[0].paths[0].points - before).abs().max())
         assert moved > 1e-3, name
         assert image.shape == (1, CANVAS, CANVAS, 3) and lat["samples"].shape == (1, 4, 4, 4)
@@ -227,19 +217,19 @@ def test_svg_distillation_runs_every_method_under_inference_mode(N, oracle, vae,
         assert b"<path" in doc.data[0].getvalue()
         outs[name] = out_svg
     assert torch.equal(svg32[0].paths[0].points, before)             # the cached input was not modified
-    again = distill(N, oracle, vae, svg=svg32, iterations=2, inner_steps=2, fit_space="pixel")[0]
+    again = distill(N, oracle, tiny_vae, svg=svg32, iterations=2, inner_steps=2, fit_space="pixel")[0]
     assert torch.equal(again[0].paths[0].points, outs["pixel"][0].paths[0].points)
 
 
-def test_svg_restoration_inputs(N, oracle, vae, svg32):
+def test_svg_restoration_inputs(N, oracle, tiny_vae, svg32):
     _, _, common = N
     target = torch.rand(1, CANVAS, CANVAS, 3, generator=torch.Generator().manual_seed(1))
     hole = torch.zeros(1, CANVAS, CANVAS)
     hole[:, 8:20, 8:20] = 1.0
-    out = distill(N, oracle, vae, svg=svg32, measurement=target, mask=hole, data_weight=10.0)
+    out = distill(N, oracle, tiny_vae, svg=svg32, measurement=target, mask=hole, data_weight=10.0)
     assert torch.isfinite(out[1]).all()
     low = torch.nn.functional.avg_pool2d(target.movedim(-1, 1), 4).movedim(1, -1)
-    assert torch.isfinite(distill(N, oracle, vae, svg=svg32, measurement=low)[1]).all()
+    assert torch.isfinite(distill(N, oracle, tiny_vae, svg=svg32, measurement=low)[1]).all()
 
     bad = [
         (dict(measurement=target[:, :20, :20]), "canvas divided by 2, 4 or 8"),
@@ -251,12 +241,12 @@ def test_svg_restoration_inputs(N, oracle, vae, svg32):
     ]
     for kw, message in bad:
         with pytest.raises(common.InputError, match=message):
-            distill(N, oracle, vae, svg=svg32, **kw)
+            distill(N, oracle, tiny_vae, svg=svg32, **kw)
     with pytest.raises(common.InputError, match="needs an 'svg' or 'image'"):
-        distill(N, oracle, vae, latent={"samples": torch.zeros(1, 4, 4, 4)}, measurement=target)
+        distill(N, oracle, tiny_vae, latent={"samples": torch.zeros(1, 4, 4, 4)}, measurement=target)
 
 
-def test_distill_rejects_bad_inputs(N, oracle, vae, svg32):
+def test_distill_rejects_bad_inputs(N, oracle, tiny_vae, svg32):
     _, distill_nodes, common = N
     node = distill_nodes.DreamScoreDistill
     lat = {"samples": torch.zeros(1, 4, 4, 4)}
@@ -274,11 +264,11 @@ def test_distill_rejects_bad_inputs(N, oracle, vae, svg32):
     ]
     for kw, message in cases:
         with pytest.raises(common.InputError, match=message):
-            distill(N, oracle, vae, **kw)
+            distill(N, oracle, tiny_vae, **kw)
     nan_scene = svg32[0].clone()
     nan_scene.paths[0].points[0, 0] = float("nan")
     with pytest.raises(common.InputError, match="NaN"):
-        distill(N, oracle, vae, svg=(nan_scene,))
+        distill(N, oracle, tiny_vae, svg=(nan_scene,))
     with pytest.raises(common.InputError, match="VAE"):
         distill(N, oracle, object(), svg=svg32)
     assert node.validate_inputs(**{k: v for k, v in DEFAULTS.items() if k not in ("scheduler", "fit_space",
@@ -290,7 +280,7 @@ def test_distill_rejects_bad_inputs(N, oracle, vae, svg32):
         assert message in str(node.validate_inputs(**kw)), kw
 
 
-def test_progress_previews_and_interrupt(N, oracle, vae, svg32):
+def test_progress_previews_and_interrupt(N, oracle, tiny_vae, svg32):
     import comfy.model_management as mm
     import comfy.utils
     from PIL import Image
@@ -298,7 +288,7 @@ def test_progress_previews_and_interrupt(N, oracle, vae, svg32):
     old = comfy.utils.PROGRESS_BAR_HOOK
     comfy.utils.PROGRESS_BAR_HOOK = lambda value, total, preview, node_id=None: seen.append((value, total, preview))
     try:
-        distill(N, oracle, vae, svg=svg32, iterations=3)
+        distill(N, oracle, tiny_vae, svg=svg32, iterations=3)
     finally:
         comfy.utils.PROGRESS_BAR_HOOK = old
     assert [(v, t) for v, t, _ in seen] == [(1, 3), (2, 3), (3, 3)]
@@ -308,6 +298,6 @@ def test_progress_previews_and_interrupt(N, oracle, vae, svg32):
     mm.interrupt_current_processing(True)
     try:
         with pytest.raises(mm.InterruptProcessingException):
-            distill(N, oracle, vae, svg=svg32, iterations=3)
+            distill(N, oracle, tiny_vae, svg=svg32, iterations=3)
     finally:
         mm.interrupt_current_processing(False)

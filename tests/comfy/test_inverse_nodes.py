@@ -4,43 +4,23 @@ the opt-in DPS step on an inference-mode model, and clear errors for bad inputs.
 import pytest
 import torch
 
-from dreamsampler_core import operators as O
-from dreamsampler_core.analytic import GaussianMixture
-from dreamsampler_core.inverse import DataConsistency, IdentityCodec, preset
+from dreamsampler_pack.dreamsampler_core import operators as O
+from dreamsampler_pack.dreamsampler_core.analytic import GaussianMixture
+from dreamsampler_pack.dreamsampler_core.inverse import DataConsistency, IdentityCodec, preset
+from support.inprocess import run
 
 LATENT = (1, 4, 8, 8)
 
 
 @pytest.fixture(scope="module")
 def N(pack):
-    global O
-    from dreamsampler_pack.dreamsampler_core import operators
     from dreamsampler_pack.nodes import common, inverse, sampling
-    O = operators              # the classes the pack raises (the repo is also importable as top-level modules)
     return sampling, inverse, common
 
 
 @pytest.fixture(scope="module")
 def gm():
     return GaussianMixture.two_class(4 * 8 * 8, sep=3.0, std=0.5)
-
-
-@pytest.fixture(scope="module")
-def tiny_vae(pack):
-    """A small AutoencoderKL (factor 8, 4 latent channels) as ComfyUI's own VAE class."""
-    import comfy.ldm.models.autoencoder as ae
-    import comfy.sd
-    from support.tiny_models import seeded_init_
-    dd = {"double_z": True, "z_channels": 4, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
-          "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
-    m = seeded_init_(ae.AutoencoderKL(ddconfig=dd, embed_dim=4), 11)
-    with torch.inference_mode():
-        return comfy.sd.VAE(sd=m.state_dict(), config={"params": {"embed_dim": 4, "ddconfig": dd}})
-
-
-def run(node, *args, **kw):
-    with torch.inference_mode():
-        return node.execute(*args, **kw).result
 
 
 def _image(size=32, seed=0):
@@ -63,7 +43,7 @@ def _identity_dc(N, op, y, **kw):
 # ----------------------------------------------------------------------------- oracle through ComfyUI
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
 def test_oracle_data_consistency_residual_falls_to_noise_level(N, gm, kind):
-    from support.tiny_models import class_conditioning, oracle_model
+    from tools.tiny_models import class_conditioning, oracle_model
     model = oracle_model(gm, kind)
     null = class_conditioning(None)
     src = gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(LATENT).float()
@@ -82,7 +62,7 @@ def test_oracle_data_consistency_residual_falls_to_noise_level(N, gm, kind):
 
 @pytest.mark.parametrize("kind", ["eps", "flow"])
 def test_oracle_mask_inpaint_node_keeps_source_and_follows_text(N, gm, kind):
-    from support.tiny_models import class_conditioning, oracle_model
+    from tools.tiny_models import class_conditioning, oracle_model
     sampling, inverse, _ = N
     model = oracle_model(gm, kind)
     null, target = class_conditioning(None), class_conditioning(1)
@@ -104,7 +84,7 @@ def test_oracle_mask_inpaint_node_keeps_source_and_follows_text(N, gm, kind):
 
 
 def test_oracle_zero_strength_is_exactly_the_unregularized_sampler(N, gm):
-    from support.tiny_models import class_conditioning, oracle_model
+    from tools.tiny_models import class_conditioning, oracle_model
     inverse = N[1]
     model = oracle_model(gm, "eps")
     null, target = class_conditioning(None), class_conditioning(1)
@@ -126,7 +106,7 @@ def test_oracle_zero_strength_is_exactly_the_unregularized_sampler(N, gm):
 def test_restoration_graph_on_tiny_model(N, tiny_vae, opname, kind):
     """Degrade -> VAE encode(initial) -> Data Consistency -> DreamSampler on ComfyUI's VAE class,
     for each parameterization."""
-    from support.tiny_models import fake_conditioning, tiny_model
+    from tools.tiny_models import fake_conditioning, tiny_model
     _, inverse, _ = N
     model = tiny_model(kind)
     cond = fake_conditioning(0)
@@ -148,7 +128,7 @@ def test_restoration_graph_on_tiny_model(N, tiny_vae, opname, kind):
 def test_dps_backprops_through_an_inference_mode_model(N, sd15, tiny_vae):
     """The checkpoint's weights are inference tensors (loaded under inference_mode, as in ComfyUI):
     DPS must run through the compat layer's deep copies, and change the result."""
-    from support.tiny_models import fake_conditioning
+    from tools.tiny_models import fake_conditioning
     _, inverse, _ = N
     model = sd15[0]
     assert next(model.model.diffusion_model.parameters()).is_inference()
@@ -166,7 +146,7 @@ def test_dps_backprops_through_an_inference_mode_model(N, sd15, tiny_vae):
 
 
 def test_two_masks_with_their_own_prompts(N, tiny_vae):
-    from support.tiny_models import fake_conditioning, tiny_model
+    from tools.tiny_models import fake_conditioning, tiny_model
     _, inverse, _ = N
     model = tiny_model("eps")
     null, a, b = fake_conditioning(0), fake_conditioning(1), fake_conditioning(2)
@@ -230,7 +210,7 @@ def test_bad_inputs_give_clear_errors(N, tiny_vae):
     with pytest.raises(InputError, match="not a multiple of the VAE's factor 8"):
         run(inverse.DreamDataConsistency, tiny_vae, _image(13), "sr_avgpool", 2, *dc_args[2:])
     # a measurement that fits the operator but not the sampled latent: refused while sampling
-    from support.tiny_models import fake_conditioning, tiny_model
+    from tools.tiny_models import fake_conditioning, tiny_model
     (regs,) = run(inverse.DreamDataConsistency, tiny_vae, y, *dc_args, degradation=deg)   # a 32x32 image
     with pytest.raises(O.OperatorError, match="does not fit the sr_bicubic x4 operator"):
         _sample(N, tiny_model("eps"), fake_conditioning(0), {"samples": torch.zeros(1, 4, 8, 8)}, steps=1, regs=regs)

@@ -5,18 +5,14 @@ them to ``fix_empty_latent_channels`` and leaves them out of its output.  Our no
 import pytest
 import torch
 
-from dreamsampler_core.analytic import GaussianMixture
-
-
-def run(node, *args):
-    with torch.inference_mode():
-        return node.execute(*args).result
+from dreamsampler_pack.dreamsampler_core.analytic import GaussianMixture
+from support.inprocess import run
 
 
 @pytest.fixture(scope="module")
 def setup(pack):
     from dreamsampler_pack.nodes import sampling
-    from support.tiny_models import class_conditioning, oracle_model
+    from tools.tiny_models import class_conditioning, oracle_model
     gm = GaussianMixture.two_class(4 * 4 * 4, sep=3.0, std=0.5)
     return sampling, oracle_model(gm, "eps"), class_conditioning(None), gm
 

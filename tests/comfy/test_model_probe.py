@@ -58,7 +58,7 @@ def test_probe_refuses_image_to_image_flow_saying_why(H, B):
 def test_probe_follows_a_model_patch(H, B):
     """ModelSamplingDiscrete-style object patches change what the probe sees (not the class of the
     base model)."""
-    from support.tiny_models import tiny_model
+    from tools.tiny_models import tiny_model
     base = tiny_model("eps")
     assert H.parameterization(base).kind == "ve"
     patched = base.clone()

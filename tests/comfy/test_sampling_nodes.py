@@ -3,7 +3,8 @@ wrapper, every parameterization on tiny models, SamplerCustomAdvanced compositio
 import pytest
 import torch
 
-from dreamsampler_core.analytic import GaussianMixture
+from dreamsampler_pack.dreamsampler_core.analytic import GaussianMixture
+from support.inprocess import run
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +22,9 @@ def _latent(gm, cls, n=4, seed=1):
     return {"samples": gm.sample(n, torch.Generator().manual_seed(seed), cls).reshape(n, 4, 4, 4).float()}
 
 
-def run(node, *args):
-    with torch.inference_mode():
-        return node.execute(*args).result
-
-
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
 def test_oracle_inversion_round_trip_through_comfy(S, gm, kind):
-    from support.tiny_models import class_conditioning, oracle_model
+    from tools.tiny_models import class_conditioning, oracle_model
     sampling, _ = S
     model = oracle_model(gm, kind)
     null = class_conditioning(None)
@@ -50,7 +46,7 @@ def test_oracle_inversion_round_trip_through_comfy(S, gm, kind):
 
 @pytest.mark.parametrize("kind", ["eps", "flow"])
 def test_oracle_edit_through_comfy_moves_to_target_class(S, gm, kind):
-    from support.tiny_models import class_conditioning, oracle_model
+    from tools.tiny_models import class_conditioning, oracle_model
     sampling, regs = S
     model = oracle_model(gm, kind)
     null, target = class_conditioning(None), class_conditioning(1)
@@ -70,7 +66,7 @@ def test_oracle_edit_through_comfy_moves_to_target_class(S, gm, kind):
 def test_oracle_edit_with_a_source_prompt_uses_it_and_strength_zero_reconstructs(S, gm):
     """'source' connected: the direction is x0(target) - x0(source) (DDS with a source text); the
     base (null) still renoises, so strength 0 reconstructs; a non-CONDITIONING source is named."""
-    from support.tiny_models import class_conditioning, oracle_model
+    from tools.tiny_models import class_conditioning, oracle_model
     from dreamsampler_pack.nodes.common import InputError
     sampling, regs = S
     model = oracle_model(gm, "eps")
@@ -91,7 +87,7 @@ def test_oracle_edit_with_a_source_prompt_uses_it_and_strength_zero_reconstructs
 
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
 def test_tiny_models_every_parameterization_is_finite_and_deterministic(S, kind):
-    from support.tiny_models import fake_conditioning, tiny_model
+    from tools.tiny_models import fake_conditioning, tiny_model
     sampling, regs = S
     model = tiny_model(kind)
     c, t = fake_conditioning(0), fake_conditioning(1)
@@ -202,7 +198,7 @@ def test_schedule_length_is_bounded_and_interruptible(S):
     import time
     import comfy.model_management as mm
     from dreamsampler_pack.nodes import host as C
-    from support.tiny_models import tiny_model
+    from tools.tiny_models import tiny_model
     sampling, _ = S
     msg = sampling.DreamSampler.validate_inputs(steps=4, denoise=4e-6, scheduler="normal")
     assert "1000000-level" in msg and "denoise to at least 0.0004" in msg

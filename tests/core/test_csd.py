@@ -3,7 +3,8 @@
 Claims checked:
 * window tiling covers every latent pixel for sizes that are not multiples of the stride (and latents
   smaller than the window), scatter(gather(x)) is x, overlaps take the exact mean; bad strides and a
-  panorama batch are refused with a message;
+  panorama batch are refused with a message; a one-frame video latent [1, C, 1, H, W] has the same
+  windows;
 * one particle (or svgd off) takes exactly the single-image DDS step
   X <- X - lr (1 - abar) (eps_tgt - eps_src), which is lr (1 - abar) (a / s) d of distill.dds_direction;
 * in the loop, windows not drawn in an iteration do not move, drawn ones move by the averaged step;
@@ -84,6 +85,16 @@ def test_subset_scatter_leaves_uncovered_pixels_at_zero():
     out = lay.scatter(torch.ones(2, 1, 8, 8), idx, torch.zeros(1, 1, 8, 40))
     assert float(out[..., 8:16].min()) == 1.0 and float(out[..., 24:32].min()) == 1.0
     assert float(out[..., :8].abs().max()) == 0.0 and float(out[..., 32:].abs().max()) == 0.0
+
+
+def test_windows_of_a_one_frame_video_latent_are_the_image_windows():
+    """A video VAE's image latent [1, C, 1, H, W] (Qwen-Image's): the windows cut the last two axes."""
+    lay = csd.window_layout(9, 17, 4, 3)
+    x = torch.randn(1, 2, 9, 17, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    idx = torch.arange(lay.count)
+    win = lay.gather(x.unsqueeze(2), idx)
+    assert torch.equal(win, lay.gather(x, idx).unsqueeze(2))
+    assert torch.equal(lay.scatter(win * 2, idx, x.unsqueeze(2)), lay.scatter(win.squeeze(2) * 2, idx, x).unsqueeze(2))
 
 
 def test_bad_tiling_is_refused_clearly():

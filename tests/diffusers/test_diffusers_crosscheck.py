@@ -2,7 +2,7 @@
 implementations (DDIMScheduler, DDIMInverseScheduler, the deprecated CycleDiffusionPipeline) and
 against the same weights run through the ComfyUI nodes (issue 8).
 
-Tiny models with seeded random weights (``support.diffusers_fixtures.tiny_pipeline``): a random UNet is no
+Tiny models with seeded random weights (``tools.diffusers_fixtures.tiny_pipeline``): a random UNet is no
 denoiser, but both sides must compute the same function of it, which is what is checked.
 Tolerances are relative to the max |value| of the compared tensors; the measured values are in
 the comments (float32, CPU, one thread).
@@ -21,7 +21,7 @@ except ImportError as e:          # a missing test dependency is an error, never
 from dreamsampler_core import cycle  # noqa: E402
 from dreamsampler_core.schedule import Parameterization  # noqa: E402
 from dreamsampler_diffusers import DreamPipeline  # noqa: E402
-from support.diffusers_fixtures import tiny_pipeline  # noqa: E402
+from tools.diffusers_fixtures import tiny_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.server import execution_error
+from tools.server import execution_error
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("DREAM_TEST_ARTIFACTS", REPO / "out" / "test-artifacts"))
@@ -128,8 +128,8 @@ WIDGET_CASES = [
 
 
 def _prompt(server, tiny_ckpt, stem):
-    from build_workflows import test_overrides
-    from run_workflow import prepare_prompt
+    from tools.workflow_specs import test_overrides
+    from tools.workflows import prepare_prompt
     return prepare_prompt(server, REPO / "example_workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
                           test_overrides=test_overrides())[1]
 

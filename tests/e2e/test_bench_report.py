@@ -1,6 +1,6 @@
-"""The benchmark report (bench/report.py) runs end to end at small settings: every section, every
-ratio against its in-run baseline, the plot.  No timing assertions: only structure and counts
-(equal model evaluations are a property of the code, not of the machine)."""
+"""The benchmark report (``python -m bench.report``) runs end to end at small settings: every
+section, every ratio against its in-run baseline, the plot.  No timing assertions: only structure
+and counts (equal model evaluations are a property of the code, not of the machine)."""
 import json
 import subprocess
 import sys
@@ -19,8 +19,8 @@ SECTIONS = (
 
 
 def test_quick_report_has_every_section_ratio_and_plot(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "report.py"), "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run([sys.executable, "-m", "bench.report", "--quick", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     md = (tmp_path / "REPORT.md").read_text()
     for title in SECTIONS:

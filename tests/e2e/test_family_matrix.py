@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from support.families import Prompt, all_files, families
-from support.server import ComfyServer
+from tools.server import ComfyServer
 
 NODES = Path(__file__).resolve().parents[1] / "support" / "server_nodes"
 FAMILIES = families()
@@ -96,7 +96,7 @@ def f_sde_drag(p, r):
     points = json.dumps([{"x": w // 4, "y": h // 2}, {"x": w // 2, "y": h // 2}])
     node = p.add("DreamSDEDrag", model=r.model, vae=r.vae, image=r.image, positive=r.positive, negative=r.negative,
                  points=points, seed=0, steps=STEPS, scheduler="simple", t0=0.6, cfg=max(r.cfg, 1.0),
-                 step_size=float(w))
+                 step_size=float(min(w, 64)))              # the node's largest step: one sub-drag
     return p.out(node, 1)
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from support.interrupt import interrupt_each_long_node
-from support.server import ComfyServer
+from tools.server import ComfyServer
 
 NODES = Path(__file__).resolve().parents[1] / "support" / "server_nodes"
 
 
 @pytest.fixture(scope="module")
 def hookless_server(tmp_path_factory, tiny_ckpt):
-    from run_workflow import upload_inputs
+    from tools.workflows import upload_inputs
     srv = ComfyServer(tmp_path_factory.mktemp("hookless"), checkpoints=[tiny_ckpt], custom_nodes=[NODES])
     srv.start()
     upload_inputs(srv)

@@ -2,10 +2,9 @@
 errors, and the server keeps serving (tests/e2e/test_server.py runs every workflow end to end)."""
 from pathlib import Path
 
-from build_workflows import test_overrides as workflow_overrides
-from run_workflow import prepare_prompt
-from support.server import execution_error
-from support.workflows import set_widget
+from tools.server import execution_error
+from tools.workflow_specs import test_overrides as workflow_overrides
+from tools.workflows import prepare_prompt, set_widget
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,9 +18,9 @@ import sys
 import threading
 from pathlib import Path
 
-from support.host import REPO, host_dir
 from support.install import check_installed_copy_runs
-from support.server import PACK_DIR_NAME
+from tools.host import REPO, host_dir
+from tools.server import PACK_DIR_NAME
 
 
 def _serve(directory: Path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from support.server import ComfyServer, execution_error
+from tools.server import ComfyServer, execution_error
 
 NODES = Path(__file__).resolve().parents[1] / "support" / "server_nodes"
 

@@ -2,20 +2,12 @@
 where the frontend's help panel looks for them (``/extensions/<pack folder>/docs/<node_id>.md``)."""
 from __future__ import annotations
 
-import sys
-
-from support.host import REPO
-from support.server import PACK_DIR_NAME
-
-
-def _docs_module():
-    sys.path.insert(0, str(REPO / "scripts"))
-    import build_node_docs
-    return build_node_docs
+from tools import node_docs as docs
+from tools.host import REPO
+from tools.server import PACK_DIR_NAME
 
 
 def test_every_node_has_a_current_help_page(pack):
-    docs = _docs_module()
     pages = docs.build()
     assert len(pages) == len(pack.nodes.NODE_LIST) >= 20
     for name, text in pages.items():

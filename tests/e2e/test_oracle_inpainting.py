@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support.server import ComfyServer
+from tools.server import ComfyServer
 
 ORACLE_NODES = Path(__file__).resolve().parents[1] / "support" / "oracle_nodes"
 MEANS = (-0.6, 0.9, 2.1)            # class A (the source), B and C (targets): own constants

@@ -11,9 +11,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from support.host import REPO
 from support.install import check_installed_copy_runs
-from support.server import PACK_DIR_NAME
+from tools.host import REPO
+from tools.server import PACK_DIR_NAME
 
 COMFY_VERSION_FILE = "comfyui_version.py"
 
@@ -57,7 +57,7 @@ def test_registry_sees_dependencies_urls_icon_and_comfyui_range():
     assert (REPO / rel).is_file(), f"the icon URL points at {rel}, which the repository does not have"
     # requires-comfyui holds the tested host version
     spec = project["supported_comfyui_version"]
-    from support.host import host_dir
+    from tools.host import host_dir
     m = re.search(r'__version__\s*=\s*"([^"]+)"', (host_dir() / COMFY_VERSION_FILE).read_text())
     assert m and spec.startswith(">=")
     low = tuple(int(p) for p in spec[2:].split("."))
@@ -99,7 +99,8 @@ def test_registry_archive_installs_into_a_fresh_host_and_runs_a_workflow(tmp_pat
                      "web/icon.png"):
             assert must in names, f"{must} missing from the registry package"
         assert any(n.startswith("dreamsampler_core/") for n in names) and any(n.startswith("nodes/") for n in names)
-        assert not any(n.startswith(("tests/", "bench/", ".ci/")) for n in names), "dev tooling packaged"
+        assert not any(n.startswith(("tests/", "tools/", "bench/", "scripts/", ".ci/")) for n in names), \
+            "dev tooling packaged"
         workflows = sorted(n for n in names if re.match(r"[a-z_]+/[a-z0-9_]+\.json$", n)
                            and n.split("/")[0] == "example_workflows")
         assert len(workflows) >= 15

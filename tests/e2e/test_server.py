@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.server import execution_error
-from support.workflows import build_ui, load
+from tools.server import execution_error
+from tools.workflows import build_ui, load
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
@@ -26,7 +26,7 @@ def our_node_ids():
 
 
 def test_pack_loads_and_every_node_is_documented(server):
-    from support.server import PACK_DIR_NAME
+    from tools.server import PACK_DIR_NAME
     bad = [ln for ln in server.log_path.read_text().splitlines()
            if ("IMPORT FAILED" in ln or "Cannot import" in ln) and PACK_DIR_NAME in ln]
     assert not bad, bad
@@ -45,7 +45,7 @@ def test_pack_loads_and_every_node_is_documented(server):
 
 
 def test_shipped_workflows_are_in_sync_with_their_specs(server):
-    from build_workflows import all_specs
+    from tools.workflow_specs import all_specs
     info = server.object_info()
     specs = all_specs()
     assert {p.stem for p in WORKFLOWS} == set(specs)
@@ -60,7 +60,7 @@ def test_template_browser_serves_every_workflow_and_its_picture(server):
     /api/workflow_templates/<pack>/; a second example folder (examples/, example/...) in the pack
     would shadow that route and every template would 404."""
     import urllib.request
-    from support.server import PACK_DIR_NAME
+    from tools.server import PACK_DIR_NAME
     listed = server.get("/workflow_templates")
     assert sorted(listed.get(PACK_DIR_NAME, [])) == sorted(p.stem for p in WORKFLOWS), listed
     for p in WORKFLOWS:
@@ -74,8 +74,8 @@ def test_template_browser_serves_every_workflow_and_its_picture(server):
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_workflow_runs_end_to_end(server, tiny_ckpt, workflow, tmp_path, workflow_outputs):
-    from build_workflows import test_overrides
-    from run_workflow import prepare_prompt
+    from tools.workflow_specs import test_overrides
+    from tools.workflows import prepare_prompt
     ui, prompt = prepare_prompt(server, workflow, tiny_ckpt.name, fast=True, test_overrides=test_overrides())
     assert any(n["class_type"].startswith("Dream") for n in prompt.values())
     entry = server.run(prompt, timeout=900, workflow=ui)
@@ -91,7 +91,7 @@ def test_workflow_runs_end_to_end(server, tiny_ckpt, workflow, tmp_path, workflo
 
 
 def _base_prompt(server, tiny_ckpt):
-    from run_workflow import prepare_prompt
+    from tools.workflows import prepare_prompt
     return prepare_prompt(server, REPO / "example_workflows" / "real_image_editing.json", tiny_ckpt.name, fast=True)[1]
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 import io as _io
 
 from support.interrupt import interrupt_each_long_node
-from support.server import ComfyServer
+from tools.server import ComfyServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,7 @@ def fresh_server(tiny_ckpt, tmp_path_factory):
     """A second, fresh server that caches nothing: the reference for model safety and determinism."""
     srv = ComfyServer(tmp_path_factory.mktemp("fresh"), checkpoints=[tiny_ckpt], extra_args=["--cache-none"])
     srv.start()
-    from run_workflow import upload_inputs
+    from tools.workflows import upload_inputs
     upload_inputs(srv)
     yield srv
     srv.stop()
@@ -65,8 +65,8 @@ def test_shared_model_is_untouched_after_every_workflow(server, fresh_server, ti
 
 
 def test_every_workflow_is_deterministic_across_servers(fresh_server, tiny_ckpt, workflow_outputs, tmp_path):
-    from build_workflows import test_overrides
-    from run_workflow import prepare_prompt
+    from tools.workflow_specs import test_overrides
+    from tools.workflows import prepare_prompt
     assert workflow_outputs
     for stem, outputs in sorted(workflow_outputs.items()):
         ui, prompt = prepare_prompt(fresh_server, REPO / "example_workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
@@ -89,7 +89,7 @@ def _rss_kb(pid):
 
 
 def test_memory_is_bounded_over_50_executions(server, tiny_ckpt):
-    from run_workflow import prepare_prompt
+    from tools.workflows import prepare_prompt
     _, prompt = prepare_prompt(server, REPO / "example_workflows" / "real_image_editing.json", tiny_ckpt.name, fast=True)
     sampler = next(k for k, v in prompt.items() if v["class_type"] == "DreamSampler")
     for k, v in prompt.items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from support.host import REPO
-from support.server import PACK_DIR_NAME
+from tools.host import REPO
+from tools.server import PACK_DIR_NAME
 
 
 def _example_dir():

@@ -2,11 +2,10 @@
 ComfyUI: start that ComfyUI, check the copy registered its nodes, run a shipped workflow from it."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from .host import REPO
-from .server import PACK_DIR_NAME, ComfyServer
+from tools.server import PACK_DIR_NAME, ComfyServer
+from tools.workflows import prepare_prompt, upload_inputs
 
 
 def check_installed_copy_runs(workdir: Path, pack_dir: Path, tiny_ckpt: Path, out_dir: Path,
@@ -20,8 +19,6 @@ def check_installed_copy_runs(workdir: Path, pack_dir: Path, tiny_ckpt: Path, ou
         info = srv.object_info()
         ours = [k for k, v in info.items() if v.get("python_module", "").endswith(PACK_DIR_NAME)]
         assert len(ours) >= 20, ours
-        sys.path.insert(0, str(REPO / "scripts"))
-        from run_workflow import prepare_prompt, upload_inputs
         upload_inputs(srv)
         workflow = pack_dir / "example_workflows" / "real_image_editing.json"
         _, prompt = prepare_prompt(srv, workflow, tiny_ckpt.name, fast=True)

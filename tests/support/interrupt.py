@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from .host import REPO
+from tools.host import REPO
 
 #: long-running node types and the widget that makes them long
 LONG_NODES = {"DreamSampler": "steps", "DreamDDIMInversion": "steps", "DreamSDEDrag": "steps",
@@ -39,8 +39,8 @@ def watch_and_interrupt(server, node_id, result):
 
 def long_prompts(server, tiny_ckpt):
     """(name, prompt, node id) for each long-running node type in the shipped workflows."""
-    from build_workflows import test_overrides
-    from run_workflow import prepare_prompt
+    from tools.workflow_specs import test_overrides
+    from tools.workflows import prepare_prompt
     seen = {}
     for wf in sorted((REPO / "example_workflows").glob("*.json")):
         _, prompt = prepare_prompt(server, wf, tiny_ckpt.name, fast=True, test_overrides=test_overrides())

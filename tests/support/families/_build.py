@@ -13,8 +13,8 @@ from typing import Callable
 
 import torch
 
-from ..host import cache_dir, import_comfy
-from ..tiny_models import seeded_init_
+from tools.host import cache_dir, import_comfy
+from tools.tiny_models import seeded_init_
 
 #: what the notes' refine_steps numbers measure (scripted in-process on each family's tiny model)
 ROUND_TRIP = ("max |round trip - source| of Dream DDIM Inversion -> DreamSampler (eta 0, cfg 1, same steps, "

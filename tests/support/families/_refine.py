@@ -26,7 +26,7 @@ def model_and_null(fam):
 def round_trip(name: str, steps: int, scheduler: str | None = None, refines=(0, 1, 2, 3, 5)) -> dict:
     import torch
 
-    from ..host import load_pack
+    from tools.host import load_pack
     load_pack()
     from dreamsampler_pack.nodes import sampling
 

@@ -1,6 +1,6 @@
 """SD1.5 (eps, 4-channel latent): the tiny checkpoint through CheckpointLoaderSimple and CLIP Text Encode."""
 from . import Family, Refs
-from ..tiny_models import CKPT_NAME, tiny_sd15_checkpoint
+from tools.tiny_models import CKPT_NAME, tiny_sd15_checkpoint
 
 SIZE = 64
 

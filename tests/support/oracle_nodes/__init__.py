@@ -2,7 +2,7 @@
 real server (never shipped; tests link this folder into a test server's custom_nodes).
 
 * ``OracleTestModel``: a MODEL whose denoiser is the exact posterior mean E[x0 | x] of a mixture of
-  K classes, class k ~ N(mean_k, std^2 I) on a [1, C, H, W] latent (``support.tiny_models``);
+  K classes, class k ~ N(mean_k, std^2 I) on a [1, C, H, W] latent (``tools.tiny_models``);
 * ``OracleTestPrompt``: the CONDITIONING that selects class k (-1 = the null prompt = the prior);
 * ``OracleTestSample``: a LATENT drawn from class k (seeded).
 
@@ -19,7 +19,7 @@ for _p in (str(_TESTS.parent), str(_TESTS)):
 
 import torch  # noqa: E402
 
-from support import host as _host  # noqa: E402
+from tools import host as _host  # noqa: E402
 
 _host._imported = True          # ComfyUI is already imported and configured in the server process
 
@@ -38,7 +38,7 @@ def _means(text: str):
 
 
 def mixture(means: str, std: float, channels: int, height: int, width: int):
-    from support.tiny_models import exact_prompt_mixture
+    from tools.tiny_models import exact_prompt_mixture
     m = _means(means)
     d = channels * height * width
     mu = torch.tensor(m, dtype=torch.float64)[:, None].expand(len(m), d).contiguous()
@@ -65,7 +65,7 @@ class OracleTestModel:
         return {"required": dict(_SHAPE, kind=(["eps", "v", "flow"],))}
 
     def load(self, means, std, channels, height, width, kind):
-        from support.tiny_models import oracle_model
+        from tools.tiny_models import oracle_model
         key = (means, float(std), channels, height, width, kind)
         if key not in _MODELS:
             _MODELS[key] = oracle_model(mixture(means, std, channels, height, width), kind)
@@ -82,7 +82,7 @@ class OracleTestPrompt:
         return {"required": {"class_index": ("INT", {"default": -1, "min": -1, "max": 700})}}
 
     def encode(self, class_index):
-        from support.tiny_models import class_conditioning
+        from tools.tiny_models import class_conditioning
         return (class_conditioning(None if class_index < 0 else int(class_index)),)
 
 

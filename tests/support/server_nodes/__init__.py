@@ -10,8 +10,9 @@ for _p in (str(_TESTS.parent), str(_TESTS)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from support import expansive, sampling_behaviours, shapes  # noqa: E402
-from support.tiny_models import class_conditioning, oracle_model  # noqa: E402
+from support import expansive, sampling_behaviours  # noqa: E402
+from tools import shapes  # noqa: E402
+from tools.tiny_models import class_conditioning, oracle_model  # noqa: E402
 
 
 class TestExpansiveFlowOracle:
@@ -79,7 +80,7 @@ class TestFamilyModel:
 
 
 class TestShapesModel:
-    """The learned shapes model (support.shapes): ComfyUI BaseModel, eps, SD1.5 schedule, latent =
+    """The learned shapes model (tools.shapes): ComfyUI BaseModel, eps, SD1.5 schedule, latent =
     pixels [B, 3, 16, 16] in [-1, 1]; loaded once per server from the committed weights."""
 
     CATEGORY = "testing"
@@ -98,7 +99,7 @@ class TestShapesModel:
 
 
 class TestShapesPrompt:
-    """The class 'prompt' (index into support.shapes.CLASSES; -1 = the null prompt)."""
+    """The class 'prompt' (index into tools.shapes.CLASSES; -1 = the null prompt)."""
 
     CATEGORY = "testing"
     RETURN_TYPES = ("CONDITIONING",)

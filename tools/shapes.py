@@ -5,8 +5,10 @@ eps-prediction UNet trained here, and a judge classifier trained on held-out rea
   (red / green / blue) on a grey background; 9 classes, index ``shape * 3 + colour``. Every sample
   is drawn from its parameters (class, centre, radius, background, colour jitter), so an edit has a
   ground truth: the same parameters with the target class (``counterfactual``).
-* Latent = the pixels: ``[B, 3, 16, 16]`` in [-1, 1] (``PixelLatent``: 3 channels, scale 1; no VAE,
-  benchmarks build latents with the test-only node and read ``SaveLatent`` files back).
+* Latent = the pixels: ``[B, 3, 16, 16]`` in [-1, 1] (``PixelLatent``: 3 channels, scale 1; no VAE of
+  its own: benchmarks build latents with the test-only node and read ``SaveLatent`` files back, and
+  nodes that need a VAE get ComfyUI's own pixel-space one, ``VAELoader`` ``pixel_space``, whose
+  encode / decode are the identity between IMAGE [0, 1] and this latent).
 * Prompt = CONDITIONING ``[B, 1, 768]`` whose first K entries are the class one-hot (zeros = the
   null prompt), as the analytic oracles' ``class_conditioning``.
 * Model: ``ShapesUNet`` wrapped by ComfyUI's own ``BaseModel`` with SD1.5's discrete eps schedule
@@ -292,7 +294,7 @@ def judge_accuracy(judge: Judge, n: int = 2000) -> float:
 
 
 def weights_path(name: str) -> Path:
-    """Committed weights (bench/weights, < 1 MB); ``python bench/bench_quality.py --retrain`` rebuilds them."""
+    """Committed weights (bench/weights, < 1 MB); ``python -m bench.bench_quality --retrain`` rebuilds them."""
     return REPO / "bench" / "weights" / f"shapes_{name}_{VERSION}.pt"
 
 

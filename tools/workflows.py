@@ -2,13 +2,16 @@
 
 The shipped files in ``example_workflows/`` are UI format (what users load and the frontend saves);
 ``to_api`` converts with comfy-cli's converter against a live ``/object_info`` exactly as a
-headless client would.
+headless client would; ``prepare_prompt`` does that on a running server (``tools.server``), with
+the small CI settings when asked (scripts/run_workflow.py and the e2e tests).
 """
 from __future__ import annotations
 
 import copy
 import json
 from pathlib import Path
+
+from .host import REPO
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
@@ -168,3 +171,63 @@ def set_widget(prompt: dict, class_type: str, name: str, value, title: str | Non
             prompt[k]["inputs"][name] = value
             hit = True
     return hit
+
+
+FAST = {  # generic small settings for CI on the tiny model
+    "ImageScale": {"width": 64, "height": 64},
+    "EmptyLatentImage": {"width": 64, "height": 64},
+}
+FAST_CAPS = {"steps": 4, "iterations": 6, "num_steps": 4}
+
+
+def parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(prompt: dict, overrides: dict):
+    for cls, widgets in overrides.items():
+        for name, value in widgets.items():
+            set_widget(prompt, cls, name, value)
+
+
+def make_fast(prompt: dict, extra: dict | None = None):
+    apply_overrides(prompt, FAST)
+    for node in prompt.values():
+        for name, cap in FAST_CAPS.items():
+            v = node["inputs"].get(name)
+            if isinstance(v, int) and not isinstance(v, bool) and v > cap:
+                node["inputs"][name] = cap
+    apply_overrides(prompt, extra or {})
+
+
+def prepare_prompt(server, workflow: Path, ckpt_name: str | None, fast: bool, sets=(),
+                   test_overrides: dict | None = None):
+    """(UI workflow, API prompt) of a workflow file against a running server: ``ckpt_name`` into
+    every CheckpointLoaderSimple; ``fast``: the CI settings (FAST, FAST_CAPS, then the workflow's
+    entry of ``test_overrides``); ``sets``: "Class.widget=value" overrides (JSON values)."""
+    ui = load(workflow)
+    prompt = to_api(ui, server.object_info())
+    if ckpt_name:
+        for k in nodes_of_type(prompt, "CheckpointLoaderSimple"):
+            prompt[k]["inputs"]["ckpt_name"] = ckpt_name
+    if fast:
+        make_fast(prompt, (test_overrides or {}).get(workflow.stem))
+    for s in sets:
+        key, _, val = s.partition("=")
+        cls, _, name = key.partition(".")
+        if not set_widget(prompt, cls, name, parse_value(val)):
+            raise SystemExit(f"--set {s}: no {cls} node in {workflow.name}")
+    return ui, prompt
+
+
+def upload_inputs(server, images=()):
+    """Upload the shipped example inputs, and each "NAME=PATH" of ``images``, to a running server."""
+    for p in sorted((REPO / "example_workflows" / "inputs").glob("*")):
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+            server.upload_image(p)
+    for spec in images:
+        name, _, path = spec.partition("=")
+        server.upload_image(Path(path), name)

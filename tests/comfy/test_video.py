@@ -1,0 +1,180 @@
+"""Video latents inside the real (in-process) ComfyUI: the tiny Wan 2.1 model and VAE of the family
+matrix (tests/support/families/wan21.py; 5 frames of 32x32 px -> [1, 16, 2, 4, 4]) through the
+pack's video VAE codec, Data Consistency frame by frame (and its DPS step), masks on 5-D latents, and the image-only
+nodes' refusals of video VAEs."""
+import pytest
+import torch
+
+FRAMES, SIZE = 5, 32
+LATENT = (1, 16, 2, SIZE // 8, SIZE // 8)
+
+
+@pytest.fixture(scope="module")
+def N(pack):
+    from dreamsampler_pack.dreamsampler_core import inverse as core_inverse, operators
+    from dreamsampler_pack.nodes import common, csd, cycle, drag, distill, inverse, sampling
+    from dreamsampler_pack.nodes import host
+    return {"common": common, "csd": csd, "cycle": cycle, "drag": drag, "distill": distill, "inverse": inverse,
+            "sampling": sampling, "host": host, "O": operators, "core_inverse": core_inverse}
+
+
+@pytest.fixture(scope="module")
+def wan(pack):
+    """(MODEL, VAE, positive, negative, alt_positive): the wan21 family's files through ComfyUI's own
+    loaders (UNETLoader's and VAELoader's functions) and its UMT5-shaped conditioning."""
+    import comfy.sd
+    import comfy.utils
+    from support.families import _wan, wan21
+    paths = wan21.files()
+    with torch.inference_mode():
+        model = comfy.sd.load_diffusion_model(str(paths["diffusion_models"][0]))
+        vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(paths["vae"][0])))
+    return (model, vae) + tuple(_wan.prompts(13))
+
+
+def run(node, *args, **kw):
+    with torch.inference_mode():
+        return node.execute(*args, **kw).result
+
+
+def frames(n=FRAMES, size=SIZE, seed=0):
+    """An IMAGE batch of n frames (a smooth moving gradient, so frames differ)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, size, size, 3, generator=g)
+    return torch.cat([base.roll(k, dims=2) for k in range(n)]).clamp(0, 1)
+
+
+def encode(vae, image):
+    with torch.inference_mode():
+        return vae.encode(image).clone()
+
+
+def sample(N, model, pos, neg, latent, regs=None, steps=3):
+    out, _ = run(N["sampling"].DreamSampler, model, 0, steps, 1.0, "simple", pos, neg, latent, 1.0, 0.0, "constant",
+                 regs)
+    return out["samples"]
+
+
+def invert(N, model, neg, samples, steps=3):
+    (inv,) = run(N["sampling"].DreamDDIMInversion, model, neg, {"samples": samples}, steps, "simple", 1.0, 1)
+    return inv
+
+
+# ----------------------------------------------------------------------------- the codec
+def test_video_codec_round_trips_frames_through_comfy_vae(N, wan):
+    _, vae = wan[:2]
+    host = N["host"]
+    codec = host.VAECodec(vae, "data consistency", video=True)
+    assert codec.video and codec.downscale() == 8 and codec.frames(5) == 5 and codec.frames(6) == 5
+    z = encode(vae, frames())
+    assert tuple(z.shape) == LATENT
+    with torch.inference_mode():
+        px = codec.decode(z)
+        ref = vae.decode(z)                                   # [1, T, H, W, 3] in [0, 1]
+        assert tuple(px.shape) == (1, 3, FRAMES, SIZE, SIZE)
+        assert torch.allclose(px, ref.movedim(-1, 1) * 2 - 1)
+        back = codec.encode(px)
+        assert torch.allclose(back, encode(vae, ((px + 1) / 2).clamp(0, 1)[0].movedim(0, -1)), atol=1e-6)
+        two = torch.cat([px, px.flip(2)])                     # a batch of two videos: each encoded as its frames
+        z2 = codec.encode(two)
+        assert tuple(z2.shape) == (2,) + LATENT[1:]
+        assert torch.allclose(z2[:1], back, atol=1e-6) and not torch.allclose(z2[1], z2[0])
+    with pytest.raises(ValueError, match="video VAE .*5-D latents.*shape \\(1, 16, 4, 4\\)"):
+        codec.decode(z[:, :, 0])                              # a 4-D latent is not this VAE's
+    with pytest.raises(ValueError, match="score distillation works on images.*video VAE.*single images"):
+        host.VAECodec(vae, "score distillation", why="its generators are single images")
+
+
+# ----------------------------------------------------------------------------- data consistency
+def test_data_consistency_measures_every_frame(N, wan):
+    model, vae, pos, neg, _ = wan
+    inverse, ops = N["inverse"], N["O"]
+    image = frames()
+    z = encode(vae, image)
+    one = image[:1].expand(FRAMES, -1, -1, -1).contiguous()  # the first frame on every frame
+
+    def dc(y, preset="restore", dps=0.0):
+        return run(inverse.DreamDataConsistency, vae, y, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
+                   preset, "auto", 10, dps)[0]
+    (meas, deg, _) = run(inverse.DreamDegrade, one, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
+    (meas1, _, _) = run(inverse.DreamDegrade, one[:1], "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
+    assert tuple(meas.shape) == (FRAMES, SIZE // 2, SIZE // 2, 3)
+    start = {"samples": z}
+    plain = sample(N, model, neg, neg, start, steps=2)
+    per_frame = sample(N, model, neg, neg, start, regs=dc(meas), steps=2)
+    broadcast = sample(N, model, neg, neg, start, regs=dc(meas1), steps=2)     # one frame's measurement for all
+    assert tuple(per_frame.shape) == LATENT and torch.isfinite(per_frame).all()
+    assert not torch.allclose(per_frame, plain)
+    assert torch.allclose(per_frame, broadcast, atol=1e-5)
+    # DPS (backprop through the model and the video decoder) on the steps 'paper' leaves inactive
+    paper = sample(N, model, neg, neg, start, regs=dc(meas, "paper"))
+    dps = sample(N, model, neg, neg, start, regs=dc(meas, "paper", dps=1.0))
+    assert torch.isfinite(dps).all() and not torch.allclose(dps, paper)
+    with pytest.raises(N["common"].InputError, match="6 frames.*encodes and decodes 5.*1, 5, 9"):
+        dc(torch.cat([meas, meas[:1]]))
+    # the core: a video's frames are solved one by one, exactly as a batch of images
+    op = ops.make_operator("sr_avgpool", scale=2)
+    g = torch.Generator().manual_seed(3)
+    x_hat = torch.randn(2, 3, FRAMES, 8, 8, generator=g)
+    y = torch.randn(FRAMES, 3, 4, 4, generator=g)
+    reg = N["core_inverse"].DataConsistency(op=op, y=y, sigma_y=0.05)
+    flat = x_hat.movedim(2, 1).reshape(2 * FRAMES, 3, 8, 8)
+    want = ops.prox(op, y.repeat(2, 1, 1, 1), flat, 1e-4, 0.05).reshape(2, FRAMES, 3, 8, 8).movedim(1, 2)
+    assert torch.allclose(reg.solve(x_hat), want, atol=1e-6)
+    with pytest.raises(ops.OperatorError, match="3 frames but the video has 5 frames"):
+        N["core_inverse"].DataConsistency(op=op, y=y[:3]).solve(x_hat)
+
+
+# ----------------------------------------------------------------------------- masks
+def test_masks_follow_the_video_frames(N, wan):
+    common = N["common"]
+    z = torch.zeros(2, 16, 2, 4, 4)
+    m = torch.zeros(1, SIZE, SIZE)
+    m[:, :, : SIZE // 2] = 1
+    assert tuple(common.latent_mask(m, z).shape) == (1, 1, 1, 4, 4)            # one mask: every frame
+    per_latent_frame = torch.stack([m[0], torch.flip(m[0], (1,))])
+    lm = common.latent_mask(per_latent_frame, z)
+    assert tuple(lm.shape) == (1, 1, 2, 4, 4) and torch.equal(lm[0, 0, 1], lm[0, 0, 0].flip(1))
+    assert tuple(common.latent_mask(m.expand(FRAMES, -1, -1), z).shape) == (1, 1, 2, 4, 4)   # pixel frames
+    with pytest.raises(common.InputError, match="no white"):
+        common.latent_mask(torch.zeros(FRAMES, SIZE, SIZE), z)
+
+
+def test_mask_inpaint_and_cycle_sde_keep_the_black_region_on_every_frame(N, wan):
+    model, vae, pos, neg, alt = wan
+    inverse, cycle = N["inverse"], N["cycle"]
+    z = encode(vae, frames())
+    mask = torch.zeros(1, SIZE, SIZE)
+    mask[:, :, : SIZE // 2] = 1                                   # left half editable: latent columns 0-1
+    keep, edit = (..., slice(2, None)), (..., slice(0, 2))
+    (regs,) = run(inverse.DreamMaskInpaint, mask, 1.0, "restore", 0, "average", 1.0, target=alt,
+                  source={"samples": z})
+    out = sample(N, model, neg, neg, invert(N, model, neg, z), regs=regs)
+    assert tuple(out.shape) == LATENT
+    assert float((out - z)[keep].abs().max()) < 1e-4
+    assert float((out - z)[edit].abs().max()) > 1e-3
+    (o,) = run(cycle.DreamCycleSDEEdit, model, neg, alt, neg, {"samples": z}, 0, 4, "simple", 0.7, "cycle_sde",
+               1.0, 1.0, mask=mask)
+    assert torch.allclose(o["samples"][keep], z[keep], atol=1e-5)
+    assert float((o["samples"] - z)[edit].abs().max()) > 1e-3
+
+
+# ----------------------------------------------------------------------------- shapes and refusals
+def test_video_model_takes_an_image_latent_as_one_frame(N, wan):
+    """ComfyUI's own convention (fix_empty_latent_channels): a 4-D latent on a 3-D latent format is one frame."""
+    s = N["common"].model_latent(wan[0], {"samples": torch.randn(1, 16, 4, 4)})
+    assert tuple(s.shape) == (1, 16, 1, 4, 4)
+
+
+def test_image_only_nodes_refuse_video_vaes(N, wan):
+    model, vae, pos, neg, _ = wan
+    InputError = N["common"].InputError
+    with pytest.raises(InputError, match="CSD Edit works on images.*video VAE"):
+        run(N["csd"].DreamCSDEdit, model, vae, frames(), pos, neg, "frames", 0, 1, 0.5, "constant", 7.5, 5.0, 0,
+            512, 128, 0.02, 0.5, False, "noisy", 0)
+    with pytest.raises(InputError, match="SDE-Drag .*does not edit videos"):
+        run(N["drag"].DreamSDEDrag, model, vae, frames(2, 64), pos, neg, '[{"x": 8, "y": 8}, {"x": 16, "y": 8}]',
+            0, 3, "simple", 0.6, 3.0, "linear", 1.1, 0.3, 5, 2.0)
+    with pytest.raises(InputError, match="score distillation works on images.*video VAE"):
+        N["distill"].distill(model, pos, neg, vae, "sds", 0, 1, 1, 1.0, "simple", 1.0, 0.02, 0.0, "latent", "sds",
+                             1.0, 0.01, 0.1, 1.0, image=frames(1))
