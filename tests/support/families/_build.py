@@ -61,22 +61,46 @@ def cached_file(folder: str, name: str, version: str, make_sd: Callable[[], dict
 
 
 # ----------------------------------------------------------------------------- VAEs
-#: the 8x KL autoencoder of SD1.x / SD2.x / SDXL / AuraFlow (4 channels, quant convs) and of SD3 / Flux
-#: (16 channels, none): ComfyUI's VAE detection reads the latent channels and the quant convs from
-#: the keys but fixes the width at 128 (83 M weights, seconds per 64 x 64 decode on a loaded CPU), so
-#: the families here build it in the server as VAELoader does, at width 32 (GroupNorm's 32 groups)
-KL_DDCONFIG = {"double_z": True, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 32,
+#: the KL autoencoder every family here uses, at its real size (ComfyUI's VAE loader fixes it)
+KL_DDCONFIG = {"double_z": True, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
 
 
-def kl_vae(latent_channels: int, seed: int):
+def kl_vae(latent_channels: int) -> Path:
+    """The VAE file of an 8x-downsampling KL autoencoder as ComfyUI's VAELoader detects it:
+    4 channels with quant convs (SD1.x / SD2.x / SDXL / AuraFlow VAE), 16 channels without (SD3 and
+    Flux VAE; ``AutoencodingEngine``)."""
+    name = {4: "dream_tiny_vae_kl4.safetensors", 16: "dream_tiny_vae_kl16.safetensors"}[latent_channels]
+
+    def make():
+        import comfy.ldm.models.autoencoder as ae
+        ddconfig = dict(KL_DDCONFIG, z_channels=latent_channels)
+        if latent_channels == 4:
+            vae = ae.AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
+        else:
+            vae = ae.AutoencodingEngine(
+                regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+                encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": ddconfig},
+                decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": ddconfig})
+        return init_(vae, 100 + latent_channels).state_dict()
+    return cached_file("vae", name, "v1", make)
+
+
+#: the width of ``small_kl_vae``: ComfyUI's VAE detection reads a KL autoencoder's latent channels and
+#: quant convs from the keys but fixes its width at 128 (83 M weights, seconds per 64 x 64 decode on
+#: a loaded CI CPU); 32 is the least GroupNorm's 32 groups allow
+SMALL_KL_CH = 32
+
+
+def small_kl_vae(latent_channels: int, seed: int):
     """ComfyUI's VAE object of the KL autoencoder with ``latent_channels`` (4: with quant convs,
-    ``AutoencoderKL``; 16: without, ``AutoencodingEngine``), built by ``comfy.sd.VAE`` from a seeded
-    state dict exactly as VAELoader does, with the classes' width set to KL_DDCONFIG's for the
-    duration of the build (as the Wan 2.2 VAE in ``_wan``)."""
+    ``AutoencoderKL``, the SD1.x / SD2.x / SDXL / AuraFlow VAE; 16: without, ``AutoencodingEngine``,
+    the SD3 / Flux VAE), built by ``comfy.sd.VAE`` from a seeded state dict exactly as VAELoader
+    does, with the classes' width set to SMALL_KL_CH for the duration of the build (as ``_wan``'s
+    Wan 2.2 VAE)."""
     import comfy.ldm.models.autoencoder as ae
     import comfy.sd
-    ddconfig = dict(KL_DDCONFIG, z_channels=latent_channels)
+    ddconfig = dict(KL_DDCONFIG, z_channels=latent_channels, ch=SMALL_KL_CH)
     regularizer = {"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"}
     if latent_channels == 4:
         module = ae.AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
@@ -88,10 +112,10 @@ def kl_vae(latent_channels: int, seed: int):
     sd = init_(module, seed, std=1.0).state_dict()          # 1 / sqrt(fan_in): the signal survives the layers
 
     def small(config):
-        return dict(config, params=dict(config["params"], ch=KL_DDCONFIG["ch"]))
+        return dict(config, params=dict(config["params"], ch=SMALL_KL_CH))
 
     kl, engine = comfy.sd.AutoencoderKL, comfy.sd.AutoencodingEngine
-    comfy.sd.AutoencoderKL = lambda ddconfig, **kw: kl(ddconfig=dict(ddconfig, ch=KL_DDCONFIG["ch"]), **kw)
+    comfy.sd.AutoencoderKL = lambda ddconfig, **kw: kl(ddconfig=dict(ddconfig, ch=SMALL_KL_CH), **kw)
     comfy.sd.AutoencodingEngine = lambda encoder_config, decoder_config, **kw: engine(
         encoder_config=small(encoder_config), decoder_config=small(decoder_config), **kw)
     try:

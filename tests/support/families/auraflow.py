@@ -6,10 +6,10 @@ table's length and the context width; the model width is fixed (3072, 12 heads).
 ``supported_models.AuraFlow`` (``model_base.AuraFlow``) with width 64 (2 heads), one double and one
 single layer, a 256-entry positional table.  The T5-XL encoder is fixed-size, so the conditioning has
 AuraFlow's CLIPTextEncode shape ([1, 256, 2048]: min length 256).  The VAE is the SDXL KL
-autoencoder, as AuraFlow uses, built in the server as VAELoader does at width 32 (``_build.kl_vae``).
+autoencoder, as AuraFlow uses, built in the server as VAELoader does at width 32 (``_build.small_kl_vae``).
 """
 from . import Family, Refs
-from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, kl_vae, shift_check
+from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, shift_check, small_kl_vae
 
 SIZE = 64
 MMDIT = {"cond_seq_dim": 2048, "max_seq": 256, "n_double_layers": 1, "n_layers": 2, "dim": 64, "n_heads": 2,
@@ -25,7 +25,7 @@ def _t5(seed):
 def build(variant: str = ""):
     import comfy.supported_models
     model = in_server_model(comfy.supported_models.AuraFlow, MMDIT, seed=70)
-    return model, _t5(71), _t5(72), _t5(73), kl_vae(4, 75)
+    return model, _t5(71), _t5(72), _t5(73), small_kl_vae(4, 75)
 
 
 def load(p) -> Refs:

@@ -8,10 +8,10 @@ Built in the server: ComfyUI's Chroma detection fixes the approximator (in 64, h
 16 latent channels packed 2 x 2).  The T5-XXL encoder is fixed-size, so the conditioning has
 Chroma's CLIPTextEncode shapes: T5 without padding, so the prompts differ in length (positive 12
 tokens, the empty negative 1, the other prompt 9 x 4096).  The VAE is Flux's 16-channel KL
-autoencoder built in the server as VAELoader does, at width 32 (``_build.kl_vae``).
+autoencoder built in the server as VAELoader does, at width 32 (``_build.small_kl_vae``).
 """
 from . import Family
-from ._build import ROUND_TRIP, conditioning, kl_vae, sample
+from ._build import ROUND_TRIP, conditioning, sample, small_kl_vae
 from .flux_dev import SIZE, flux_load
 
 DIT = {"image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": 4096, "hidden_size": 64,
@@ -31,7 +31,7 @@ def build(variant: str = ""):
 
     from ._build import in_server_model
     model = in_server_model(comfy.supported_models.Chroma, DIT, seed=60)
-    return model, _t5(61, 12), _t5(62, 1), _t5(63, 9), kl_vae(16, 65)
+    return model, _t5(61, 12), _t5(62, 1), _t5(63, 9), small_kl_vae(16, 65)
 
 
 def conditioning_checks():

@@ -7,10 +7,10 @@ same layout at small dims: 2 heads of 32 with axes [4, 14, 14], one double and o
 T5-XXL and CLIP-L text encoders are fixed-size, so the conditioning has CLIPTextEncode's Flux shapes
 (T5 context [1, 256, 4096], CLIP-L pooled_output [1, 768]; guidance from FluxGuidance, 3.5 when
 absent).  The VAE is the 16-channel KL autoencoder (the Flux / SD3 architecture: no quant convs)
-built in the server as VAELoader does, at width 32 (``_build.kl_vae``).  Distilled: sampled at cfg 1.
+built in the server as VAELoader does, at width 32 (``_build.small_kl_vae``).  Distilled: sampled at cfg 1.
 """
 from . import Family, Refs
-from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, in_server_refs, kl_vae, sample
+from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, in_server_refs, sample, small_kl_vae
 
 SIZE = 64
 DIT = {"image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16, "vec_in_dim": 768,
@@ -31,7 +31,7 @@ def flux_build(config_name: str, unet_config: dict, seed: int, variant: str = ""
         pos[0][1]["pooled_output"] = flux_cond(seed + 4)[0][1]["pooled_output"]
         return None, pos, flux_cond(seed + 2), flux_cond(seed + 3), None
     model = in_server_model(getattr(comfy.supported_models, config_name), unet_config, seed=seed)
-    return model, flux_cond(seed + 1), flux_cond(seed + 2), flux_cond(seed + 3), kl_vae(16, seed + 5)
+    return model, flux_cond(seed + 1), flux_cond(seed + 2), flux_cond(seed + 3), small_kl_vae(16, seed + 5)
 
 
 def flux_load(name: str, cfg: float = 1.0):

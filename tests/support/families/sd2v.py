@@ -9,10 +9,10 @@ that bias gets the spread a trained v-model has, and the loader detects V_PREDIC
 OpenCLIP-H text encoder is fixed at 24 layers of 1024 and the KL VAE at width 128, so neither is in
 the checkpoint (the loader returns no CLIP and an empty VAE): the conditioning has CLIPTextEncode's
 SD2 shape ([1, 77, 1024]) and the SD KL VAE is built at width 32, both by TestFamilyModel (its MODEL
-output is None; ``_build.kl_vae``).
+output is None; ``_build.small_kl_vae``).
 """
 from . import Family, Refs
-from ._build import ROUND_TRIP, cached_file, conditioning, family_refs, init_, kl_vae, sample
+from ._build import ROUND_TRIP, cached_file, conditioning, family_refs, init_, sample, small_kl_vae
 
 SIZE = 64
 CFG = 7.0        # SD2's usual guidance
@@ -46,7 +46,7 @@ def checkpoint():
 
 
 def build(variant: str = ""):
-    return None, conditioning(81, 77, 1024), conditioning(82, 77, 1024), conditioning(83, 77, 1024), kl_vae(4, 85)
+    return None, conditioning(81, 77, 1024), conditioning(82, 77, 1024), conditioning(83, 77, 1024), small_kl_vae(4, 85)
 
 
 def load(p) -> Refs:

@@ -6,12 +6,21 @@ Loaded like a user's model: ComfyUI's MMDiT detection reads every size from the 
 encoders (CLIP-L, CLIP-G, T5-XXL) are fixed-size, so the conditioning has SD3 CLIPTextEncode's shapes
 (context [1, 154, 4096]: 77 CLIP-L+G tokens padded to 4096 then 77 T5 tokens; pooled_output
 [1, 2048]), from the test node TestFamilyModel (its MODEL output is None), with the 16-channel KL
-VAE (the SD3 architecture) built in the server as VAELoader does, at width 32 (``_build.kl_vae``:
+VAE (the SD3 architecture) built in the server as VAELoader does, at width 32 (``_build.small_kl_vae``:
 the loader fixes 128).
 """
 from . import Family, Refs
-from ._build import (ROUND_TRIP, cached_file, conditioning, family_refs, in_server_refs, init_, kl_vae, sample,
-                     shift_check)
+from ._build import (
+    ROUND_TRIP,
+    cached_file,
+    conditioning,
+    family_refs,
+    in_server_refs,
+    init_,
+    sample,
+    shift_check,
+    small_kl_vae,
+)
 
 SIZE = 64
 NAME = "dream_tiny_sd35.safetensors"
@@ -47,7 +56,7 @@ def build(variant: str = ""):
         pos = _cond(41)
         pos[0][1]["pooled_output"] = _cond(44)[0][1]["pooled_output"]
         return None, pos, _cond(42), _cond(43), None
-    return None, _cond(41), _cond(42), _cond(43), kl_vae(16, 45)
+    return None, _cond(41), _cond(42), _cond(43), small_kl_vae(16, 45)
 
 
 def load(p) -> Refs:

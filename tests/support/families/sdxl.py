@@ -7,10 +7,10 @@ small dims (``model_base.SDXL``: the real ADM path, 1280 pooled + 6 x 256 size e
 as the loader builds it, and the conditioning has CLIPTextEncode's shapes ([1, 77, 2048] context,
 [1, 1280] pooled_output; CLIPTextEncodeSDXL's width / height / crop / target entries in the
 ``size`` variant).  The VAE is the SD/SDXL KL autoencoder (4 channels, quant convs) built in the
-server as VAELoader does, at width 32 (``_build.kl_vae``: the loader fixes 128).
+server as VAELoader does, at width 32 (``_build.small_kl_vae``: the loader fixes 128).
 """
 from . import Family, Refs
-from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, in_server_refs, kl_vae, sample
+from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, in_server_refs, sample, small_kl_vae
 
 SIZE = 64
 CFG = 5.0        # SDXL's usual guidance: the negative (its pooled output and size conds too) is evaluated
@@ -38,7 +38,7 @@ def build(variant: str = ""):
         pos[0][1]["pooled_output"] = _cond(24)[0][1]["pooled_output"]
         return None, pos, _cond(22), _cond(23), None
     model = in_server_model(comfy.supported_models.SDXL, UNET, seed=20)
-    return model, _cond(21), _cond(22), _cond(23), kl_vae(4, 25)
+    return model, _cond(21), _cond(22), _cond(23), small_kl_vae(4, 25)
 
 
 def load(p) -> Refs:
