@@ -86,6 +86,46 @@ def kl_vae(latent_channels: int) -> Path:
     return cached_file("vae", name, "v1", make)
 
 
+#: the width of ``small_kl_vae``: ComfyUI's VAE detection reads a KL autoencoder's latent channels and
+#: quant convs from the keys but fixes its width at 128 (83 M weights, seconds per 64 x 64 decode on
+#: a loaded CI CPU); 32 is the least GroupNorm's 32 groups allow
+SMALL_KL_CH = 32
+
+
+def small_kl_vae(latent_channels: int, seed: int):
+    """ComfyUI's VAE object of the KL autoencoder with ``latent_channels`` (4: with quant convs,
+    ``AutoencoderKL``, the SD1.x / SD2.x / SDXL / AuraFlow VAE; 16: without, ``AutoencodingEngine``,
+    the SD3 / Flux VAE), built by ``comfy.sd.VAE`` from a seeded state dict exactly as VAELoader
+    does, with the classes' width set to SMALL_KL_CH for the duration of the build (as ``_wan``'s
+    Wan 2.2 VAE)."""
+    import comfy.ldm.models.autoencoder as ae
+    import comfy.sd
+    ddconfig = dict(KL_DDCONFIG, z_channels=latent_channels, ch=SMALL_KL_CH)
+    regularizer = {"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"}
+    if latent_channels == 4:
+        module = ae.AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
+    else:
+        module = ae.AutoencodingEngine(
+            regularizer_config=regularizer,
+            encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": ddconfig},
+            decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": ddconfig})
+    sd = init_(module, seed, std=1.0).state_dict()          # 1 / sqrt(fan_in): the signal survives the layers
+
+    def small(config):
+        return dict(config, params=dict(config["params"], ch=SMALL_KL_CH))
+
+    kl, engine = comfy.sd.AutoencoderKL, comfy.sd.AutoencodingEngine
+    comfy.sd.AutoencoderKL = lambda ddconfig, **kw: kl(ddconfig=dict(ddconfig, ch=SMALL_KL_CH), **kw)
+    comfy.sd.AutoencodingEngine = lambda encoder_config, decoder_config, **kw: engine(
+        encoder_config=small(encoder_config), decoder_config=small(decoder_config), **kw)
+    try:
+        vae = comfy.sd.VAE(sd=sd)
+    finally:
+        comfy.sd.AutoencoderKL, comfy.sd.AutoencodingEngine = kl, engine
+    assert type(vae.first_stage_model) is type(module) and vae.latent_channels == latent_channels
+    return vae
+
+
 # ----------------------------------------------------------------------------- in-server models
 def in_server_model(config_cls, unet_config: dict, seed: int, sampling_settings: dict | None = None):
     """A ModelPatcher of ``config_cls(unet_config)`` (a ``comfy.supported_models`` class) with seeded
@@ -121,10 +161,22 @@ def conditioning(seed: int, tokens: int, dim: int, pooled: int | None = None, sc
 # ----------------------------------------------------------------------------- prompt pieces
 def in_server_refs(p, family: str, variant: str = "") -> dict:
     """The TestFamilyModel node of a family (``variant``: another set of conditionings the family's
-    ``build(variant)`` makes) as refs: model, positive, negative, alt_positive, vae."""
+    ``build(variant)`` makes) as refs: model, positive, negative, alt_positive, vae (the model is
+    None where the family's prompt loads it with a loader node)."""
     node = p.add("TestFamilyModel", family=family, **({"variant": variant} if variant else {}))
     return {"model": node, "positive": p.out(node, 1), "negative": p.out(node, 2),
             "alt_positive": p.out(node, 3), "vae": p.out(node, 4)}
+
+
+def family_refs(p, family: str, cfg: float, size: int, model=None):
+    """Refs of a family whose prompts (and VAE) TestFamilyModel builds: its MODEL (or ``model``, the
+    family's loader node), prompts, VAE, a plain ``size`` x ``size`` image and its VAE Encode."""
+    from . import Refs
+    fam = in_server_refs(p, family)
+    image, latent = image_refs(p, fam["vae"], size)
+    return Refs(model=model or fam["model"], positive=fam["positive"], negative=fam["negative"],
+                alt_positive=fam["alt_positive"], vae=fam["vae"], image=image, latent=latent, cfg=cfg,
+                extra={"width": size, "height": size})
 
 
 def image_refs(p, vae, size: int) -> tuple[list, list]:

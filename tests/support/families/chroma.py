@@ -7,11 +7,11 @@ Built in the server: ComfyUI's Chroma detection fixes the approximator (in 64, h
 [4, 14, 14], one double and one single block, a 2-layer approximator of width 64; 64 input channels:
 16 latent channels packed 2 x 2).  The T5-XXL encoder is fixed-size, so the conditioning has
 Chroma's CLIPTextEncode shapes: T5 without padding, so the prompts differ in length (positive 12
-tokens, the empty negative 1, the other prompt 9 x 4096).  The VAE is the real 16-channel KL
-autoencoder (Flux's) through VAELoader.
+tokens, the empty negative 1, the other prompt 9 x 4096).  The VAE is Flux's 16-channel KL
+autoencoder built in the server as VAELoader does, at width 32 (``_build.small_kl_vae``).
 """
 from . import Family
-from ._build import ROUND_TRIP, conditioning, kl_vae, sample
+from ._build import ROUND_TRIP, conditioning, sample, small_kl_vae
 from .flux_dev import SIZE, flux_load
 
 DIT = {"image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": 4096, "hidden_size": 64,
@@ -31,7 +31,7 @@ def build(variant: str = ""):
 
     from ._build import in_server_model
     model = in_server_model(comfy.supported_models.Chroma, DIT, seed=60)
-    return model, _t5(61, 12), _t5(62, 1), _t5(63, 9), None
+    return model, _t5(61, 12), _t5(62, 1), _t5(63, 9), small_kl_vae(16, 65)
 
 
 def conditioning_checks():
@@ -42,11 +42,11 @@ def conditioning_checks():
 
 FAMILY = Family(
     name="chroma", title="Chroma", load=flux_load("chroma", cfg=CFG), build=build,
-    files=lambda: {"vae": [kl_vae(16)]}, latent_shape=(1, 16, SIZE // 8, SIZE // 8),
+    latent_shape=(1, 16, SIZE // 8, SIZE // 8),
     conditioning_checks=conditioning_checks,
     notes={"measured": "refine_steps errors: " + ROUND_TRIP,
            "loaded": "in the server (supported_models.Chroma, small approximator and DiT); unpadded T5 "
-                     "conditioning of three lengths; VAELoader with the real 16-channel VAE",
+                     "conditioning of three lengths; the 16-channel KL VAE in the server",
            "cfg": "4 (Chroma is not guidance-distilled: real CFG with a negative prompt)",
            "steps": "28-40 simple (Flux's shifted flow grid)",
            "refine_steps": "3: measured at 28 steps 4.1e-2 / 6.6e-3 / 1.4e-3 / 2.7e-4 / 1.1e-5 at refine 0 / 1 / 2 "

@@ -6,11 +6,11 @@ Built in the server: ComfyUI's Flux detection fixes 24 heads with rotary axes [1
 same layout at small dims: 2 heads of 32 with axes [4, 14, 14], one double and one single block; its
 T5-XXL and CLIP-L text encoders are fixed-size, so the conditioning has CLIPTextEncode's Flux shapes
 (T5 context [1, 256, 4096], CLIP-L pooled_output [1, 768]; guidance from FluxGuidance, 3.5 when
-absent).  The VAE is the real 16-channel KL autoencoder (the Flux / SD3 architecture) through
-VAELoader.  Distilled: sampled at cfg 1.
+absent).  The VAE is the 16-channel KL autoencoder (the Flux / SD3 architecture: no quant convs)
+built in the server as VAELoader does, at width 32 (``_build.small_kl_vae``).  Distilled: sampled at cfg 1.
 """
 from . import Family, Refs
-from ._build import ROUND_TRIP, conditioning, image_refs, in_server_model, in_server_refs, kl_vae, sample
+from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, in_server_refs, sample, small_kl_vae
 
 SIZE = 64
 DIT = {"image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16, "vec_in_dim": 768,
@@ -23,25 +23,20 @@ def flux_cond(seed, pooled=True):
 
 
 def flux_build(config_name: str, unet_config: dict, seed: int, variant: str = ""):
-    """(MODEL, positive, negative, alt_positive, None) of a Flux-layout family; variant ``pooled``:
-    the positive's T5 context with another CLIP-L pooled output (and no model)."""
+    """(MODEL, positive, negative, alt_positive, VAE) of a Flux-layout family; variant ``pooled``:
+    the positive's T5 context with another CLIP-L pooled output (and no model or VAE)."""
     import comfy.supported_models
     if variant == "pooled":
         pos = flux_cond(seed + 1)
         pos[0][1]["pooled_output"] = flux_cond(seed + 4)[0][1]["pooled_output"]
         return None, pos, flux_cond(seed + 2), flux_cond(seed + 3), None
     model = in_server_model(getattr(comfy.supported_models, config_name), unet_config, seed=seed)
-    return model, flux_cond(seed + 1), flux_cond(seed + 2), flux_cond(seed + 3), None
+    return model, flux_cond(seed + 1), flux_cond(seed + 2), flux_cond(seed + 3), small_kl_vae(16, seed + 5)
 
 
 def flux_load(name: str, cfg: float = 1.0):
     def load(p) -> Refs:
-        fam = in_server_refs(p, name)
-        vae = p.add("VAELoader", vae_name=kl_vae(16).name)
-        image, latent = image_refs(p, vae, SIZE)
-        return Refs(model=fam["model"], positive=fam["positive"], negative=fam["negative"],
-                    alt_positive=fam["alt_positive"], vae=vae, image=image, latent=latent, cfg=cfg,
-                    extra={"width": SIZE, "height": SIZE})
+        return family_refs(p, name, cfg, SIZE)
     return load
 
 
@@ -65,11 +60,11 @@ def conditioning_checks():
 FAMILY = Family(
     name="flux_dev", title="Flux.1-dev", load=flux_load("flux_dev"),
     build=lambda variant="": flux_build("Flux", DIT, 30, variant),
-    files=lambda: {"vae": [kl_vae(16)]}, latent_shape=(1, 16, SIZE // 8, SIZE // 8),
+    latent_shape=(1, 16, SIZE // 8, SIZE // 8),
     conditioning_checks=conditioning_checks,
     notes={"measured": "refine_steps errors: " + ROUND_TRIP,
            "loaded": "in the server (supported_models.Flux, 2 x 32 heads); conditioning of Flux's shapes "
-                     "(T5 [1, 256, 4096] + pooled 768; FluxGuidance); VAELoader with the real 16-channel VAE",
+                     "(T5 [1, 256, 4096] + pooled 768; FluxGuidance); the 16-channel KL VAE in the server",
            "cfg": "1 (guidance-distilled: the guidance is FluxGuidance's, 3.5 when absent)",
            "steps": "28 simple (ModelSamplingFlux's resolution shift; 50 for a closer inversion)",
            "refine_steps": "3: measured at 28 steps 4.7e-2 / 6.1e-3 / 1.3e-3 / 2.6e-4 / 1.1e-5 at refine 0 / 1 / "

@@ -3,11 +3,11 @@ plain flow sampling: ``ModelSamplingDiscreteFlow`` shift 1, multiplier 1).
 
 Built in the server as Flux.1-dev is (``flux_dev``: the same small layout, detection fixes 24 heads
 of 128) from ``supported_models.FluxSchnell`` (``guidance_embed`` off, model type FLOW); the same
-conditioning shapes (T5 [1, 256, 4096], CLIP-L pooled [1, 768]) and the real 16-channel VAE through
-VAELoader.  Distilled: sampled at cfg 1 and few steps.
+conditioning shapes (T5 [1, 256, 4096], CLIP-L pooled [1, 768]) and the 16-channel KL VAE.
+Distilled: sampled at cfg 1 and few steps.
 """
 from . import Family
-from ._build import ROUND_TRIP, kl_vae
+from ._build import ROUND_TRIP
 from .flux_dev import DIT, SIZE, flux_build, flux_load, pooled_check
 
 SCHNELL_DIT = dict(DIT, guidance_embed=False)
@@ -23,11 +23,11 @@ def conditioning_checks():
 FAMILY = Family(
     name="flux_schnell", title="Flux.1-schnell", load=flux_load("flux_schnell"),
     build=lambda variant="": flux_build("FluxSchnell", SCHNELL_DIT, 50, variant),
-    files=lambda: {"vae": [kl_vae(16)]}, latent_shape=(1, 16, SIZE // 8, SIZE // 8),
+    latent_shape=(1, 16, SIZE // 8, SIZE // 8),
     conditioning_checks=conditioning_checks,
     notes={"measured": "refine_steps errors: " + ROUND_TRIP,
            "loaded": "in the server (supported_models.FluxSchnell, the flux_dev layout without guidance); "
-                     "conditioning of Flux's shapes; VAELoader with the real 16-channel VAE",
+                     "conditioning of Flux's shapes; the 16-channel KL VAE in the server",
            "cfg": "1 (distilled)",
            "steps": "4 simple to generate; 28 for inversion-based edits (its 4 large steps make the inversion "
                     "inexact)",

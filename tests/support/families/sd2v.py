@@ -6,12 +6,13 @@ heads; the UNet here has SD2's four levels with two res blocks each, at 320 chan
 transformers only at the first level (about 50 M parameters).  ComfyUI tells 768-v from 512-base by
 the spread of ``output_blocks.11.1.transformer_blocks.0.norm1.bias`` (std > 0.09 is v-prediction), so
 that bias gets the spread a trained v-model has, and the loader detects V_PREDICTION by itself.  The
-checkpoint's VAE is the real SD KL autoencoder.  The OpenCLIP-H text encoder is fixed at 24 layers of
-1024 (not in the checkpoint, so the loader returns no CLIP), so the conditioning has CLIPTextEncode's
-SD2 shape ([1, 77, 1024]) from TestFamilyModel (its MODEL and VAE outputs are unused).
+OpenCLIP-H text encoder is fixed at 24 layers of 1024 and the KL VAE at width 128, so neither is in
+the checkpoint (the loader returns no CLIP and an empty VAE): the conditioning has CLIPTextEncode's
+SD2 shape ([1, 77, 1024]) and the SD KL VAE is built at width 32, both by TestFamilyModel (its MODEL
+output is None; ``_build.small_kl_vae``).
 """
 from . import Family, Refs
-from ._build import ROUND_TRIP, cached_file, conditioning, image_refs, in_server_refs, init_, kl_vae, sample
+from ._build import ROUND_TRIP, cached_file, conditioning, family_refs, init_, sample, small_kl_vae
 
 SIZE = 64
 CFG = 7.0        # SD2's usual guidance
@@ -40,23 +41,16 @@ def checkpoint():
         with torch.no_grad():          # a trained v-model's spread (ComfyUI's SD20.model_type reads it)
             b = model.diffusion_model.get_parameter(V_KEY)
             b.copy_(torch.randn(b.shape, generator=torch.Generator().manual_seed(81)) * 0.2)
-        vae = comfy.utils.load_torch_file(str(kl_vae(4)))
-        return model.state_dict_for_saving(None, vae, None)
-    return cached_file("checkpoints", NAME, "v1", make)
+        return model.state_dict_for_saving(None, None, None)
+    return cached_file("checkpoints", NAME, "v2", make)
 
 
 def build(variant: str = ""):
-    return None, conditioning(81, 77, 1024), conditioning(82, 77, 1024), conditioning(83, 77, 1024), None
+    return None, conditioning(81, 77, 1024), conditioning(82, 77, 1024), conditioning(83, 77, 1024), small_kl_vae(4, 85)
 
 
 def load(p) -> Refs:
-    ckpt = p.add("CheckpointLoaderSimple", ckpt_name=NAME)
-    conds = in_server_refs(p, "sd2v")
-    vae = p.out(ckpt, 2)
-    image, latent = image_refs(p, vae, SIZE)
-    return Refs(model=ckpt, positive=conds["positive"], negative=conds["negative"],
-                alt_positive=conds["alt_positive"], vae=vae, image=image, latent=latent, cfg=CFG,
-                extra={"width": SIZE, "height": SIZE})
+    return family_refs(p, "sd2v", CFG, SIZE, model=p.add("CheckpointLoaderSimple", ckpt_name=NAME))
 
 
 def conditioning_checks():
@@ -74,7 +68,7 @@ FAMILY = Family(
     latent_shape=(1, 4, SIZE // 8, SIZE // 8), conditioning_checks=conditioning_checks,
     notes={"measured": "refine_steps errors: " + ROUND_TRIP,
            "loaded": "CheckpointLoaderSimple (SD2 UNet at 320 channels, v-prediction detected by ComfyUI's "
-                     "own heuristic, real KL VAE); conditioning of OpenCLIP-H's shape from TestFamilyModel",
+                     "own heuristic); conditioning of OpenCLIP-H's shape and the KL VAE from TestFamilyModel",
            "cfg": "7 (SD2's usual guidance)",
            "steps": "50 ddim_uniform (v-prediction on SD's discrete schedule; the latent is still x0 + sigma eps)",
            "refine_steps": "1-2: measured at 50 steps 3.0e-3 / 1.4e-4 / 8.2e-6 at refine 0 / 1 / 2",

@@ -2,15 +2,25 @@
 
 Loaded like a user's model: ComfyUI's MMDiT detection reads every size from the keys (hidden =
 64 x depth, heads = depth, context / pooled widths, patch grid, RMS q/k norm), so a depth-2 MMDiT
-(hidden 128, 2 heads, qk_norm "rms" as SD3.5 Large has) goes through UNETLoader, and the real
-16-channel KL VAE (the SD3 architecture) through VAELoader.  Its text encoders (CLIP-L, CLIP-G,
-T5-XXL) are fixed-size, so the conditioning has SD3 CLIPTextEncode's shapes (context [1, 154, 4096]:
-77 CLIP-L+G tokens padded to 4096 then 77 T5 tokens; pooled_output [1, 2048]), from the test node
-TestFamilyModel (its MODEL and VAE outputs are unused).
+(hidden 128, 2 heads, qk_norm "rms" as SD3.5 Large has) goes through UNETLoader.  Its text
+encoders (CLIP-L, CLIP-G, T5-XXL) are fixed-size, so the conditioning has SD3 CLIPTextEncode's shapes
+(context [1, 154, 4096]: 77 CLIP-L+G tokens padded to 4096 then 77 T5 tokens; pooled_output
+[1, 2048]), from the test node TestFamilyModel (its MODEL output is None), with the 16-channel KL
+VAE (the SD3 architecture) built in the server as VAELoader does, at width 32 (``_build.small_kl_vae``:
+the loader fixes 128).
 """
 from . import Family, Refs
-from ._build import (ROUND_TRIP, cached_file, conditioning, image_refs, in_server_refs, init_, kl_vae, sample,
-                     shift_check)
+from ._build import (
+    ROUND_TRIP,
+    cached_file,
+    conditioning,
+    family_refs,
+    in_server_refs,
+    init_,
+    sample,
+    shift_check,
+    small_kl_vae,
+)
 
 SIZE = 64
 NAME = "dream_tiny_sd35.safetensors"
@@ -46,17 +56,11 @@ def build(variant: str = ""):
         pos = _cond(41)
         pos[0][1]["pooled_output"] = _cond(44)[0][1]["pooled_output"]
         return None, pos, _cond(42), _cond(43), None
-    return None, _cond(41), _cond(42), _cond(43), None
+    return None, _cond(41), _cond(42), _cond(43), small_kl_vae(16, 45)
 
 
 def load(p) -> Refs:
-    conds = in_server_refs(p, "sd35")
-    model = p.add("UNETLoader", unet_name=NAME, weight_dtype="default")
-    vae = p.add("VAELoader", vae_name=kl_vae(16).name)
-    image, latent = image_refs(p, vae, SIZE)
-    return Refs(model=model, positive=conds["positive"], negative=conds["negative"],
-                alt_positive=conds["alt_positive"], vae=vae, image=image, latent=latent, cfg=4.5,
-                extra={"width": SIZE, "height": SIZE})
+    return family_refs(p, "sd35", 4.5, SIZE, model=p.add("UNETLoader", unet_name=NAME, weight_dtype="default"))
 
 
 def conditioning_checks():
@@ -67,11 +71,11 @@ def conditioning_checks():
 
 FAMILY = Family(
     name="sd35", title="SD3.5", load=load, build=build,
-    files=lambda: {"diffusion_models": [diffusion_model()], "vae": [kl_vae(16)]},
+    files=lambda: {"diffusion_models": [diffusion_model()]},
     latent_shape=(1, 16, SIZE // 8, SIZE // 8), conditioning_checks=conditioning_checks,
     notes={"measured": "refine_steps errors: " + ROUND_TRIP,
-           "loaded": "UNETLoader (depth-2 MMDiT, detected as SD3) + VAELoader (real 16-channel VAE); "
-                     "conditioning of SD3's shapes from TestFamilyModel",
+           "loaded": "UNETLoader (depth-2 MMDiT, detected as SD3); conditioning of SD3's shapes and the "
+                     "16-channel KL VAE from TestFamilyModel",
            "cfg": "4.5 (SD3.5's usual CFG; not distilled)",
            "steps": "28-40 simple (flow grid with ModelSamplingSD3 shift 3)",
            "refine_steps": "2-3: the inversion starts at sigma = 1, where the first step is an extrapolation; "

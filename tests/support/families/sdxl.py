@@ -6,10 +6,11 @@ its CLIP-G text encoder is fixed at 32 layers of 1280.  So the UNet is ``support
 small dims (``model_base.SDXL``: the real ADM path, 1280 pooled + 6 x 256 size embeddings = 2816)
 as the loader builds it, and the conditioning has CLIPTextEncode's shapes ([1, 77, 2048] context,
 [1, 1280] pooled_output; CLIPTextEncodeSDXL's width / height / crop / target entries in the
-``size`` variant).  The VAE is the real SD/SDXL KL autoencoder through VAELoader.
+``size`` variant).  The VAE is the SD/SDXL KL autoencoder (4 channels, quant convs) built in the
+server as VAELoader does, at width 32 (``_build.small_kl_vae``: the loader fixes 128).
 """
 from . import Family, Refs
-from ._build import ROUND_TRIP, conditioning, image_refs, in_server_model, in_server_refs, kl_vae, sample
+from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, in_server_refs, sample, small_kl_vae
 
 SIZE = 64
 CFG = 5.0        # SDXL's usual guidance: the negative (its pooled output and size conds too) is evaluated
@@ -37,16 +38,11 @@ def build(variant: str = ""):
         pos[0][1]["pooled_output"] = _cond(24)[0][1]["pooled_output"]
         return None, pos, _cond(22), _cond(23), None
     model = in_server_model(comfy.supported_models.SDXL, UNET, seed=20)
-    return model, _cond(21), _cond(22), _cond(23), None
+    return model, _cond(21), _cond(22), _cond(23), small_kl_vae(4, 25)
 
 
 def load(p) -> Refs:
-    fam = in_server_refs(p, "sdxl")
-    vae = p.add("VAELoader", vae_name=kl_vae(4).name)
-    image, latent = image_refs(p, vae, SIZE)
-    return Refs(model=fam["model"], positive=fam["positive"], negative=fam["negative"],
-                alt_positive=fam["alt_positive"], vae=vae, image=image, latent=latent, cfg=CFG,
-                extra={"width": SIZE, "height": SIZE})
+    return family_refs(p, "sdxl", CFG, SIZE)
 
 
 def conditioning_checks():
@@ -58,11 +54,11 @@ def conditioning_checks():
 
 
 FAMILY = Family(
-    name="sdxl", title="SDXL", load=load, build=build, files=lambda: {"vae": [kl_vae(4)]},
+    name="sdxl", title="SDXL", load=load, build=build,
     latent_shape=(1, 4, SIZE // 8, SIZE // 8), conditioning_checks=conditioning_checks,
     notes={"measured": "refine_steps errors: " + ROUND_TRIP,
            "loaded": "in the server (supported_models.SDXL, small UNet); conditioning of CLIPTextEncode(SDXL)'s "
-                     "shapes; VAELoader with the real KL VAE",
+                     "shapes; the KL VAE in the server at width 32",
            "cfg": "5 (SDXL's usual guidance; the negative's pooled output and size conds are evaluated)",
            "steps": "50 ddim_uniform (eps on SD's discrete schedule, as SD1.5)",
            "refine_steps": "0-1: the inversion's top step is nearly exact on eps models (x = x0 + 14.6 eps); "
