@@ -297,8 +297,8 @@ def vae_encode(vae, pixels: torch.Tensor, tile: int = 0) -> torch.Tensor:
 
 
 def vae_decode(vae, latent: torch.Tensor, tile: int = 0) -> torch.Tensor:
-    """VAE-space latent of images -> pixels [B, H, W, 3] (a video VAE's one-frame latents: their frame); tiled (as VAE Decode (Tiled)) when ``tile`` > 0 pixels
-    and the image is larger."""
+    """VAE-space latent of images -> pixels [B, H, W, 3] (a video VAE's one-frame latents: their frame);
+    tiled (as VAE Decode (Tiled)) when ``tile`` > 0 pixels and the image is larger."""
     ds = int(vae.spacial_compression_decode())
     if tile > 0 and max(latent.shape[-2], latent.shape[-1]) * ds > tile:
         out = vae.decode_tiled(latent, tile_x=tile // ds, tile_y=tile // ds, overlap=max(1, tile // 8 // ds))

@@ -96,4 +96,12 @@ FAMILY = Family(
     notes={"loaded": "in the server (supported_models.Flux2, 2 x 32 heads, four rotary axes); conditioning of "
                      "Mistral-3's shape [1, tokens, 15360]; VAELoader with the real Flux.2 VAE (32 channels, "
                      "latent batch norm -> 128-channel latents at 1/16)",
-           "cfg": "1 (guidance-distilled: FluxGuidance, 4 in ComfyUI's template)"})
+           "cfg": "1 (guidance-distilled: FluxGuidance, 4 in ComfyUI's template)",
+           "scheduler": "Flux2Scheduler's sigmas through SamplerCustomAdvanced with the Dream SAMPLERs (ComfyUI's "
+                        "template: 20 steps, euler, FluxGuidance 4), or simple in DreamSampler",
+           "steps": "20 (the template)",
+           "refine_steps": "3 (5 under 20 steps): the slowest of the flow rows to converge; refined-inversion round "
+                           "trip (DreamDDIMInversion then DreamSampler, relative latent error) on this tiny "
+                           "random-weight model at the family's own sampling: 10 steps 42 % plain, 11 % at 2, 6 % at "
+                           "3, 2.5 % at 5; 30 steps 17 % plain, 1.2 % at 2, 0.4 % at 3",
+           "edit_strength": "0.3-0.8 (invariant), as the other flow models; not measured on real weights"})

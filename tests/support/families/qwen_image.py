@@ -48,4 +48,16 @@ FAMILY = Family(
     latent_shape=(1, 16, 1, SIZE // 8, SIZE // 8), conditioning_checks=conditioning_checks,
     notes={"loaded": "in the server (supported_models.QwenImage, 2 x 32 heads, one block); conditioning of "
                      "Qwen2.5-VL-7B's shape [1, tokens, 3584]; VAELoader with the Wan 2.1 VAE architecture",
-           "cfg": "2.5 (ComfyUI's template; not distilled)"})
+           "cfg": "2.5 (ComfyUI's template; not distilled)",
+           "scheduler": "simple (ComfyUI's template: euler / simple, ModelSamplingAuraFlow shift 3.1)",
+           "steps": "20 (ComfyUI's template); inversion and DreamSampler on the same steps / scheduler / shift",
+           "refine_steps": "2-3: a flow model, the step into sigma = 1 needs the refinement; refined-inversion round "
+                           "trip (DreamDDIMInversion then DreamSampler, relative latent error) on this tiny "
+                           "random-weight model at the family's own sampling: 10 steps 16 % plain, 1.3 % at 2, 0.4 % "
+                           "at 3; 30 steps 6 % plain, 0.07 % at 2",
+           "edit_strength": "0.3-0.8 (invariant), as the other flow models; cfg 1 on the base when editing an "
+                            "inverted image (2.5 is the generation cfg); not measured on real Qwen-Image weights",
+           "unsampling": "DreamSampler / the Dream SAMPLERs start from the inverted latent as it is; a sampler that "
+                         "noise-scales it by 1 - sigma (0 at sigma = 1) starts from the zero latent, whose Wan 2.1 "
+                         "mean decodes to a flat (black) image: the reported 'black images' "
+                         "(tests/comfy/test_qwen_image.py)"})
