@@ -1,7 +1,7 @@
 """Video latents inside the real (in-process) ComfyUI: the tiny Wan 2.1 model and VAE of the family
 matrix (tests/support/families/wan21.py; 5 frames of 32x32 px -> [1, 16, 2, 4, 4]) through the
 pack's video VAE codec, Data Consistency frame by frame (and its DPS step), masks on 5-D latents, and the image-only
-nodes' refusals of video VAEs."""
+nodes taking each image of a batch as a one-frame video (not a batch of frames as one video)."""
 import pytest
 import torch
 
@@ -81,8 +81,8 @@ def test_video_codec_round_trips_frames_through_comfy_vae(N, wan):
         assert torch.allclose(z2[:1], back, atol=1e-6) and not torch.allclose(z2[1], z2[0])
     with pytest.raises(ValueError, match="video VAE .*5-D latents.*shape \\(1, 16, 4, 4\\)"):
         codec.decode(z[:, :, 0])                              # a 4-D latent is not this VAE's
-    with pytest.raises(ValueError, match="score distillation works on images.*video VAE.*single images"):
-        host.VAECodec(vae, "score distillation", why="its generators are single images")
+    image = host.VAECodec(vae, "score distillation")          # an image codec: each image a one-frame video
+    assert image.one_frame and not image.video
 
 
 # ----------------------------------------------------------------------------- data consistency
@@ -166,15 +166,20 @@ def test_video_model_takes_an_image_latent_as_one_frame(N, wan):
     assert tuple(s.shape) == (1, 16, 1, 4, 4)
 
 
-def test_image_only_nodes_refuse_video_vaes(N, wan):
+def test_image_only_nodes_take_each_image_as_one_frame(N, wan):
+    """CSD Edit, SDE-Drag and score distillation through a video VAE: an IMAGE batch is that many
+    one-frame latents [B, 16, 1, h, w] (Qwen-Image's case, tests/comfy/test_qwen_image.py), never
+    one video of B frames."""
     model, vae, pos, neg, _ = wan
-    InputError = N["common"].InputError
-    with pytest.raises(InputError, match="CSD Edit works on images.*video VAE"):
-        run(N["csd"].DreamCSDEdit, model, vae, frames(), pos, neg, "frames", 0, 1, 0.5, "constant", 7.5, 5.0, 0,
-            512, 128, 0.02, 0.5, False, "noisy", 0)
-    with pytest.raises(InputError, match="SDE-Drag .*does not edit videos"):
-        run(N["drag"].DreamSDEDrag, model, vae, frames(2, 64), pos, neg, '[{"x": 8, "y": 8}, {"x": 16, "y": 8}]',
-            0, 3, "simple", 0.6, 3.0, "linear", 1.1, 0.3, 5, 2.0)
-    with pytest.raises(InputError, match="score distillation works on images.*video VAE"):
-        N["distill"].distill(model, pos, neg, vae, "sds", 0, 1, 1, 1.0, "simple", 1.0, 0.02, 0.0, "latent", "sds",
-                             1.0, 0.01, 0.1, 1.0, image=frames(1))
+    with torch.inference_mode():
+        img, lat = run(N["csd"].DreamCSDEdit, model, vae, frames(), pos, neg, "frames", 0, 1, 0.5, "constant", 7.5,
+                       5.0, 0, 512, 128, 0.02, 0.5, False, "noisy", 0)
+        assert tuple(lat["samples"].shape) == (FRAMES, 16, 1, SIZE // 8, SIZE // 8)
+        assert tuple(img.shape) == (FRAMES, SIZE, SIZE, 3)
+        img, lat = run(N["drag"].DreamSDEDrag, model, vae, frames(2, 64), pos, neg,
+                       '[{"x": 8, "y": 8}, {"x": 16, "y": 8}]', 0, 3, "simple", 0.6, 3.0, "linear", 1.1, 0.3, 5, 2.0)
+        assert tuple(lat["samples"].shape) == (2, 16, 1, 8, 8) and tuple(img.shape) == (2, 64, 64, 3)
+        _, img, lat, _ = N["distill"].distill(model, pos, neg, vae, "sds", 0, 1, 1, 1.0, "simple", 1.0, 0.02, 0.0,
+                                              "latent", "sds", 1.0, 0.01, 0.1, 1.0, image=frames(1))
+        assert tuple(lat["samples"].shape) == (1, 16, 1, SIZE // 8, SIZE // 8)
+        assert tuple(img.shape) == (1, SIZE, SIZE, 3)
