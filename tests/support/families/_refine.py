@@ -1,6 +1,7 @@
 """The measurement behind the families' ``refine_steps`` notes (``_build.ROUND_TRIP``): Dream DDIM
 Inversion with refine_steps 0 / 1 / 2 / 3 / 5, then DreamSampler at eta 0 with the same steps, on a
-family's tiny model in-process (the loader's file where the family has one, else its in-server build).
+family's tiny model in-process (the loader's file where the family has one, else its in-server build),
+from a latent [1, C, 8, 8] (one frame [1, C, 1, 8, 8] on a 3-D latent format such as Qwen-Image's).
 
     cd tests && <host python> -m support.families._refine flux_dev,sd35 28 [scheduler]
 
@@ -34,8 +35,10 @@ def round_trip(name: str, steps: int, scheduler: str | None = None, refines=(0, 
     model, null = model_and_null(families()[name])
     flow = model.model.model_sampling.sigma_max <= 1.0 + 1e-6
     scheduler = scheduler or ("simple" if flow else "ddim_uniform")
-    C = model.model.latent_format.latent_channels
-    x0 = torch.randn(1, C, 8, 8, generator=torch.Generator().manual_seed(5))     # model space, N(0, 1)
+    fmt = model.model.latent_format
+    C, dims = fmt.latent_channels, getattr(fmt, "latent_dimensions", 2)
+    shape = (1, C) + (1,) * (dims - 2) + (8, 8)              # a 3-D format (Wan 2.1's, Qwen-Image's): one frame
+    x0 = torch.randn(shape, generator=torch.Generator().manual_seed(5))     # model space, N(0, 1)
     lat = {"samples": model.model.process_latent_out(x0)}
     errs = {}
     with torch.inference_mode():

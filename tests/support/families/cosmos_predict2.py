@@ -11,7 +11,7 @@ VAE is the Wan 2.1 architecture at base width 8 through VAELoader.  Cosmos's T5 
 ComfyUI, so the prompts are conditioning of its shape [1, tokens, 1024].  Not distilled: cfg 4.
 """
 from . import Family, Refs, _wan
-from ._build import cached_file, conditioning, image_refs, in_server_refs, init_
+from ._build import ROUND_TRIP, cached_file, conditioning, image_refs, in_server_refs, init_
 
 SIZE = 64
 TOKENS = 12
@@ -55,14 +55,13 @@ FAMILY = Family(
     name="cosmos_predict2", title="Cosmos Predict2 (text-to-image)", load=load, build=build,
     files=lambda: {"diffusion_models": [dit_file()], "vae": [_wan.vae21_file(VAE, seed=94)]},
     latent_shape=(1, 16, 1, SIZE // 8, SIZE // 8),
-    notes={"loaded": "UNETLoader (CosmosT2IPredict2 detected from the keys: MiniTrainDIT width 192, 10 blocks) and "
+    notes={"measured": "refine_steps errors: " + ROUND_TRIP,
+           "loaded": "UNETLoader (CosmosT2IPredict2 detected from the keys: MiniTrainDIT width 192, 10 blocks) and "
                      "VAELoader (Wan 2.1 VAE architecture); conditioning of Cosmos's T5 shape [1, tokens, 1024]",
            "cfg": "4 (not distilled)",
            "scheduler": "simple (no Cosmos Predict2 template in the pinned ComfyUI's template package)",
            "steps": "30-35",
-           "refine_steps": "3 at 30 steps, 5 under: the largest noise level (sigma 80) makes the plain inversion "
-                           "worst here; refined-inversion round trip (DreamDDIMInversion then DreamSampler, relative "
-                           "latent error) on this tiny random-weight model at the family's own sampling: 10 steps 79 "
-                           "% plain, 22 % at 2, 4 % at 5; 30 steps 31 % plain, 1.7 % at 2, 0.4 % at 3",
+           "refine_steps": "3-5: measured at 30 steps (sigmas up to 80) 2.4e-1 / 6.8e-2 / 1.8e-2 / 4.7e-3 / 3.2e-4 at"
+                           " refine 0 / 1 / 2 / 3 / 5",
            "edit_strength": "0.3-0.8 (invariant), as the flow models (rectified flow on EDM sigmas); not measured on "
                             "real weights"})

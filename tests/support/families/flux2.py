@@ -7,9 +7,10 @@ Built in the server: ComfyUI's Flux.2 detection fixes 48 heads with four rotary 
 dims: 2 heads of 32 with axes [8, 8, 8, 8], one double and one single block, global modulation, SiLU
 MLPs and no biases, guidance embedding on; the caption input stays 15360 wide (3 x 5120).  The
 Mistral config is fixed, so the prompts are conditioning of that shape [1, tokens, 15360]
-(``model_base.Flux2`` pads them to 512 tokens).  The VAE is the real Flux.2 architecture (the KL
-autoencoder with 32 channels and the latent batch norm, seeded running statistics) through
-VAELoader; 128 px images give the 8 x 8 latent SDE-Drag needs.  Distilled: cfg 1, FluxGuidance (4 in
+(``model_base.Flux2`` pads them to 512 tokens).  The VAE is the Flux.2 architecture (the KL
+autoencoder with 32 channels, its quant convs and the latent batch norm with seeded running
+statistics) built in the server by ``comfy.sd.VAE`` as VAELoader does, at width 32 (``vae``); 128 px
+images give the 8 x 8 latent SDE-Drag needs.  Distilled: cfg 1, FluxGuidance (4 in
 ComfyUI's template).
 """
 from __future__ import annotations
@@ -17,12 +18,12 @@ from __future__ import annotations
 import torch
 
 from . import Family, Refs
-from ._build import KL_DDCONFIG, cached_file, conditioning, image_refs, in_server_model, in_server_refs, init_, sample
+from ._build import (KL_DDCONFIG, ROUND_TRIP, SMALL_KL_CH, conditioning, family_refs, in_server_model, init_,
+                     sample)
 
 SIZE = 128
 TOKENS = 8
 TEXT_DIM = 3 * 5120
-VAE = "dream_tiny_vae_flux2.safetensors"
 DIT = {"image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_dim": None, "context_in_dim": TEXT_DIM,
        "hidden_size": 64, "mlp_ratio": 3.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1,
        "axes_dim": [8, 8, 8, 8], "theta": 2000, "patch_size": 1, "qkv_bias": False, "guidance_embed": True,
@@ -30,18 +31,29 @@ DIT = {"image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_
        "ref_index_scale": 10.0}
 
 
-def vae_file():
-    def make():
-        import comfy.ldm.models.autoencoder as ae
-        ddconfig = dict(KL_DDCONFIG, z_channels=32, batch_norm_latent=True)
-        vae = ae.AutoencoderKL(ddconfig=ddconfig, embed_dim=32)
-        init_(vae, 132)
-        g = torch.Generator().manual_seed(133)
-        with torch.no_grad():                          # the latent batch norm's statistics
-            vae.bn.running_mean.copy_(torch.randn(vae.bn.running_mean.shape, generator=g) * 0.1)
-            vae.bn.running_var.copy_(0.5 + torch.rand(vae.bn.running_var.shape, generator=g))
-        return vae.state_dict()
-    return cached_file("vae", VAE, "v1", make)
+def vae():
+    """The Flux.2 VAE as ComfyUI's VAE object: ``comfy.sd.VAE`` detects it from a seeded state dict (32
+    channels, quant convs, the latent batch norm's running statistics -> 128 channels at 1/16) exactly
+    as VAELoader does, the autoencoder's width held at SMALL_KL_CH while it builds (the loader fixes 128:
+    seconds per 128 x 128 decode on a CI CPU)."""
+    import comfy.ldm.models.autoencoder as ae
+    import comfy.sd
+    module = ae.AutoencoderKL(ddconfig=dict(KL_DDCONFIG, z_channels=32, batch_norm_latent=True, ch=SMALL_KL_CH),
+                              embed_dim=32)
+    init_(module, 132, std=1.0)                    # 1 / sqrt(fan_in): the signal survives the layers
+    g = torch.Generator().manual_seed(133)
+    with torch.no_grad():                          # the latent batch norm's statistics
+        module.bn.running_mean.copy_(torch.randn(module.bn.running_mean.shape, generator=g) * 0.1)
+        module.bn.running_var.copy_(0.5 + torch.rand(module.bn.running_var.shape, generator=g))
+    sd = module.state_dict()
+    kl = comfy.sd.AutoencoderKL
+    comfy.sd.AutoencoderKL = lambda ddconfig, **kw: kl(ddconfig=dict(ddconfig, ch=SMALL_KL_CH), **kw)
+    try:
+        out = comfy.sd.VAE(sd=sd)
+    finally:
+        comfy.sd.AutoencoderKL = kl
+    assert type(out.first_stage_model) is ae.AutoencoderKL and out.latent_channels == 128
+    return out
 
 
 def prompt(seed: int):
@@ -52,16 +64,11 @@ def prompt(seed: int):
 def build():
     import comfy.supported_models
     model = in_server_model(comfy.supported_models.Flux2, DIT, seed=80)
-    return model, prompt(81), prompt(82), prompt(83), None
+    return model, prompt(81), prompt(82), prompt(83), vae()
 
 
 def load(p) -> Refs:
-    fam = in_server_refs(p, "flux2")
-    vae = p.add("VAELoader", vae_name=VAE)
-    image, latent = image_refs(p, vae, SIZE)
-    return Refs(model=fam["model"], positive=fam["positive"], negative=fam["negative"],
-                alt_positive=fam["alt_positive"], vae=vae, image=image, latent=latent, cfg=1.0,
-                extra={"width": SIZE, "height": SIZE})
+    return family_refs(p, "flux2", 1.0, SIZE)
 
 
 def conditioning_checks():
@@ -91,17 +98,16 @@ def conditioning_checks():
 
 
 FAMILY = Family(
-    name="flux2", title="Flux.2", load=load, build=build, files=lambda: {"vae": [vae_file()]},
+    name="flux2", title="Flux.2", load=load, build=build,
     latent_shape=(1, 128, SIZE // 16, SIZE // 16), conditioning_checks=conditioning_checks,
-    notes={"loaded": "in the server (supported_models.Flux2, 2 x 32 heads, four rotary axes); conditioning of "
-                     "Mistral-3's shape [1, tokens, 15360]; VAELoader with the real Flux.2 VAE (32 channels, "
-                     "latent batch norm -> 128-channel latents at 1/16)",
+    notes={"measured": "refine_steps errors: " + ROUND_TRIP,
+           "loaded": "in the server (supported_models.Flux2, 2 x 32 heads, four rotary axes); conditioning of "
+                     "Mistral-3's shape [1, tokens, 15360]; the Flux.2 VAE (32 channels, latent batch norm -> "
+                     "128-channel latents at 1/16) in the server at width 32",
            "cfg": "1 (guidance-distilled: FluxGuidance, 4 in ComfyUI's template)",
            "scheduler": "Flux2Scheduler's sigmas through SamplerCustomAdvanced with the Dream SAMPLERs (ComfyUI's "
                         "template: 20 steps, euler, FluxGuidance 4), or simple in DreamSampler",
            "steps": "20 (the template)",
-           "refine_steps": "3 (5 under 20 steps): the slowest of the flow rows to converge; refined-inversion round "
-                           "trip (DreamDDIMInversion then DreamSampler, relative latent error) on this tiny "
-                           "random-weight model at the family's own sampling: 10 steps 42 % plain, 11 % at 2, 6 % at "
-                           "3, 2.5 % at 5; 30 steps 17 % plain, 1.2 % at 2, 0.4 % at 3",
+           "refine_steps": "3-5: measured at the template's 20 steps (shift 2.02) 1.8e-1 / 6.2e-2 / 1.9e-2 / 5.8e-3 /"
+                           " 4.9e-4 at refine 0 / 1 / 2 / 3 / 5",
            "edit_strength": "0.3-0.8 (invariant), as the other flow models; not measured on real weights"})

@@ -8,15 +8,17 @@ single blocks, the Llama layer map), so the DiT is ``supported_models.HiDream``
 experts (2 active) plus the shared one, and Llama layers [0, 31] feeding them.  The text encoders'
 configs are fixed, so the prompts are conditioning of HiDream's shapes: T5 context [1, tokens, 4096],
 pooled_output [1, 2048] (CLIP-L 768 + CLIP-G 1280) and conditioning_llama3 [1, 32, tokens, 4096].
-The VAE is Flux's 16-channel KL autoencoder through VAELoader.  HiDream-I1-Full is not distilled:
-cfg 5 at shift 3 (ModelSamplingSD3), as ComfyUI's template; Dev / Fast are distilled (cfg 1).
+The VAE is Flux's 16-channel KL autoencoder built in the server as VAELoader does, at width 32.
+HiDream-I1-Full is not distilled: cfg 5 at shift 3 (ModelSamplingSD3), as ComfyUI's template; Dev /
+Fast are distilled (cfg 1).
 """
 from __future__ import annotations
 
 import torch
 
 from . import Family, Refs
-from ._build import conditioning, image_refs, in_server_model, in_server_refs, kl_vae, sample, shift_check
+from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, in_server_refs, sample, shift_check, \
+    small_kl_vae
 
 SIZE = 64
 TOKENS = 8
@@ -36,8 +38,8 @@ def prompt(seed: int, llama_seed: int | None = None):
 
 
 def build(variant: str = ""):
-    """(MODEL, positive, negative, alt_positive, None); variants: the positive with another pooled
-    output (``pooled``) or other Llama hidden states (``llama``), and no model."""
+    """(MODEL, positive, negative, alt_positive, VAE); variants: the positive with another pooled
+    output (``pooled``) or other Llama hidden states (``llama``), and no model or VAE."""
     import comfy.supported_models
     if variant == "pooled":
         pos = prompt(71)
@@ -46,16 +48,11 @@ def build(variant: str = ""):
     if variant == "llama":
         return None, prompt(71, llama_seed=75), prompt(72), prompt(73), None
     model = in_server_model(comfy.supported_models.HiDream, DIT, seed=70)
-    return model, prompt(71), prompt(72), prompt(73), None
+    return model, prompt(71), prompt(72), prompt(73), small_kl_vae(16, 76)
 
 
 def load(p) -> Refs:
-    fam = in_server_refs(p, "hidream")
-    vae = p.add("VAELoader", vae_name=kl_vae(16).name)
-    image, latent = image_refs(p, vae, SIZE)
-    return Refs(model=fam["model"], positive=fam["positive"], negative=fam["negative"],
-                alt_positive=fam["alt_positive"], vae=vae, image=image, latent=latent, cfg=5.0,
-                extra={"width": SIZE, "height": SIZE})
+    return family_refs(p, "hidream", 5.0, SIZE)
 
 
 def conditioning_checks():
@@ -67,15 +64,15 @@ def conditioning_checks():
 
 
 FAMILY = Family(
-    name="hidream", title="HiDream-I1", load=load, build=build, files=lambda: {"vae": [kl_vae(16)]},
+    name="hidream", title="HiDream-I1", load=load, build=build,
     latent_shape=(1, 16, SIZE // 8, SIZE // 8), conditioning_checks=conditioning_checks,
-    notes={"loaded": "in the server (supported_models.HiDream: MoE DiT 2 x 32 heads, 4 routed experts); "
+    notes={"measured": "refine_steps errors: " + ROUND_TRIP,
+           "loaded": "in the server (supported_models.HiDream: MoE DiT 2 x 32 heads, 4 routed experts); "
                      "conditioning of HiDream's shapes (T5 [1, tokens, 4096], pooled 2048, Llama-3.1 hidden "
-                     "states [1, 32, tokens, 4096]); VAELoader with the real 16-channel KL VAE",
+                     "states [1, 32, tokens, 4096]); the 16-channel KL VAE in the server",
            "cfg": "5 (HiDream-I1-Full, shift 3; Dev / Fast are distilled: cfg 1, shift 6 / 3)",
            "scheduler": "simple (Full: uni_pc / simple; Dev and Fast: lcm / normal in ComfyUI's templates)",
            "steps": "50 (Full, shift 3), 28 (Dev, shift 6), 16 (Fast, shift 3): ComfyUI's templates",
-           "refine_steps": "2-3; refined-inversion round trip (DreamDDIMInversion then DreamSampler, relative latent "
-                           "error) on this tiny random-weight model at the family's own sampling: 10 steps 11 % "
-                           "plain, 1.6 % at 2, 0.7 % at 3; 30 steps 5 % plain, 0.2 % at 2",
+           "refine_steps": "3: measured at 28 steps (shift 1) 1.2e-1 / 3.3e-2 / 8.5e-3 / 2.4e-3 / 2.2e-4 at refine 0 "
+                           "/ 1 / 2 / 3 / 5",
            "edit_strength": "0.3-0.8 (invariant), as the other flow models; not measured on real weights"})

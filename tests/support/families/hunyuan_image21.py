@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from . import Family, Refs
-from ._build import cached_file, conditioning, image_refs, in_server_refs, init_, sample, shift_check
+from ._build import ROUND_TRIP, cached_file, conditioning, image_refs, in_server_refs, init_, sample, shift_check
 
 SIZE = 256
 TOKENS = 12
@@ -97,13 +97,13 @@ FAMILY = Family(
     name="hunyuan_image21", title="HunyuanImage 2.1", load=load, build=build,
     files=lambda: {"diffusion_models": [dit_file()]},
     latent_shape=(1, 64, SIZE // 32, SIZE // 32), conditioning_checks=conditioning_checks,
-    notes={"loaded": "UNETLoader (HunyuanImage21 detected from the keys: one head of 128, ByT5 mapper); the VAE "
+    notes={"measured": "refine_steps errors: " + ROUND_TRIP,
+           "loaded": "UNETLoader (HunyuanImage21 detected from the keys: one head of 128, ByT5 mapper); the VAE "
                      "built in the server by comfy.sd.VAE at widths [32 ... 128] (its detection fixes [128 ... "
                      "1024]); conditioning of Qwen2.5-VL's shape [1, tokens, 3584] (+ ByT5 [1, tokens, 1472])",
            "cfg": "3.5 (the base model; the distilled one runs at cfg 1)",
            "scheduler": "simple (no HunyuanImage 2.1 template in the pinned ComfyUI's template package)",
            "steps": "30-50 (base); the distilled model 8",
-           "refine_steps": "2; refined-inversion round trip (DreamDDIMInversion then DreamSampler, relative latent "
-                           "error) on this tiny random-weight model at the family's own sampling: 10 steps 8 % plain,"
-                           " 1 % at 2, 0.4 % at 3; 30 steps 3 % plain, 0.07 % at 2",
+           "refine_steps": "2: measured at 30 steps (shift 5) 9.2e-2 / 1.4e-2 / 2.2e-3 / 3.3e-4 / 9.1e-6 at refine 0 "
+                           "/ 1 / 2 / 3 / 5",
            "edit_strength": "0.3-0.8 (invariant), as the other flow models; not measured on real weights"})

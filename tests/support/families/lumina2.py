@@ -8,16 +8,16 @@ the keys but takes the heads, rotary axes and FFN from the class defaults (32 he
 one key/value head (Lumina 2's grouped attention), rotary axes [8, 12, 12], one refiner block per
 stream and one joint block; the caption input stays 2304 wide.  Gemma-2-2B's config is fixed in
 ComfyUI, so the prompts are conditioning of its shape [1, tokens, 2304] with the all-ones
-attention_mask its encoder returns.  The VAE is the real 16-channel KL autoencoder (Flux's) through
-VAELoader.  Not distilled: cfg 4 as ComfyUI's Lumina 2 template; RenormCFG (the family's CFG patch)
-must reach DreamSampler's guidance.
+attention_mask its encoder returns.  The VAE is Flux's 16-channel KL autoencoder built in the server
+as VAELoader does, at width 32 (``_build.small_kl_vae``: the loader fixes 128).  Not distilled: cfg 4
+as ComfyUI's Lumina 2 template; RenormCFG (the family's CFG patch) must reach DreamSampler's guidance.
 """
 from __future__ import annotations
 
 import torch
 
 from . import Family, Refs
-from ._build import conditioning, image_refs, in_server_model, in_server_refs, kl_vae, sample, shift_check
+from ._build import ROUND_TRIP, conditioning, family_refs, in_server_model, sample, shift_check, small_kl_vae
 
 SIZE = 64
 TOKENS = 12
@@ -34,17 +34,13 @@ def caption(seed: int, dim: int):
 def nextdit_build(config_name: str, unet_config: dict, text_dim: int, seed: int):
     import comfy.supported_models
     model = in_server_model(getattr(comfy.supported_models, config_name), unet_config, seed=seed)
-    return model, caption(seed + 1, text_dim), caption(seed + 2, text_dim), caption(seed + 3, text_dim), None
+    return (model, caption(seed + 1, text_dim), caption(seed + 2, text_dim), caption(seed + 3, text_dim),
+            small_kl_vae(16, seed + 5))
 
 
 def nextdit_load(name: str, cfg: float):
     def load(p) -> Refs:
-        fam = in_server_refs(p, name)
-        vae = p.add("VAELoader", vae_name=kl_vae(16).name)
-        image, latent = image_refs(p, vae, SIZE)
-        return Refs(model=fam["model"], positive=fam["positive"], negative=fam["negative"],
-                    alt_positive=fam["alt_positive"], vae=vae, image=image, latent=latent, cfg=cfg,
-                    extra={"width": SIZE, "height": SIZE})
+        return family_refs(p, name, cfg, SIZE)
     return load
 
 
@@ -61,16 +57,15 @@ def conditioning_checks():
 FAMILY = Family(
     name="lumina2", title="Lumina 2", load=nextdit_load("lumina2", cfg=4.0),
     build=lambda: nextdit_build("Lumina2", DIT, 2304, seed=50),
-    files=lambda: {"vae": [kl_vae(16)]}, latent_shape=(1, 16, SIZE // 8, SIZE // 8),
-    conditioning_checks=conditioning_checks,
-    notes={"loaded": "in the server (supported_models.Lumina2: NextDiT 2 x 32 query heads, 1 key/value head); "
-                     "conditioning of Gemma-2-2B's shape [1, tokens, 2304] + attention_mask; VAELoader with the "
-                     "real 16-channel KL VAE",
+    latent_shape=(1, 16, SIZE // 8, SIZE // 8), conditioning_checks=conditioning_checks,
+    notes={"measured": "refine_steps errors: " + ROUND_TRIP,
+           "loaded": "in the server (supported_models.Lumina2: NextDiT 2 x 32 query heads, 1 key/value head); "
+                     "conditioning of Gemma-2-2B's shape [1, tokens, 2304] + attention_mask; the 16-channel KL VAE "
+                     "in the server",
            "cfg": "4 (ComfyUI's template; not distilled); RenormCFG reaches DreamSampler's guidance",
            "scheduler": "simple (the Lumina 2 fine-tune template NetaYume: res_multistep / simple, "
                         "ModelSamplingAuraFlow 4; Lumina 2's own shift is 6)",
            "steps": "25-30",
-           "refine_steps": "2-3; refined-inversion round trip (DreamDDIMInversion then DreamSampler, relative latent "
-                           "error) on this tiny random-weight model at the family's own sampling: 10 steps 21 % "
-                           "plain, 3.6 % at 2, 1.7 % at 3; 30 steps 8 % plain, 0.3 % at 2",
+           "refine_steps": "2-3: measured at 30 steps (shift 6) 9.2e-2 / 1.9e-2 / 3.5e-3 / 6.2e-4 / 2.1e-5 at refine "
+                           "0 / 1 / 2 / 3 / 5",
            "edit_strength": "0.3-0.8 (invariant), as the other flow models; not measured on real weights"})

@@ -10,7 +10,7 @@ is fixed in ComfyUI (no tiny text encoder loads), so the prompts are conditionin
 through VAELoader.  Not distilled: sampled at cfg 2.5 as ComfyUI's Qwen-Image template.
 """
 from . import Family, Refs, _wan
-from ._build import conditioning, image_refs, in_server_model, in_server_refs, shift_check
+from ._build import ROUND_TRIP, conditioning, image_refs, in_server_model, in_server_refs, shift_check
 
 SIZE = 64
 TEXT_DIM = 3584                   # Qwen2.5-VL-7B hidden size
@@ -46,15 +46,14 @@ FAMILY = Family(
     name="qwen_image", title="Qwen-Image", load=load, build=build,
     files=lambda: {"vae": [_wan.vae21_file(VAE, seed=44)]},
     latent_shape=(1, 16, 1, SIZE // 8, SIZE // 8), conditioning_checks=conditioning_checks,
-    notes={"loaded": "in the server (supported_models.QwenImage, 2 x 32 heads, one block); conditioning of "
+    notes={"measured": "refine_steps errors: " + ROUND_TRIP,
+           "loaded": "in the server (supported_models.QwenImage, 2 x 32 heads, one block); conditioning of "
                      "Qwen2.5-VL-7B's shape [1, tokens, 3584]; VAELoader with the Wan 2.1 VAE architecture",
            "cfg": "2.5 (ComfyUI's template; not distilled)",
            "scheduler": "simple (ComfyUI's template: euler / simple, ModelSamplingAuraFlow shift 3.1)",
            "steps": "20 (ComfyUI's template); inversion and DreamSampler on the same steps / scheduler / shift",
-           "refine_steps": "2-3: a flow model, the step into sigma = 1 needs the refinement; refined-inversion round "
-                           "trip (DreamDDIMInversion then DreamSampler, relative latent error) on this tiny "
-                           "random-weight model at the family's own sampling: 10 steps 16 % plain, 1.3 % at 2, 0.4 % "
-                           "at 3; 30 steps 6 % plain, 0.07 % at 2",
+           "refine_steps": "2-3: measured at 20 steps (simple, shift 1.15) 5.3e-2 / 1.1e-2 / 2.9e-3 / 7.9e-4 / 5.2e-5"
+                           " at refine 0 / 1 / 2 / 3 / 5; a flow model: the step into sigma = 1 needs the refinement",
            "edit_strength": "0.3-0.8 (invariant), as the other flow models; cfg 1 on the base when editing an "
                             "inverted image (2.5 is the generation cfg); not measured on real Qwen-Image weights",
            "unsampling": "DreamSampler / the Dream SAMPLERs start from the inverted latent as it is; a sampler that "

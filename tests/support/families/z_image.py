@@ -8,10 +8,11 @@ heads of 128 with the real axes [32, 48, 48] (width 256: Z-Image's modulation in
 so no narrower model builds), rope theta 256, time scale 1000, caption / image pad tokens every
 32; the caption input stays 2560 wide (Qwen3-4B's hidden size; its config is fixed in ComfyUI, so
 the prompts are conditioning of that shape with the encoder's attention_mask).  The VAE is Flux's
-16-channel KL autoencoder through VAELoader.  Distilled: cfg 1.
+16-channel KL autoencoder built in the server as VAELoader does, at width 32 (``_build.small_kl_vae``).
+Distilled: cfg 1.
 """
 from . import Family
-from ._build import kl_vae, shift_check
+from ._build import ROUND_TRIP, shift_check
 from .lumina2 import SIZE, nextdit_build, nextdit_load
 
 DIT = {"image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 256, "cap_feat_dim": 2560,
@@ -23,15 +24,15 @@ DIT = {"image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 256,
 FAMILY = Family(
     name="z_image", title="Z-Image", load=nextdit_load("z_image", cfg=1.0),
     build=lambda: nextdit_build("ZImage", DIT, 2560, seed=60),
-    files=lambda: {"vae": [kl_vae(16)]}, latent_shape=(1, 16, SIZE // 8, SIZE // 8),
+    latent_shape=(1, 16, SIZE // 8, SIZE // 8),
     conditioning_checks=lambda: [shift_check("ModelSamplingAuraFlow", 3.0, 1.0)],
-    notes={"loaded": "in the server (supported_models.ZImage: NextDiT 2 x 128 heads with Z-Image's modulation and "
-                     "pad tokens); conditioning of Qwen3-4B's shape [1, tokens, 2560] + attention_mask; VAELoader "
-                     "with the real 16-channel KL VAE",
+    notes={"measured": "refine_steps errors: " + ROUND_TRIP,
+           "loaded": "in the server (supported_models.ZImage: NextDiT 2 x 128 heads with Z-Image's modulation and "
+                     "pad tokens); conditioning of Qwen3-4B's shape [1, tokens, 2560] + attention_mask; the "
+                     "16-channel KL VAE in the server",
            "cfg": "1 (Z-Image Turbo is distilled)",
            "scheduler": "simple (ComfyUI's Z-Image Turbo template: res_multistep / simple, ModelSamplingAuraFlow 3)",
            "steps": "9 (the template; distilled), inversion on the same 9",
-           "refine_steps": "3 at 9-10 steps (refined-inversion round trip (DreamDDIMInversion then DreamSampler, "
-                           "relative latent error) on this tiny random-weight model at the family's own sampling: 10 "
-                           "steps 30 % plain, 3.9 % at 2, 1.8 % at 3, 0.5 % at 5; 30 steps 0.2 % at 2)",
+           "refine_steps": "3-5: at the template's 9 steps (shift 3) the plain inversion is the furthest off of these"
+                           " rows: 2.4e-1 / 6.7e-2 / 2.0e-2 / 6.4e-3 / 7.8e-4 at refine 0 / 1 / 2 / 3 / 5",
            "edit_strength": "0.3-0.8 (invariant), as the other flow models; not measured on real weights"})
