@@ -42,8 +42,8 @@ def init_(module: torch.nn.Module, seed: int, std: float = 0.02, buffers=()) -> 
     return module
 
 
-def cached_file(folder: str, name: str, version: str, make_sd: Callable[[], dict]) -> Path:
-    """``cache_dir()/folder/name``: the state dict ``make_sd()`` saved as fp16 .safetensors, rebuilt
+def cached_file(folder: str, name: str, version: str, make_sd: Callable[[], dict], dtype=torch.float16) -> Path:
+    """``cache_dir()/folder/name``: the state dict ``make_sd()`` saved as ``dtype`` .safetensors, rebuilt
     when ``version`` changes (deterministic: every builder seeds its weights)."""
     out = cache_dir() / folder / name
     stamp = out.with_suffix(".version")
@@ -51,7 +51,7 @@ def cached_file(folder: str, name: str, version: str, make_sd: Callable[[], dict
         return out
     import_comfy()
     import comfy.utils
-    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in make_sd().items()}
+    sd = {k: v.detach().to(dtype).contiguous() for k, v in make_sd().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     comfy.utils.save_torch_file(sd, str(tmp))

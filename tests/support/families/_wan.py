@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from tools.host import cache_dir, import_comfy
+
+from ._build import cached_file
 from tools.tiny_models import seeded_init_
 
 VERSION = "v1"
@@ -30,19 +31,8 @@ FRAMES = 5                        # pixels frames: the Wan VAEs' causal 1 + 4k f
 
 
 def _cached(folder: str, name: str, build) -> "Path":  # noqa: F821
-    out = cache_dir() / folder / name
-    stamp = out.with_suffix(".version")
-    if out.exists() and stamp.exists() and stamp.read_text() == VERSION:
-        return out
-    import_comfy()
-    import comfy.utils
-    sd = {k: v.detach().to(torch.float32).contiguous() for k, v in build().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    comfy.utils.save_torch_file(sd, str(tmp))
-    tmp.replace(out)
-    stamp.write_text(VERSION)
-    return out
+    """The Wan-family files, kept in float32 (``_build.cached_file``)."""
+    return cached_file(folder, name, VERSION, build, dtype=torch.float32)
 
 
 def dit_file(name: str, channels: int, seed: int):
