@@ -31,11 +31,53 @@ def _ordered_inputs(info: dict):
 NODE_W, COL_GAP, ROW_GAP, X0, Y0 = 320, 60, 50, 40, 40
 # Where the frontend's "missing models" dialog offers to download a model a workflow names (the
 # same entries as ComfyUI's own templates: node properties.models).
+HF = "https://huggingface.co"
 MODEL_SOURCES = {
     "v1-5-pruned-emaonly-fp16.safetensors": {
-        "url": "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
-               "v1-5-pruned-emaonly-fp16.safetensors?download=true",
+        "url": f"{HF}/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors"
+               "?download=true",
         "directory": "checkpoints"},
+    "sd_xl_base_1.0.safetensors": {
+        "url": f"{HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+        "directory": "checkpoints"},
+    "sd3.5_large_fp8_scaled.safetensors": {
+        "url": f"{HF}/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/sd3.5_large_fp8_scaled.safetensors",
+        "directory": "checkpoints"},
+    # Flux.1-dev: the model repository is gated (accept the licence on Hugging Face first)
+    "flux1-dev.safetensors": {
+        "url": f"{HF}/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors",
+        "directory": "diffusion_models"},
+    "clip_l.safetensors": {
+        "url": f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
+        "directory": "text_encoders"},
+    "t5xxl_fp16.safetensors": {
+        "url": f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+        "directory": "text_encoders"},
+    "ae.safetensors": {
+        "url": f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
+        "directory": "vae"},
+    "qwen_image_fp8_e4m3fn.safetensors": {
+        "url": f"{HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/diffusion_models/"
+               "qwen_image_fp8_e4m3fn.safetensors",
+        "directory": "diffusion_models"},
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": {
+        "url": f"{HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/"
+               "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        "directory": "text_encoders"},
+    "qwen_image_vae.safetensors": {
+        "url": f"{HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
+        "directory": "vae"},
+    "wan2.1_t2v_1.3B_fp16.safetensors": {
+        "url": f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/diffusion_models/"
+               "wan2.1_t2v_1.3B_fp16.safetensors",
+        "directory": "diffusion_models"},
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": {
+        "url": f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/text_encoders/"
+               "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        "directory": "text_encoders"},
+    "wan_2.1_vae.safetensors": {
+        "url": f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/vae/wan_2.1_vae.safetensors",
+        "directory": "vae"},
 }
 
 
@@ -51,7 +93,7 @@ def _estimated_height(n: dict, info: dict) -> int:
         opts = ispec[1] if len(ispec) > 1 else {}
         h += 100 if opts.get("multiline") else 24
         h += 24 if opts.get("control_after_generate") else 0
-        h += 24 + 240 if opts.get("image_upload") else 0
+        h += 24 + 240 if opts.get("image_upload") or opts.get("video_upload") else 0
     h += 30 + 20 * max(n_in, len(info["output"])) + 10
     if n["type"] == "DreamSDEDrag":
         h += 240
@@ -123,7 +165,7 @@ def build_ui(spec: list[dict], object_info: dict, extra: dict | None = None) -> 
                 widgets.append(val)
                 if opts.get("control_after_generate"):
                     widgets.append("fixed")
-                if opts.get("image_upload"):
+                if opts.get("image_upload") or opts.get("video_upload"):
                     widgets.append("image")  # the frontend's upload button serializes as "image"
                 if linked:
                     inputs.append({"name": name, "type": ispec[0] if isinstance(ispec[0], str) else "COMBO",
@@ -224,9 +266,10 @@ def prepare_prompt(server, workflow: Path, ckpt_name: str | None, fast: bool, se
 
 
 def upload_inputs(server, images=()):
-    """Upload the shipped example inputs, and each "NAME=PATH" of ``images``, to a running server."""
+    """Upload the shipped example inputs (images, the example video), and each "NAME=PATH" of
+    ``images``, to a running server."""
     for p in sorted((REPO / "example_workflows" / "inputs").glob("*")):
-        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".mp4"):
             server.upload_image(p)
     for spec in images:
         name, _, path = spec.partition("=")

@@ -171,3 +171,59 @@ def test_conditioning_reaches_the_model(matrix_server, info, tmp_path, family):
         x = run_latent(matrix_server, info, fam, build_a, tmp_path, f"{label}_a")
         y = run_latent(matrix_server, info, fam, build_b, tmp_path, f"{label}_b")
         assert not torch.equal(x, y), label
+
+
+# ----------------------------------------------------------------------------- shipped workflows
+def _family_workflows():
+    from tools.workflow_specs import workflow_families
+    return sorted(workflow_families().items())
+
+
+def _outputs(server, prompt, ui, dest):
+    entry = server.run(prompt, timeout=900, workflow=ui)
+    files = [f for f in server.fetch_outputs(entry, dest) if not f.name.startswith("ComfyUI_temp")]   # no previews
+    assert files, "the workflow saved no output"
+    return files
+
+
+def _frames(path: Path) -> list:
+    """The pictures of an output file as uint8 arrays (a video: every frame)."""
+    import numpy as np
+    from PIL import Image
+    if path.suffix == ".png":
+        return [np.asarray(Image.open(path).convert("RGB"))]
+    import av
+    with av.open(str(path)) as f:
+        return [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]
+
+
+@pytest.mark.parametrize("stem,family", _family_workflows(), ids=[s for s, _ in _family_workflows()])
+def test_shipped_family_workflow_runs_on_its_tiny_model(matrix_server, tmp_path, stem, family):
+    """The shipped workflow (its UI file, converted as a headless client does) runs through /prompt
+    with its loaders and text encoders swapped for the family's tiny model (support.families.stand_ins);
+    every model file the user's graph loads is named in properties.models with its download source;
+    the output is a non-constant picture / video of the working size; the target prompt reaches it."""
+    from support.families.stand_ins import OUTPUTS, on_tiny_family
+    from tools.workflow_specs import test_overrides
+    from tools.workflows import load, prepare_prompt, upload_inputs
+    workflow = Path(__file__).resolve().parents[2] / "example_workflows" / f"{stem}.json"
+    for node in load(workflow)["nodes"]:
+        if node["type"] in OUTPUTS:
+            named = {m["name"]: m for m in node["properties"].get("models", [])}
+            files = [v for v in node["widgets_values"] if isinstance(v, str) and v.endswith(".safetensors")]
+            assert files and all(f in named and named[f]["url"].startswith("https://huggingface.co/")
+                                 for f in files), (node["type"], files, named)
+    upload_inputs(matrix_server)
+    ui, prompt = prepare_prompt(matrix_server, workflow, None, fast=True, test_overrides=test_overrides())
+    on_tiny_family(prompt, family)
+    frames = [fr for f in _outputs(matrix_server, prompt, ui, tmp_path / "a") for fr in _frames(f)]
+    expected = 5 if FAMILIES[family].video else 1                   # the CI frame count (TEST_OVERRIDES)
+    assert len(frames) == expected and all(fr.shape == (64, 64, 3) for fr in frames), [fr.shape for fr in frames]
+    assert all(fr.std() > 0.5 for fr in frames), "a constant frame"
+
+    targets = [k for k, v in prompt.items()
+               if v["class_type"] == "TestFamilyText" and v["_meta"].get("title", "").startswith("Target prompt")]
+    assert len(targets) == 1, targets
+    prompt[targets[0]]["inputs"]["text"] += ", at night"
+    other = [fr for f in _outputs(matrix_server, prompt, ui, tmp_path / "b") for fr in _frames(f)]
+    assert any((a != b).any() for a, b in zip(frames, other)), "the target prompt does not reach the output"

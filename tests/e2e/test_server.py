@@ -72,7 +72,13 @@ def test_template_browser_serves_every_workflow_and_its_picture(server):
             assert thumb.format == "JPEG" and thumb.width >= 600, (p.stem, thumb.size)
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def _sd15_workflows():
+    from tools.workflow_specs import sd15_workflows
+    return sd15_workflows(REPO / "example_workflows")
+
+
+# (the other families' workflows run on their tiny models: tests/e2e/test_family_matrix.py)
+@pytest.mark.parametrize("workflow", _sd15_workflows(), ids=lambda p: p.stem)
 def test_workflow_runs_end_to_end(server, tiny_ckpt, workflow, tmp_path, workflow_outputs):
     from tools.workflow_specs import test_overrides
     from tools.workflows import prepare_prompt

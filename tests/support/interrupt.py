@@ -42,7 +42,8 @@ def long_prompts(server, tiny_ckpt):
     from tools.workflow_specs import test_overrides
     from tools.workflows import prepare_prompt
     seen = {}
-    for wf in sorted((REPO / "example_workflows").glob("*.json")):
+    from tools.workflow_specs import sd15_workflows
+    for wf in sd15_workflows(REPO / "example_workflows"):
         _, prompt = prepare_prompt(server, wf, tiny_ckpt.name, fast=True, test_overrides=test_overrides())
         for k, v in prompt.items():
             widget = LONG_NODES.get(v["class_type"])

@@ -9,12 +9,12 @@ from .editing import CKPT, load_image, loader
 SIZE = 512
 
 
-def rectangle_mask(i, x, y, w, h, dest=None):
-    """Nodes i..i+1: a 512 px mask, 1 inside the rectangle (added onto ``dest`` if given)."""
+def rectangle_mask(i, x, y, w, h, dest=None, size=SIZE):
+    """Nodes i..i+1: a ``size`` px mask, 1 inside the rectangle (added onto ``dest`` if given)."""
     nodes = []
     if dest is None:
         nodes.append({"id": i, "type": "SolidMask", "title": "Empty mask",
-                      "widgets": {"value": 0.0, "width": SIZE, "height": SIZE}})
+                      "widgets": {"value": 0.0, "width": size, "height": size}})
         dest = (i, 0)
     nodes += [
         {"id": i + 1, "type": "SolidMask", "title": "Rectangle", "widgets": {"value": 1.0, "width": w, "height": h}},
@@ -24,12 +24,12 @@ def rectangle_mask(i, x, y, w, h, dest=None):
     return nodes
 
 
-def mask_at_image_size(i, mask):
+def mask_at_image_size(i, mask, size=SIZE):
     """Nodes i..i+2: scale a mask like the image (ImageScale is what the CI fast mode resizes)."""
     return [
         {"id": i, "type": "MaskToImage", "links": {"mask": mask}},
         {"id": i + 1, "type": "ImageScale", "title": "Mask to working size",
-         "widgets": {"upscale_method": "bilinear", "width": SIZE, "height": SIZE, "crop": "center"},
+         "widgets": {"upscale_method": "bilinear", "width": size, "height": size, "crop": "center"},
          "links": {"image": (i, 0)}},
         {"id": i + 2, "type": "ImageToMask", "widgets": {"channel": "red"}, "links": {"image": (i + 1, 0)}},
     ]
@@ -54,7 +54,8 @@ def decode_and_save(i, samples, prefix, measurement=None):
     return nodes
 
 
-def inpainting(two_masks: bool):
+def inpainting(two_masks: bool, ckpt: str = CKPT, size: int = SIZE, mask_preset: str = "restore",
+               prefix: str | None = None):
     """Text-guided inpainting: the sun becomes a hot-air balloon (and the left forest a cabin).
 
     Official dream_inpaint structure (null-text DDIM inversion of the measurement, data consistency
@@ -63,15 +64,17 @@ def inpainting(two_masks: bool):
     it; its text term is step-count invariant (the same result at 20, 50 or 200 steps).  For the
     official data-consistency schedule set Data Consistency's preset to 'paper', steps to 200, its
     sigma_y to 0 and dps to 1 (143 of the 200 steps then backpropagate through the UNet); Mask
-    Inpaint's 'paper' adds the official fresh noise."""
-    nodes = [loader(1), *load_image(2, size=SIZE)]
-    nodes += rectangle_mask(10, 300, 60, 140, 140)                          # the sun
-    nodes += mask_at_image_size(13, (12, 0))
+    Inpaint's 'paper' adds the official fresh noise.  ``ckpt`` / ``size``: another checkpoint and
+    working size (the rectangles scale with it); ``mask_preset``: Mask Inpaint's preset."""
+    k = size / SIZE
+    nodes = [dict(loader(1), widgets={"ckpt_name": ckpt}), *load_image(2, size=size)]
+    nodes += rectangle_mask(10, *(round(v * k) for v in (300, 60, 140, 140)), size=size)   # the sun
+    nodes += mask_at_image_size(13, (12, 0), size=size)
     mask1 = (15, 0)
     union = mask1
     if two_masks:
-        nodes += rectangle_mask(20, 20, 390, 220, 110)                      # the left forest
-        nodes += mask_at_image_size(23, (22, 0))
+        nodes += rectangle_mask(20, *(round(v * k) for v in (20, 390, 220, 110)), size=size)  # the left forest
+        nodes += mask_at_image_size(23, (22, 0), size=size)
         nodes.append({"id": 26, "type": "MaskComposite", "title": "Both holes",
                       "widgets": {"x": 0, "y": 0, "operation": "add"},
                       "links": {"destination": mask1, "source": (25, 0)}})
@@ -94,14 +97,16 @@ def inpainting(two_masks: bool):
          "links": {"vae": (1, 2), "measurement": (30, 0), "degradation": (30, 1)}},
     ]
     inpaint = {"id": 37, "type": "DreamMaskInpaint", "title": "Paint the prompts into the masks",
-               "widgets": {"strength": 1.0, "preset": "restore", "feather": 8, "overlap": "average", "keep": 1.0},
+               "widgets": {"strength": 1.0, "preset": mask_preset, "feather": round(8 * k), "overlap": "average",
+                           "keep": 1.0},
                "links": {"mask": mask1, "target": (33, 0), "source": (31, 0), "regularizers": (36, 0)}}
     if two_masks:
         nodes.append({"id": 34, "type": "CLIPTextEncode", "title": "Target prompt (mask 2)",
                       "widgets": {"text": "a small wooden cabin"}, "links": {"clip": (1, 1)}})
         inpaint["links"].update({"mask_2": (25, 0), "target_2": (34, 0)})
     nodes += [inpaint, sampler(38, (35, 0), (37, 0), (32, 0), steps=50)]
-    nodes += decode_and_save(39, (38, 0), "inpaint_two_masks" if two_masks else "inpaint", measurement=(30, 0))
+    nodes += decode_and_save(39, (38, 0), prefix or ("inpaint_two_masks" if two_masks else "inpaint"),
+                             measurement=(30, 0))
     return nodes
 
 

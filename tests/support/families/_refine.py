@@ -20,7 +20,11 @@ def model_and_null(fam):
     if "diffusion_models" in files:
         return comfy.sd.load_diffusion_model(str(files["diffusion_models"][0])), built[2]
     if "checkpoints" in files:
-        return comfy.sd.load_checkpoint_guess_config(str(files["checkpoints"][0]))[0], built[2]
+        model, clip = comfy.sd.load_checkpoint_guess_config(str(files["checkpoints"][0]))[:2]
+        if built is None:                                   # the checkpoint's own text encoder
+            tokens = clip.tokenize("")
+            return model, [[clip.encode_from_tokens(tokens), {}]]
+        return model, built[2]
     return built[0], built[2]
 
 

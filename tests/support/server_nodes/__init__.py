@@ -79,6 +79,37 @@ class TestFamilyModel:
         return TestFamilyModel._cache[key]
 
 
+class TestFamilyText:
+    """A family's stand-in text encoder (support.families.stand_ins): conditioning with the shapes,
+    padding and extra entries of the family's positive prompt (TestFamilyModel), its float values
+    drawn from a seed of ``text`` (the same text: the same conditioning)."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": ("STRING", {"default": "sdxl"}),
+                             "text": ("STRING", {"default": "", "multiline": True})}}
+
+    def encode(self, family, text):
+        import hashlib
+        seed = int.from_bytes(hashlib.sha256(f"{family}|{text}".encode()).digest()[:4], "little")
+        g = torch.Generator().manual_seed(seed)
+
+        def like(t):
+            if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+                return t
+            nonzero = t != 0
+            scale = t[nonzero].float().std() if nonzero.sum() > 1 else torch.tensor(1.0)
+            new = torch.randn(t.shape, generator=g) * scale
+            return torch.where(nonzero, new, torch.zeros_like(new)).to(t.dtype)
+
+        template = TestFamilyModel().build(family)[1]
+        return ([[like(c), {k: like(v) for k, v in opts.items()}] for c, opts in template],)
+
+
 class TestShapesModel:
     """The learned shapes model (tools.shapes): ComfyUI BaseModel, eps, SD1.5 schedule, latent =
     pixels [B, 3, 16, 16] in [-1, 1]; loaded once per server from the committed weights."""
@@ -169,4 +200,5 @@ class TestProgressHookWithoutInterrupt:
 NODE_CLASS_MAPPINGS = {"TestExpansiveFlowOracle": TestExpansiveFlowOracle, "TestShapesModel": TestShapesModel,
                        "TestShapesPrompt": TestShapesPrompt, "TestShapesImages": TestShapesImages,
                        "TestProgressHookWithoutInterrupt": TestProgressHookWithoutInterrupt,
-                       "TestModelSamplingBehaviour": TestModelSamplingBehaviour, "TestFamilyModel": TestFamilyModel}
+                       "TestModelSamplingBehaviour": TestModelSamplingBehaviour, "TestFamilyModel": TestFamilyModel,
+                       "TestFamilyText": TestFamilyText}

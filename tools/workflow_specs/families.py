@@ -1,0 +1,183 @@
+"""Editing and inpainting workflows for the model families beyond SD1.5 (issue 14): Flux.1-dev,
+SD3.5 and Qwen-Image real-image editing, SDXL text-guided inpainting and a Wan 2.1 video edit.
+
+Each graph loads its model the way ComfyUI's own templates for that family do (UNETLoader /
+DualCLIPLoader / CLIPLoader / VAELoader or the all-in-one checkpoint, the family's sampling-shift
+node, FluxGuidance) and names its files with their download sources (tools.workflows.MODEL_SOURCES:
+node ``properties.models``, what the frontend's missing-models dialog offers).  The numbers are the
+per-family defaults of the README's family table (steps, refine_steps, edit strength), each measured
+on the family's tiny model (tests/support/families/<name>.py notes).
+
+``FAMILY`` says which tiny family model CI runs each graph on: tests/support/families/stand_ins.py
+swaps the loaders for that family's tiny files (or the in-server model where ComfyUI's detection
+hard-codes full sizes) and the text encoders for conditioning of the family's shapes.
+"""
+from .inverse import inpainting
+
+FLUX_SIZE = 1024
+NULL_TITLE = "Null prompt (inversion + base)"
+
+
+def _prompt(i, title, text, clip):
+    return {"id": i, "type": "CLIPTextEncode", "title": title, "widgets": {"text": text}, "links": {"clip": clip}}
+
+
+def _image(i, width, height, name="dream_example.png"):
+    return [
+        {"id": i, "type": "LoadImage", "widgets": {"image": name}},
+        {"id": i + 1, "type": "ImageScale", "title": "Working size",
+         "widgets": {"upscale_method": "lanczos", "width": width, "height": height, "crop": "center"},
+         "links": {"image": (i, 0)}},
+    ]
+
+
+def _save(i, images, prefix):
+    return {"id": i, "type": "SaveImage", "widgets": {"filename_prefix": f"DreamSampler/{prefix}"},
+            "links": {"images": images}}
+
+
+def _edit(first, model, vae, pixels, prompts, steps, refine, strength):
+    """Nodes first..first+4: VAE Encode -> Dream DDIM Inversion (null prompt) -> Dream CFG Edit
+    (target vs source) -> DreamSampler at cfg 1 -> decode and save.  ``prompts``: (null, source,
+    target) links."""
+    null, source, target = prompts
+    i = first
+    return [
+        {"id": i, "type": "VAEEncode", "links": {"pixels": pixels, "vae": vae}},
+        {"id": i + 1, "type": "DreamDDIMInversion",
+         "widgets": {"steps": steps, "scheduler": "simple", "denoise": 1.0, "refine_steps": refine},
+         "links": {"model": model, "conditioning": null, "latent_image": (i, 0)}},
+        {"id": i + 2, "type": "DreamCFGEdit",
+         "widgets": {"strength": strength, "schedule": "invariant", "start": 1.0, "end": 0.0},
+         "links": {"target": target, "source": source}},
+        {"id": i + 3, "type": "DreamSampler",
+         "widgets": {"seed": 0, "steps": steps, "cfg": 1.0, "scheduler": "simple", "denoise": 1.0,
+                     "eta": 0.0, "eta_schedule": "constant"},
+         "links": {"model": model, "positive": null, "negative": null, "latent_image": (i + 1, 0),
+                   "regularizers": (i + 2, 0)}},
+        {"id": i + 4, "type": "VAEDecode", "links": {"samples": (i + 3, 0), "vae": vae}},
+    ]
+
+
+SOURCE = "a flat illustration of green mountains under a blue sky with a sun"
+TARGET = "a watercolor painting of snowy mountains at sunset"
+
+
+def _three_prompts(first, clip):
+    return [_prompt(first, NULL_TITLE, "", clip),
+            _prompt(first + 1, "Source prompt (what the image shows)", SOURCE, clip),
+            _prompt(first + 2, "Target prompt", TARGET, clip)]
+
+
+def flux_dev_edit():
+    """Flux.1-dev (guidance-distilled): every prompt through FluxGuidance 3.5, the distilled model's
+    own guidance; DreamSampler at cfg 1; ModelSamplingFlux's shift for the working size."""
+    nodes = [
+        {"id": 1, "type": "UNETLoader", "widgets": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
+        {"id": 2, "type": "DualCLIPLoader",
+         "widgets": {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux"}},
+        {"id": 3, "type": "VAELoader", "widgets": {"vae_name": "ae.safetensors"}},
+        {"id": 4, "type": "ModelSamplingFlux", "title": "Resolution shift (set to the working size)",
+         "widgets": {"max_shift": 1.15, "base_shift": 0.5, "width": FLUX_SIZE, "height": FLUX_SIZE},
+         "links": {"model": (1, 0)}},
+        *_image(5, FLUX_SIZE, FLUX_SIZE),
+        *_three_prompts(7, (2, 0)),
+    ]
+    for k, which in enumerate(("null", "source", "target")):
+        nodes.append({"id": 10 + k, "type": "FluxGuidance", "title": f"Flux guidance ({which} prompt)",
+                      "widgets": {"guidance": 3.5}, "links": {"conditioning": (7 + k, 0)}})
+    nodes += _edit(13, (4, 0), (3, 0), (6, 0), ((10, 0), (11, 0), (12, 0)), steps=28, refine=3, strength=0.5)
+    nodes.append(_save(18, (17, 0), "flux_edit"))
+    return nodes
+
+
+def sd35_edit():
+    """SD3.5 from its all-in-one checkpoint (CLIP-L, CLIP-G, T5-XXL inside), ModelSamplingSD3 shift 3."""
+    nodes = [
+        {"id": 1, "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": "sd3.5_large_fp8_scaled.safetensors"}},
+        {"id": 2, "type": "ModelSamplingSD3", "widgets": {"shift": 3.0}, "links": {"model": (1, 0)}},
+        *_image(3, 1024, 1024),
+        *_three_prompts(5, (1, 1)),
+    ]
+    nodes += _edit(8, (2, 0), (1, 2), (4, 0), ((5, 0), (6, 0), (7, 0)), steps=28, refine=3, strength=0.5)
+    nodes.append(_save(13, (12, 0), "sd35_edit"))
+    return nodes
+
+
+def qwen_image_edit():
+    """Qwen-Image as ComfyUI's template loads it: ModelSamplingAuraFlow shift 3.1, 20 simple steps."""
+    nodes = [
+        {"id": 1, "type": "UNETLoader",
+         "widgets": {"unet_name": "qwen_image_fp8_e4m3fn.safetensors", "weight_dtype": "default"}},
+        {"id": 2, "type": "CLIPLoader",
+         "widgets": {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}},
+        {"id": 3, "type": "VAELoader", "widgets": {"vae_name": "qwen_image_vae.safetensors"}},
+        {"id": 4, "type": "ModelSamplingAuraFlow", "widgets": {"shift": 3.1}, "links": {"model": (1, 0)}},
+        *_image(5, 1024, 1024),
+        *_three_prompts(7, (2, 0)),
+    ]
+    nodes += _edit(10, (4, 0), (3, 0), (6, 0), ((7, 0), (8, 0), (9, 0)), steps=20, refine=3, strength=0.5)
+    nodes.append(_save(15, (14, 0), "qwen_image_edit"))
+    return nodes
+
+
+WAN_W, WAN_H, WAN_FRAMES, WAN_FPS = 832, 480, 33, 16
+VIDEO = "dream_example_video.mp4"
+
+
+def wan21_video_edit():
+    """Wan 2.1 T2V 1.3B: a clip's first 33 frames (1 + 4k: the causal VAE's frame groups) at 480p,
+    inverted and edited as one 5-D latent [1, 16, 9, 60, 104]; ModelSamplingSD3 shift 8 (Wan's)."""
+    nodes = [
+        {"id": 1, "type": "UNETLoader",
+         "widgets": {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors", "weight_dtype": "default"}},
+        {"id": 2, "type": "CLIPLoader",
+         "widgets": {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}},
+        {"id": 3, "type": "VAELoader", "widgets": {"vae_name": "wan_2.1_vae.safetensors"}},
+        {"id": 4, "type": "ModelSamplingSD3", "widgets": {"shift": 8.0}, "links": {"model": (1, 0)}},
+        {"id": 5, "type": "LoadVideo", "widgets": {"file": VIDEO}},
+        {"id": 6, "type": "GetVideoComponents", "links": {"video": (5, 0)}},
+        {"id": 7, "type": "ImageFromBatch", "title": "Frames to edit (1 + 4k)",
+         "widgets": {"batch_index": 0, "length": WAN_FRAMES}, "links": {"image": (6, 0)}},
+        {"id": 8, "type": "ImageScale", "title": "Working size",
+         "widgets": {"upscale_method": "lanczos", "width": WAN_W, "height": WAN_H, "crop": "center"},
+         "links": {"image": (7, 0)}},
+        _prompt(9, NULL_TITLE, "", (2, 0)),
+        _prompt(10, "Source prompt (what the video shows)",
+                "a camera pan over green mountains under a blue sky with a sun", (2, 0)),
+        _prompt(11, "Target prompt", "a camera pan over snowy mountains at sunset, watercolor", (2, 0)),
+    ]
+    nodes += _edit(12, (4, 0), (3, 0), (8, 0), ((9, 0), (10, 0), (11, 0)), steps=30, refine=3, strength=0.5)
+    nodes += [
+        {"id": 17, "type": "CreateVideo", "widgets": {"fps": float(WAN_FPS)}, "links": {"images": (16, 0)}},
+        {"id": 18, "type": "SaveVideo",
+         "widgets": {"filename_prefix": "DreamSampler/wan_video_edit", "format": "auto", "codec": "auto"},
+         "links": {"video": (17, 0)}},
+    ]
+    return nodes
+
+
+WORKFLOWS = {
+    "flux_dev_edit": {
+        "title": "DreamSampler on Flux.1-dev: real image editing (inversion + CFG edit with a source prompt)",
+        "nodes": flux_dev_edit()},
+    "sd35_edit": {
+        "title": "DreamSampler on SD3.5: real image editing (inversion + CFG edit with a source prompt)",
+        "nodes": sd35_edit()},
+    "qwen_image_edit": {
+        "title": "DreamSampler on Qwen-Image: real image editing (inversion + CFG edit with a source prompt)",
+        "nodes": qwen_image_edit()},
+    "sdxl_text_guided_inpainting": {
+        "title": "DreamSampler on SDXL: text-guided inpainting (one mask)",
+        "nodes": inpainting(two_masks=False, ckpt="sd_xl_base_1.0.safetensors", size=1024,
+                            mask_preset="paper", prefix="sdxl_inpaint")},
+    "wan21_video_edit": {
+        "title": "DreamSampler on Wan 2.1: video editing (5-D latent inversion + CFG edit)",
+        "nodes": wan21_video_edit()},
+}
+
+#: the tiny family model (tests/support/families) CI runs each workflow on
+FAMILY = {"flux_dev_edit": "flux_dev", "sd35_edit": "sd35", "qwen_image_edit": "qwen_image",
+          "sdxl_text_guided_inpainting": "sdxl", "wan21_video_edit": "wan21"}
+
+TEST_OVERRIDES = {"wan21_video_edit": {"ImageFromBatch": {"length": 5}}}
