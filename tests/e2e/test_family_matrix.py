@@ -227,3 +227,27 @@ def test_shipped_family_workflow_runs_on_its_tiny_model(matrix_server, tmp_path,
     prompt[targets[0]]["inputs"]["text"] += ", at night"
     other = [fr for f in _outputs(matrix_server, prompt, ui, tmp_path / "b") for fr in _frames(f)]
     assert any((a != b).any() for a, b in zip(frames, other)), "the target prompt does not reach the output"
+
+
+def _readme_table_families(heading: str, header_start: str) -> list:
+    """The first cells of the table that starts with ``header_start`` under README's ``heading``."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index(heading):]
+    table = section[section.index(header_start):].split("\n\n")[0].splitlines()
+    return [row.split("|")[1].strip() for row in table[2:]]
+
+
+def test_readme_family_tables_claim_exactly_the_families_of_the_matrix():
+    """No family in the README's tables without its tiny model in the matrix, and every matrix
+    family with its row (README 'Model families' and the per-family defaults)."""
+    titles = sorted(f.title for f in FAMILIES.values())
+    listed = _readme_table_families("### Model families", "| Family | Loaded in the test through")
+    assert sorted(listed) == titles, (sorted(set(listed) ^ set(titles)))
+    defaults = [t for t in _readme_table_families("### Recommended defaults", "| Family | cfg |")
+                if not t.startswith("learned test model")]
+    assert sorted(defaults) == titles, (sorted(set(defaults) ^ set(titles)))
+    from tools.workflow_specs import workflow_families
+    shipped = {FAMILIES[f].title: stem for stem, f in workflow_families().items()}
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for title, stem in shipped.items():
+        assert f"| {title} |" in readme and f"`{stem}`" in readme, (title, stem)
