@@ -107,6 +107,24 @@ def f_distill_latent(p, r):
     return p.out(node, 2)
 
 
+def f_distill_svg(p, r):
+    """DreamSampler distillation of random SVG paths (fit in pixels: the render against the decoded target)."""
+    svg = p.add("DreamSVGInit", mode="random", width=r.extra["width"], height=r.extra["height"], num_paths=8,
+                num_segments=2, seed=0)
+    node = p.add("DreamScoreDistill", model=r.model, positive=r.positive, negative=r.negative, vae=r.vae,
+                 method="dreamsampler", seed=0, iterations=STEPS, inner_steps=2, cfg=r.cfg, scheduler="simple",
+                 svg=svg, fit_space="auto")
+    return p.out(node, 2)
+
+
+def f_distill_image(p, r):
+    """SDS of an image generator, the gradient through the family's VAE encoder (fit in latent space)."""
+    node = p.add("DreamScoreDistill", model=r.model, positive=r.positive, negative=r.negative, vae=r.vae,
+                 method="sds", seed=0, iterations=STEPS, inner_steps=1, cfg=r.cfg, scheduler="simple",
+                 image=r.image, fit_space="latent")
+    return p.out(node, 2)
+
+
 def f_csd(p, r):
     node = p.add("DreamCSDEdit", model=r.model, vae=r.vae, image=r.image, target=r.positive, negative=r.negative,
                  mode="frames", seed=0, iterations=2, text_cfg=max(r.cfg, 1.0), image_cfg=1.0)
@@ -116,7 +134,8 @@ def f_csd(p, r):
 FEATURES = {"sample": f_sample, "invert_sample": f_invert_sample, "cfg_edit": f_cfg_edit,
             "mask_inpaint": f_mask_inpaint, "data_consistency": f_data_consistency,
             "cyclediffusion": f_cyclediffusion, "cycle_sde": f_cycle_sde, "sde_drag": f_sde_drag,
-            "distill_latent": f_distill_latent, "csd": f_csd}
+            "distill_latent": f_distill_latent, "distill_svg": f_distill_svg, "distill_image": f_distill_image,
+            "csd": f_csd}
 #: features a video family runs (the others are image methods: drag points, CSD windows, SVG)
 VIDEO_FEATURES = ("sample", "invert_sample", "cfg_edit", "data_consistency", "cyclediffusion", "cycle_sde")
 
