@@ -245,6 +245,86 @@ def oracle_model(gm, kind: str = "eps", perturb=None):
     return comfy.model_patcher.ModelPatcher(m, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 
 
+class _Scales:
+    """x = a x0 + s eps at one noise level, in the shape GaussianMixture.denoise takes a convention."""
+
+    def __init__(self, a, s):
+        self.a, self.s = a.reshape(-1)[0], s.reshape(-1)[0]
+
+    def signal(self, _):
+        return self.a
+
+    def noise(self, _):
+        return self.s
+
+
+class _ConventionOracleNet(torch.nn.Module):
+    """The exact E[x0 | x] of a Gaussian mixture for any ComfyUI model_sampling: the convention is
+    read from ``ms`` itself, which is affine in everything — x = a(sigma) x0 + s(sigma) eps from
+    ``noise_scaling``, the network input xc = c(sigma) x from ``calculate_input``, and denoised =
+    d0 + B(sigma) output from ``calculate_denoised`` — so the output is (E[x0 | x] - d0) / B.  The
+    condition's first token, first entries, hold class weights (null = prior)."""
+
+    def __init__(self, gm, ms):
+        super().__init__()
+        self.gm, self.ms, self.dtype = gm, ms, torch.float32
+
+    def forward(self, xc, t, context=None, transformer_options={}, **kw):
+        ms = self.ms
+        sigma = transformer_options["sigmas"].reshape(-1)[:1].float()
+        one, zero = torch.ones_like(xc[:1]).float(), torch.zeros_like(xc[:1]).float()
+        c = ms.calculate_input(sigma, one).double()
+        a = ms.noise_scaling(sigma, zero, one).double()
+        s = ms.noise_scaling(sigma, one, zero).double()
+        K = self.gm.weights.numel()
+        w = context[:, 0, :K].double() if context is not None else None
+        out = []
+        for b in range(xc.shape[0]):
+            x = xc[b:b + 1].double() / c
+            wb = self.gm.weights if w is None or w[b].sum() <= 0 else w[b] / w[b].sum()
+            x0 = self.gm.denoise(x, 0.0, _Scales(a, s), wb)          # a = 0 (flow at sigma 1): the prior mean
+            d0 = ms.calculate_denoised(sigma, zero, x.float()).double()
+            B = ms.calculate_denoised(sigma, one, x.float()).double() - d0
+            out.append((x0 - d0) / B)
+        return torch.cat(out).to(xc.dtype)
+
+
+def oracle_like(gm, model):
+    """A ModelPatcher with ``model``'s (a family's ModelPatcher) model config, model type, latent
+    format and a fresh model_sampling built from them exactly as ComfyUI builds it (shifted flow
+    grids, Flux's timestep = sigma, Cosmos' rectified flow ...), whose network is the exact mixture
+    posterior mean in that convention (model space: the latent format's process_in / out apply)."""
+    import_comfy()
+    import comfy.model_base
+    import comfy.model_patcher
+    mc, model_type = model.model.model_config, model.model.model_type
+
+    class FamilyOracle(comfy.model_base.BaseModel):
+        def __init__(self):
+            torch.nn.Module.__init__(self)
+            self.model_config = mc
+            self.manual_cast_dtype = None
+            self.device = "cpu"
+            self.current_patcher = None
+            self.model_type = model_type
+            self.model_sampling = comfy.model_base.model_sampling(mc, model_type)
+            self.latent_format = model.model.latent_format
+            self.concat_keys = ()
+            self.memory_usage_factor = 1.0
+            self.memory_usage_factor_conds = ()
+            self.memory_usage_shape_process = {}
+            self.adm_channels = 0
+            self.inpaint_model = False
+            self.diffusion_model = _ConventionOracleNet(gm, self.model_sampling)
+            self.training = False
+
+        def get_dtype(self):
+            return torch.float32
+
+    return comfy.model_patcher.ModelPatcher(FamilyOracle(), load_device=torch.device("cpu"),
+                                            offload_device=torch.device("cpu"))
+
+
 def class_conditioning(cls_index: int | None, K: int = 2, batch: int = 1):
     """CONDITIONING selecting a mixture class (None = null prompt)."""
     c = torch.zeros(batch, 1, 768)
