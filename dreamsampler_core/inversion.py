@@ -74,7 +74,7 @@ def invert_step(denoise: Callable, x_lo: Tensor, s_lo, s_hi, param: Parameteriza
     it is x_hi <- (x_lo - a_lo D(x_hi)) / s_lo, which a steep model makes expansive.
     Model calls: 1 (plain step), + 1 (its residual) + 1 per iteration run when ``refine`` > 0.
     """
-    a_lo, a_hi = float(param.signal(s_lo)), float(param.signal(s_hi))
+    a_hi = float(param.signal(s_hi))
     n_lo = float(param.noise(s_lo))
     if a_hi > _MIN_SIGNAL or n_lo == 0.0:
         # official convention: the lower latent, moved to the higher level's scale, evaluated there
