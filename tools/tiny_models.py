@@ -203,15 +203,13 @@ class _OracleNet(torch.nn.Module):
         return torch.cat(out).to(xc.dtype)
 
 
-def oracle_model(gm, kind: str = "eps", perturb=None):
-    """ModelPatcher whose denoiser is the exact mixture posterior mean (latent [B,4,H,W] flattened),
-    plus ``perturb(x, sigma)`` when given (e.g. ``expansive.perturbation``)."""
+def _oracle_patcher(mc, model_type, latent_format, make_net, identity_latents: bool):
+    """A ModelPatcher of a ComfyUI BaseModel with ``mc`` / ``model_type`` / ``latent_format`` (its
+    model_sampling built from them as ComfyUI builds it) whose network is ``make_net(model_sampling)``;
+    ``identity_latents``: process_latent_in / out are the identity (latent = model space)."""
     import_comfy()
     import comfy.model_base
     import comfy.model_patcher
-    mc = _model_config(kind)
-    model_type = {"eps": comfy.model_base.ModelType.EPS, "v": comfy.model_base.ModelType.V_PREDICTION,
-                  "flow": comfy.model_base.ModelType.FLOW}[kind]
 
     class OracleBase(comfy.model_base.BaseModel):
         def __init__(self):
@@ -222,27 +220,39 @@ def oracle_model(gm, kind: str = "eps", perturb=None):
             self.current_patcher = None
             self.model_type = model_type
             self.model_sampling = comfy.model_base.model_sampling(mc, model_type)
-            self.latent_format = mc.latent_format
+            self.latent_format = latent_format
             self.concat_keys = ()
             self.memory_usage_factor = 1.0
             self.memory_usage_factor_conds = ()
             self.memory_usage_shape_process = {}
             self.adm_channels = 0
             self.inpaint_model = False
-            self.diffusion_model = _OracleNet(gm, kind, self.model_sampling, perturb)
+            self.diffusion_model = make_net(self.model_sampling)
             self.training = False
 
         def get_dtype(self):
             return torch.float32
 
         def process_latent_in(self, latent):
-            return latent
+            return latent if identity_latents else super().process_latent_in(latent)
 
         def process_latent_out(self, latent):
-            return latent
+            return latent if identity_latents else super().process_latent_out(latent)
 
-    m = OracleBase()
-    return comfy.model_patcher.ModelPatcher(m, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    return comfy.model_patcher.ModelPatcher(OracleBase(), load_device=torch.device("cpu"),
+                                            offload_device=torch.device("cpu"))
+
+
+def oracle_model(gm, kind: str = "eps", perturb=None):
+    """ModelPatcher whose denoiser is the exact mixture posterior mean (latent [B,4,H,W] flattened),
+    plus ``perturb(x, sigma)`` when given (e.g. ``expansive.perturbation``)."""
+    import_comfy()
+    import comfy.model_base
+    mc = _model_config(kind)
+    model_type = {"eps": comfy.model_base.ModelType.EPS, "v": comfy.model_base.ModelType.V_PREDICTION,
+                  "flow": comfy.model_base.ModelType.FLOW}[kind]
+    return _oracle_patcher(mc, model_type, mc.latent_format, lambda ms: _OracleNet(gm, kind, ms, perturb),
+                           identity_latents=True)
 
 
 class _Scales:
@@ -294,35 +304,8 @@ def oracle_like(gm, model):
     format and a fresh model_sampling built from them exactly as ComfyUI builds it (shifted flow
     grids, Flux's timestep = sigma, Cosmos' rectified flow ...), whose network is the exact mixture
     posterior mean in that convention (model space: the latent format's process_in / out apply)."""
-    import_comfy()
-    import comfy.model_base
-    import comfy.model_patcher
-    mc, model_type = model.model.model_config, model.model.model_type
-
-    class FamilyOracle(comfy.model_base.BaseModel):
-        def __init__(self):
-            torch.nn.Module.__init__(self)
-            self.model_config = mc
-            self.manual_cast_dtype = None
-            self.device = "cpu"
-            self.current_patcher = None
-            self.model_type = model_type
-            self.model_sampling = comfy.model_base.model_sampling(mc, model_type)
-            self.latent_format = model.model.latent_format
-            self.concat_keys = ()
-            self.memory_usage_factor = 1.0
-            self.memory_usage_factor_conds = ()
-            self.memory_usage_shape_process = {}
-            self.adm_channels = 0
-            self.inpaint_model = False
-            self.diffusion_model = _ConventionOracleNet(gm, self.model_sampling)
-            self.training = False
-
-        def get_dtype(self):
-            return torch.float32
-
-    return comfy.model_patcher.ModelPatcher(FamilyOracle(), load_device=torch.device("cpu"),
-                                            offload_device=torch.device("cpu"))
+    return _oracle_patcher(model.model.model_config, model.model.model_type, model.model.latent_format,
+                           lambda ms: _ConventionOracleNet(gm, ms), identity_latents=False)
 
 
 def class_conditioning(cls_index: int | None, K: int = 2, batch: int = 1):

@@ -104,15 +104,23 @@ def sd35_edit():
     return nodes
 
 
+def _split_files(unet, clip, clip_type, vae, shift_node, shift):
+    """Nodes 1..4: UNETLoader, CLIPLoader, VAELoader and the family's sampling-shift node (as
+    ComfyUI's templates load the split-file families)."""
+    return [
+        {"id": 1, "type": "UNETLoader", "widgets": {"unet_name": unet, "weight_dtype": "default"}},
+        {"id": 2, "type": "CLIPLoader", "widgets": {"clip_name": clip, "type": clip_type}},
+        {"id": 3, "type": "VAELoader", "widgets": {"vae_name": vae}},
+        {"id": 4, "type": shift_node, "widgets": {"shift": shift}, "links": {"model": (1, 0)}},
+    ]
+
+
 def qwen_image_edit():
     """Qwen-Image as ComfyUI's template loads it: ModelSamplingAuraFlow shift 3.1, 20 simple steps."""
     nodes = [
-        {"id": 1, "type": "UNETLoader",
-         "widgets": {"unet_name": "qwen_image_fp8_e4m3fn.safetensors", "weight_dtype": "default"}},
-        {"id": 2, "type": "CLIPLoader",
-         "widgets": {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}},
-        {"id": 3, "type": "VAELoader", "widgets": {"vae_name": "qwen_image_vae.safetensors"}},
-        {"id": 4, "type": "ModelSamplingAuraFlow", "widgets": {"shift": 3.1}, "links": {"model": (1, 0)}},
+        *_split_files(unet="qwen_image_fp8_e4m3fn.safetensors", clip="qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                      clip_type="qwen_image",
+                      vae="qwen_image_vae.safetensors", shift_node="ModelSamplingAuraFlow", shift=3.1),
         *_image(5, 1024, 1024),
         *_three_prompts(7, (2, 0)),
     ]
@@ -129,12 +137,9 @@ def wan21_video_edit():
     """Wan 2.1 T2V 1.3B: a clip's first 33 frames (1 + 4k: the causal VAE's frame groups) at 480p,
     inverted and edited as one 5-D latent [1, 16, 9, 60, 104]; ModelSamplingSD3 shift 8 (Wan's)."""
     nodes = [
-        {"id": 1, "type": "UNETLoader",
-         "widgets": {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors", "weight_dtype": "default"}},
-        {"id": 2, "type": "CLIPLoader",
-         "widgets": {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}},
-        {"id": 3, "type": "VAELoader", "widgets": {"vae_name": "wan_2.1_vae.safetensors"}},
-        {"id": 4, "type": "ModelSamplingSD3", "widgets": {"shift": 8.0}, "links": {"model": (1, 0)}},
+        *_split_files(unet="wan2.1_t2v_1.3B_fp16.safetensors", clip="umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                      clip_type="wan",
+                      vae="wan_2.1_vae.safetensors", shift_node="ModelSamplingSD3", shift=8.0),
         {"id": 5, "type": "LoadVideo", "widgets": {"file": VIDEO}},
         {"id": 6, "type": "GetVideoComponents", "links": {"video": (5, 0)}},
         {"id": 7, "type": "ImageFromBatch", "title": "Frames to edit (1 + 4k)",
