@@ -8,8 +8,9 @@ Without --ckpt the tiny random-weight SD1.5 test checkpoint is generated and use
 then meaningless; the run proves the wiring).  The other families' workflows (flux_dev_edit,
 sd35_edit, qwen_image_edit, sdxl_text_guided_inpainting, wan21_video_edit) load the files their
 loader nodes name: pass your ComfyUI ``models`` folder with --models (its checkpoints /
-diffusion_models / text_encoders / vae ... subfolders are linked into the server).  The UI-format workflow is converted to an API
-prompt with comfy-cli's converter against the server's /object_info, as any headless client does.
+diffusion_models / text_encoders / vae ... subfolders are linked into the server).  The UI-format
+workflow is converted to an API prompt with comfy-cli's converter against the server's
+/object_info, as any headless client does.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=3600)
     args = ap.parse_args(argv)
 
+    models = _model_folders(args.models) if args.models else {}
+    _check_model_files(args.workflow, models)
     if args.ckpt is None:
         from tools.tiny_models import tiny_sd15_checkpoint
         ckpt = tiny_sd15_checkpoint()
@@ -46,8 +49,6 @@ def main(argv=None):
         ckpt = args.ckpt.resolve()
         if not ckpt.exists():
             raise SystemExit(f"checkpoint not found: {ckpt}")
-    models = _model_folders(args.models) if args.models else {}
-    _check_model_files(args.workflow, models, ckpt)
     with tempfile.TemporaryDirectory() as tmp:
         server = ComfyServer(Path(tmp), checkpoints=[ckpt], models=models)
         try:
@@ -75,10 +76,11 @@ LEGACY_FOLDERS = {"text_encoders": "clip", "diffusion_models": "unet"}    # Comf
 def _model_folders(root: Path) -> dict:
     if not root.is_dir():
         raise SystemExit(f"--models: no such folder: {root}")
-    return {sub.name: sorted(p for p in sub.rglob("*") if p.is_file()) for sub in sorted(root.iterdir()) if sub.is_dir()}
+    return {sub.name: sorted(p for p in sub.rglob("*") if p.is_file())
+            for sub in sorted(root.iterdir()) if sub.is_dir()}
 
 
-def _check_model_files(workflow: Path, models: dict, ckpt: Path):
+def _check_model_files(workflow: Path, models: dict):
     """Stop before starting a server when a loader names a file that is not there (what it is and
     where it downloads from, as the frontend's missing-models dialog would say)."""
     from tools.workflows import load

@@ -286,17 +286,16 @@ class _ConventionOracleNet(torch.nn.Module):
         c = ms.calculate_input(sigma, one).double()
         a = ms.noise_scaling(sigma, zero, one).double()
         s = ms.noise_scaling(sigma, one, zero).double()
+        x = xc.double() / c
+        d0 = ms.calculate_denoised(sigma, torch.zeros_like(xc).float(), x.float()).double()     # [B, ...]
+        B = ms.calculate_denoised(sigma, one, zero).double() - ms.calculate_denoised(sigma, zero, zero).double()
         K = self.gm.weights.numel()
         w = context[:, 0, :K].double() if context is not None else None
-        out = []
+        x0 = []
         for b in range(xc.shape[0]):
-            x = xc[b:b + 1].double() / c
             wb = self.gm.weights if w is None or w[b].sum() <= 0 else w[b] / w[b].sum()
-            x0 = self.gm.denoise(x, 0.0, _Scales(a, s), wb)          # a = 0 (flow at sigma 1): the prior mean
-            d0 = ms.calculate_denoised(sigma, zero, x.float()).double()
-            B = ms.calculate_denoised(sigma, one, x.float()).double() - d0
-            out.append((x0 - d0) / B)
-        return torch.cat(out).to(xc.dtype)
+            x0.append(self.gm.denoise(x[b:b + 1], 0.0, _Scales(a, s), wb))   # a = 0 (flow at sigma 1): the prior mean
+        return ((torch.cat(x0) - d0) / B).to(xc.dtype)
 
 
 def oracle_like(gm, model):

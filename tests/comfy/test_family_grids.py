@@ -20,6 +20,7 @@ from dreamsampler_pack.dreamsampler_core.analytic import GaussianMixture
 from support.families import families
 from support.families._refine import model_and_null
 from support.inprocess import run
+from tools.tiny_models import class_conditioning
 
 FAMILIES = families()
 SD_GRIDS = ("sd15", "sd2v", "sdxl")          # discrete eps / v: the paper's ddim_uniform
@@ -68,13 +69,15 @@ def _model_space(model, latent):
 
 
 def _null():
-    from tools.tiny_models import class_conditioning
     return class_conditioning(None)
 
 
-def _class(k):
-    from tools.tiny_models import class_conditioning
-    return class_conditioning(k)
+def _invert_and_sample(sampling, model, name, lat, steps, refine, edit=None):
+    """Dream DDIM Inversion (null prompt, ``refine``) -> DreamSampler (eta 0, cfg 1, ``edit``), in model space."""
+    (inv,) = run(sampling.DreamDDIMInversion, model, _null(), lat, steps, _scheduler(name), 1.0, refine)
+    out, _ = run(sampling.DreamSampler, model, 0, steps, 1.0, _scheduler(name), _null(), _null(), inv, 1.0, 0.0,
+                 "constant", *(() if edit is None else (edit,)))
+    return _model_space(model, out)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -82,12 +85,8 @@ def test_refined_inversion_is_exact_on_the_family_grid(nodes, oracles, name):
     sampling, _, _ = nodes
     model, gm, shape = oracles(name)
     x0, lat = _source(model, gm, shape)
-    errs = {}
-    for refine in (0, 4):
-        (inv,) = run(sampling.DreamDDIMInversion, model, _null(), lat, STEPS, _scheduler(name), 1.0, refine)
-        out, _ = run(sampling.DreamSampler, model, 0, STEPS, 1.0, _scheduler(name), _null(), _null(), inv, 1.0, 0.0,
-                     "constant")
-        errs[refine] = float((_model_space(model, out) - x0).abs().max())
+    errs = {refine: float((_invert_and_sample(sampling, model, name, lat, STEPS, refine) - x0).abs().max())
+            for refine in (0, 4)}
     assert errs[4] < 2e-3 and errs[4] < errs[0], errs
 
 
@@ -99,8 +98,8 @@ def test_generation_follows_the_data_on_the_family_grid(nodes, oracles, name):
     sampling, _, _ = nodes
     model, gm, shape = oracles(name)
     empty = {"samples": model.model.process_latent_out(torch.zeros(8, *shape))}
-    out, _ = run(sampling.DreamSampler, model, 3, STEPS, 1.0, _scheduler(name), _class(1), _null(), empty, 1.0, 0.0,
-                 "constant")
+    out, _ = run(sampling.DreamSampler, model, 3, STEPS, 1.0, _scheduler(name), class_conditioning(1), _null(), empty,
+                 1.0, 0.0, "constant")
     x = _model_space(model, out).reshape(8, -1)
     assert (gm.classify(x) == 1).all()
     spread = float((x - gm.means[1]).pow(2).mean().sqrt())
@@ -112,13 +111,8 @@ def test_invariant_edit_is_step_count_invariant_on_the_family_grid(nodes, oracle
     sampling, regs, _ = nodes
     model, gm, shape = oracles(name)
     x0, lat = _source(model, gm, shape, n=1)
-    (edit,) = run(regs.DreamCFGEdit, _class(1), 0.3, "invariant", 1.0, 0.0)
-    out = {}
-    for steps in (STEPS, 4 * STEPS):
-        (inv,) = run(sampling.DreamDDIMInversion, model, _null(), lat, steps, _scheduler(name), 1.0, 3)
-        res, _ = run(sampling.DreamSampler, model, 0, steps, 1.0, _scheduler(name), _null(), _null(), inv, 1.0,
-                     0.0, "constant", edit)
-        out[steps] = _model_space(model, res)
+    (edit,) = run(regs.DreamCFGEdit, class_conditioning(1), 0.3, "invariant", 1.0, 0.0)
+    out = {steps: _invert_and_sample(sampling, model, name, lat, steps, 3, edit) for steps in (STEPS, 4 * STEPS)}
     moved = float((out[4 * STEPS] - x0).norm())
     assert moved > 0.05 * float(x0.norm())                              # the edit does something
     gap = float((out[STEPS] - out[4 * STEPS]).norm())
@@ -132,7 +126,8 @@ def test_cycle_sde_reconstructs_where_the_plain_sde_does_not_on_the_family_grid(
     x0, lat = _source(model, gm, shape)
     errs = {}
     for stage in ("cycle_sde", "sde"):
-        (o,) = run(cycle.DreamCycleSDEEdit, model, _class(0), _class(0), _null(), lat, 5, 12, _scheduler(name), 0.6,
-                   stage, 1.0, 1.0)
+        source = class_conditioning(0)
+        (o,) = run(cycle.DreamCycleSDEEdit, model, source, source, _null(), lat, 5, 12, _scheduler(name), 0.6, stage,
+                   1.0, 1.0)
         errs[stage] = float((_model_space(model, o) - x0).abs().max())
     assert errs["cycle_sde"] < 1e-3 and errs["sde"] > 1e-2, errs

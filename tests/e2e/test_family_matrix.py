@@ -100,29 +100,28 @@ def f_sde_drag(p, r):
     return p.out(node, 1)
 
 
-def f_distill_latent(p, r):
+def _distill(p, r, method, inner_steps, fit_space, **generator):
+    """Dream Score Distill with one generator (``latent=`` / ``svg=`` / ``image=``); its latent output."""
     node = p.add("DreamScoreDistill", model=r.model, positive=r.positive, negative=r.negative, vae=r.vae,
-                 method="dreamsampler", seed=0, iterations=STEPS, inner_steps=2, cfg=r.cfg, scheduler="simple",
-                 latent=r.latent, fit_space="latent")
+                 method=method, seed=0, iterations=STEPS, inner_steps=inner_steps, cfg=r.cfg, scheduler="simple",
+                 fit_space=fit_space, **generator)
     return p.out(node, 2)
+
+
+def f_distill_latent(p, r):
+    return _distill(p, r, "dreamsampler", 2, "latent", latent=r.latent)
 
 
 def f_distill_svg(p, r):
     """DreamSampler distillation of random SVG paths (fit in pixels: the render against the decoded target)."""
     svg = p.add("DreamSVGInit", mode="random", width=r.extra["width"], height=r.extra["height"], num_paths=8,
                 num_segments=2, seed=0)
-    node = p.add("DreamScoreDistill", model=r.model, positive=r.positive, negative=r.negative, vae=r.vae,
-                 method="dreamsampler", seed=0, iterations=STEPS, inner_steps=2, cfg=r.cfg, scheduler="simple",
-                 svg=svg, fit_space="auto")
-    return p.out(node, 2)
+    return _distill(p, r, "dreamsampler", 2, "auto", svg=svg)
 
 
 def f_distill_image(p, r):
     """SDS of an image generator, the gradient through the family's VAE encoder (fit in latent space)."""
-    node = p.add("DreamScoreDistill", model=r.model, positive=r.positive, negative=r.negative, vae=r.vae,
-                 method="sds", seed=0, iterations=STEPS, inner_steps=1, cfg=r.cfg, scheduler="simple",
-                 image=r.image, fit_space="latent")
-    return p.out(node, 2)
+    return _distill(p, r, "sds", 1, "latent", image=r.image)
 
 
 def f_csd(p, r):

@@ -36,10 +36,10 @@ def test_a_models_folder_with_the_files_passes_the_check(tmp_path):
         (tmp_path / folder).mkdir(exist_ok=True)
         (tmp_path / folder / name).write_bytes(b"")
     models = mod._model_folders(tmp_path)
-    mod._check_model_files(REPO / "example_workflows" / "flux_dev_edit.json", models, None)   # no SystemExit
+    mod._check_model_files(REPO / "example_workflows" / "flux_dev_edit.json", models)   # no SystemExit
     (tmp_path / "vae" / "ae.safetensors").unlink()
     try:
-        mod._check_model_files(REPO / "example_workflows" / "flux_dev_edit.json", mod._model_folders(tmp_path), None)
+        mod._check_model_files(REPO / "example_workflows" / "flux_dev_edit.json", mod._model_folders(tmp_path))
     except SystemExit as e:
         assert "vae/ae.safetensors" in str(e) and "flux1-dev" not in str(e)
     else:
