@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import math
-from dataclasses import dataclass, field, fields as dataclass_fields
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 
 import torch
 from comfy_api.latest import io
 
-from . import host as C
 from ..dreamsampler_core.cycle import mask_to_latent
-from ..dreamsampler_core.masks import MaskError, as_mask4d
+from ..dreamsampler_core.masks import MaskError, as_mask4d, check_mask_values
 from ..dreamsampler_core.regularizers import Regularizer
+from . import host as C
 
 CATEGORY = "DreamSampler"
 
@@ -30,8 +33,23 @@ class RegularizerSpec:
     label: str = ""
 
 
+#: most regularizers one sampler takes (a chain of Dream CFG Edit / Mask Inpaint / Data Consistency
+#: nodes).  Each distinct prompt among them is one more row in every model batch; prompts they share
+#: are evaluated once (DreamGuider.set_regularizers), so the pack adds a few kB per regularizer beyond
+#: the rows of its distinct prompts (measured in tests/e2e/test_graph_costs.py).
+MAX_REGULARIZERS = 128
+
+
 def extend(regularizers, spec: RegularizerSpec) -> tuple:
-    return tuple(regularizers or ()) + (spec,)
+    """The incoming regularizers plus ``spec`` (a new tuple: an input is never mutated); refused past
+    MAX_REGULARIZERS."""
+    before = tuple(regularizers or ())
+    if len(before) >= MAX_REGULARIZERS:
+        raise InputError(f"regularizers: this chain already holds {len(before)} regularizers, the most one sampler "
+                         f"takes is {MAX_REGULARIZERS}; every distinct prompt in a chain is one more image per model "
+                         "call. Merge edits of the same prompt into one node (raise its strength) or split the "
+                         "work over several samplers.")
+    return before + (spec,)
 
 
 class InputError(ValueError):
@@ -98,6 +116,15 @@ def check_latent(latent, name: str = "latent_image") -> torch.Tensor:
                          f"{tuple(getattr(s, 'shape', ()))}.")
     if not torch.isfinite(s).all():
         raise InputError(f"'{name}' contains NaN or infinite values; re-encode the image or check the upstream node.")
+    noise_mask = latent.get("noise_mask")
+    if noise_mask is not None:
+        try:
+            if not torch.is_tensor(noise_mask) or noise_mask.numel() == 0:
+                raise MaskError("it is not a non-empty mask tensor")
+            check_mask_values(noise_mask)
+        except MaskError as e:
+            raise InputError(f"'{name}' carries a noise_mask (from Set Latent Noise Mask or an inpainting node) that "
+                             f"cannot be used: {e}. Check the node that made the mask.") from None
     return s
 
 
@@ -211,6 +238,155 @@ def check_number(value, name: str, lo=None, hi=None, integer=False):
         return f"{name} must be at least {lo}, got {value}"
     if hi is not None and value > hi:
         return f"{name} must be at most {hi}, got {value}"
+    return None
+
+
+#: the JSON value types ComfyUI's prompt format can carry, as a user reads them
+_JSON_KIND = {str: "text", bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object",
+              type(None): "null"}
+
+#: literal values accepted for these input types (after ComfyUI's own conversion of INT / FLOAT / STRING / BOOLEAN)
+_WIDGET_TYPES = {"INT": (int,), "FLOAT": (int, float), "STRING": (str,), "BOOLEAN": (bool,)}
+
+#: longest option / text shown back in a message
+_SHOWN = 60
+
+
+def _shown(value) -> str:
+    """A short, safe rendering of a user's value for a message."""
+    kind = _JSON_KIND.get(type(value), type(value).__name__)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value) if not isinstance(value, bool) else str(value).lower()
+    if isinstance(value, str):
+        text = value if len(value) <= _SHOWN else f"{value[:_SHOWN]}... ({len(value)} characters)"
+        return repr(text)
+    return kind
+
+
+def declared_inputs(cls) -> dict:
+    """name -> (type, options dict) of a node's declared required and optional inputs, from
+    ``INPUT_TYPES()`` (the format every ComfyUI version serves); a combo's type is ``"COMBO"`` with its
+    options under ``"options"``; ``options["required"]`` says whether the input is required."""
+    out = {}
+    types = cls.INPUT_TYPES()
+    for category in ("required", "optional"):
+        for name, spec in (types.get(category) or {}).items():
+            kind = spec[0] if spec else None
+            extra = dict(spec[1]) if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if isinstance(kind, (list, tuple)):
+                extra["options"] = list(kind)
+                kind = "COMBO"
+            extra["required"] = category == "required"
+            out[name] = (kind, extra)
+    return out
+
+
+def literal_error(name: str, kind, extra: dict, value):
+    """Error string for one literal input value against its declared type, or None.  Checks only
+    values of the right type further (finite, min / max, option), so no comparison can raise."""
+    if kind == "COMBO":
+        options = extra.get("options") or []
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and value in options:
+            return None
+        shown = ", ".join(map(str, options[:12])) + (", ..." if len(options) > 12 else "")
+        return f"{name}: expected one of {shown}; got {_shown(value)}"
+    accepted = _WIDGET_TYPES.get(kind)
+    if accepted is None:
+        # a socket type (MODEL, LATENT, IMAGE, a pack type): only a link from a node's output can fill it
+        return (f"{name}: expected a link from a {kind} output (connect a node that gives a {kind}); got the value "
+                f"{_shown(value)}")
+    if isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted):
+        expected = {"INT": "an integer", "FLOAT": "a number", "STRING": "text", "BOOLEAN": "true or false"}[kind]
+        return f"{name}: expected {expected}, got {_shown(value)}"
+    if kind in ("INT", "FLOAT"):
+        if not math.isfinite(value):
+            return f"{name} must be finite, got {value!r}"
+        lo, hi = extra.get("min"), extra.get("max")
+        if lo is not None and value < lo:
+            return f"{name} must be at least {lo}, got {value}"
+        if hi is not None and value > hi:
+            return f"{name} must be at most {hi}, got {value}"
+    return None
+
+
+def input_errors(cls, inputs: dict):
+    """The first problem with the literal input values of a prompt for node ``cls`` (type, finiteness,
+    range, option, a value where only a link fits), or None.  A linked input reaches validate_inputs as
+    None (ComfyUI does not evaluate links before validation) and is skipped."""
+    declared = declared_inputs(cls)
+    free = getattr(cls, "FREE_COMBOS", ())
+    for name, value in inputs.items():
+        if value is None or name not in declared:
+            continue
+        kind, extra = declared[name]
+        if kind == "COMBO" and name in free:
+            kind = "STRING"          # a file name the node checks itself (files added after the list was built)
+        err = literal_error(name, kind, extra, value)
+        if err:
+            return err
+    return None
+
+
+class DreamNode(io.ComfyNode):
+    """A pack node.  Its ``validate_inputs`` takes every input (``**inputs``: ComfyUI then leaves all
+    checks to it and attaches its message to every input, so each message starts with the input's name):
+    first each literal value against the declared inputs (``input_errors``), then, only when every value
+    has its declared type, the node's own cross-input checks in ``check_inputs`` (which may therefore
+    compare and do arithmetic without guarding types)."""
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        err = input_errors(cls, inputs)
+        if err:
+            return err
+        check = cls.check_inputs
+        params = inspect.signature(check).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return first_error(check(**inputs))
+        return first_error(check(**{k: v for k, v in inputs.items() if k in params}))
+
+    @classmethod
+    def check_inputs(cls, **inputs):
+        return True
+
+    def __init_subclass__(cls, **kwargs):
+        """Each node's ``execute`` first checks the values it is given (``execute_errors``): a value
+        that came through a link, or a literal null, never reached validate_inputs' type checks."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("execute")
+        if isinstance(own, classmethod) and not getattr(own.__func__, "_dream_checked", False):
+            body = own.__func__
+            signature = inspect.signature(body)
+
+            @functools.wraps(body)
+            def execute(klass, *args, **inputs):
+                given = signature.bind_partial(klass, *args, **inputs).arguments
+                err = execute_errors(klass, given)
+                if err:
+                    raise InputError(err)
+                return body(klass, *args, **inputs)
+
+            execute._dream_checked = True
+            cls.execute = classmethod(execute)
+
+
+def execute_errors(cls, inputs: dict):
+    """The first problem with the values ``execute`` receives, or None: a required input that is
+    null (a literal null in an API prompt: validation cannot tell it from a link), and any widget value
+    (given or linked from another node) of the wrong type, not finite, out of range or not an option."""
+    free = getattr(cls, "FREE_COMBOS", ())
+    for name, (kind, extra) in declared_inputs(cls).items():
+        value = inputs.get(name)
+        if value is None:
+            if extra["required"]:
+                what = f"a link from a {kind} output" if kind not in _WIDGET_TYPES and kind != "COMBO" else "a value"
+                return f"{name}: required input is null; expected {what}"
+            continue
+        if kind not in _WIDGET_TYPES and kind != "COMBO":
+            continue                  # a socket value: checked by the node with a message about what it holds
+        err = literal_error(name, "STRING" if kind == "COMBO" and name in free else kind, extra, value)
+        if err:
+            return err
     return None
 
 

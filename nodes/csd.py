@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from . import host as C
 from .common import (CATEGORY, InputError, check_conditioning, check_image, check_model, check_number, first_error,
                      user_errors)
-from .common import schema
+from .common import DreamNode, schema
 from ..dreamsampler_core import csd
 
 log = logging.getLogger("DreamSampler")
@@ -50,7 +50,7 @@ def csd_sigmas(sigma_at, t_min: float, t_max: float) -> torch.Tensor:
     return torch.tensor([float(sigma_at(t_max)), float(sigma_at(t_min))], dtype=torch.float32)
 
 
-class DreamCSDEdit(io.ComfyNode):
+class DreamCSDEdit(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -129,7 +129,7 @@ class DreamCSDEdit(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode="panorama", iterations=200, lr=2.0, lr_schedule="step", text_cfg=7.5,
+    def check_inputs(cls, mode="panorama", iterations=200, lr=2.0, lr_schedule="step", text_cfg=7.5,
                         image_cfg=5.0, particles=16, window=512, stride=128, t_min=0.02, t_max=0.5,
                         kernel_feature="noisy", vae_tile_size=1024):
         return first_error(

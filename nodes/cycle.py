@@ -10,7 +10,7 @@ from . import host as C
 from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_latent, check_model, check_number,
                      check_schedule, first_error, latent_mask, model_latent, require_schedule, scheduler_input,
                      user_errors)
-from .common import schema
+from .common import DreamNode, schema
 from ..dreamsampler_core import cycle
 
 log = logging.getLogger("DreamSampler")
@@ -93,7 +93,7 @@ def _decoder(code: cycle.CycleCode, mask=None) -> C.CoreSampler:
     return C.CoreSampler(run, code.steps)
 
 
-class DreamDDPMEncode(io.ComfyNode):
+class DreamDDPMEncode(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -134,7 +134,7 @@ class DreamDDPMEncode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=1, strength=0.8, eta=0.1, source_cfg=1.0, coupling="posterior"):
+    def check_inputs(cls, steps=1, strength=0.8, eta=0.1, source_cfg=1.0, coupling="posterior"):
         err = _validate(steps=steps, strength=strength, eta=eta, source_cfg=source_cfg)
         if err is True and coupling not in cycle.COUPLINGS:
             return f"coupling must be one of {cycle.COUPLINGS}, got {coupling!r}"
@@ -172,7 +172,7 @@ class DreamDDPMEncode(io.ComfyNode):
         return io.NodeOutput(out, info)
 
 
-class DreamDDPMDecode(io.ComfyNode):
+class DreamDDPMDecode(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -200,7 +200,7 @@ class DreamDDPMDecode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, cfg=3.0):
+    def check_inputs(cls, cfg=3.0):
         return _validate(cfg=cfg)
 
     @classmethod
@@ -218,7 +218,7 @@ class DreamDDPMDecode(io.ComfyNode):
         return io.NodeOutput(result)
 
 
-class DreamCycleDiffusionSampler(io.ComfyNode):
+class DreamCycleDiffusionSampler(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -258,7 +258,7 @@ class DreamCycleDiffusionSampler(io.ComfyNode):
         return io.NodeOutput(C.CoreSampler(run, code.steps))
 
 
-class DreamCycleSDEEdit(io.ComfyNode):
+class DreamCycleSDEEdit(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -298,7 +298,7 @@ class DreamCycleSDEEdit(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=1, t0=0.7, cfg=7.5, source_cfg=7.5):
+    def check_inputs(cls, steps=1, t0=0.7, cfg=7.5, source_cfg=7.5):
         return first_error(_validate(steps=steps, cfg=cfg, source_cfg=source_cfg),
                            check_number(t0, "t0", 0.0, 1.0),
                            "t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from . import host as C
 from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_model, check_number, check_schedule,
                      first_error, mask_input, model_latent, require_schedule, user_errors)
-from .common import schema
+from .common import DreamNode, schema
 from .svg import SVGParams, check_image, check_render_size, check_svg, render_image, svg_output, svg_texts
 from ..dreamsampler_core.distill import (METHODS, WEIGHTINGS, FitConfig, ImageGenerator, LatentGenerator, PixelDataTerm,
                                          RandomLevels, SVGGenerator, dds, dream_distill, sds)
@@ -85,7 +85,7 @@ def _preview(image_bhwc: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------- the node
-class DreamScoreDistill(io.ComfyNode):
+class DreamScoreDistill(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -188,7 +188,7 @@ class DreamScoreDistill(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, method=None, seed=None, iterations=None, inner_steps=None, cfg=None, denoise=None, min_t=None,
+    def check_inputs(cls, method=None, seed=None, iterations=None, inner_steps=None, cfg=None, denoise=None, min_t=None,
                         eta=None, point_lr=None, color_lr=None, width_lr=None, data_weight=None):
         # a linked input is not passed (None): only the widget values are checked here
         return first_error(

@@ -10,7 +10,7 @@ from comfy_api.latest import io, ui
 from . import host as C
 from .common import (CATEGORY, MAX_STEPS, InputError, check_cdata_end, check_conditioning, check_image, check_model,
                      check_number, check_schedule, first_error, latent_mask, scheduler_input, user_errors)
-from .common import schema
+from .common import DreamNode, schema
 from .cycle import cycle_grid
 from ..dreamsampler_core import drag
 
@@ -37,7 +37,7 @@ def drag_pairs(points: str, target_points: str, width: int, height: int):
     return src, tgt
 
 
-class DreamSDEDrag(io.ComfyNode):
+class DreamSDEDrag(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -97,7 +97,7 @@ class DreamSDEDrag(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=60, t0=0.6, cfg=3.0, alpha=1.1, beta=0.3, radius=5, step_size=2.0,
+    def check_inputs(cls, steps=60, t0=0.6, cfg=3.0, alpha=1.1, beta=0.3, radius=5, step_size=2.0,
                         points=None, target_points=None):
         err = first_error(
             check_number(steps, "steps", 1, MAX_STEPS, integer=True),
@@ -185,7 +185,7 @@ def _open_image(path: Path, label: str, mode: str, size=None) -> np.ndarray:
         raise InputError(f"{label} is not a readable image ({type(e).__name__}); re-save it as PNG") from None
 
 
-class DreamDragBenchLoader(io.ComfyNode):
+class DreamDragBenchLoader(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -208,7 +208,7 @@ class DreamDragBenchLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, item_folder=""):
+    def check_inputs(cls, item_folder=""):
         if not isinstance(item_folder, str) or not item_folder.strip():
             return "item_folder is empty; give the path of one DragBench item folder inside ComfyUI's input folder"
         err = check_cdata_end(item_folder, "item_folder")

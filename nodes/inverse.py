@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from . import host as C
 from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_image,
                      check_latent, check_number, extend, first_error, mask_input, user_errors)
-from .common import schema
+from .common import DreamNode, schema
 from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, downscale_factor, feather
 from ..dreamsampler_core.operators import (CG_MAX_ITERS, OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator,
@@ -124,7 +124,7 @@ def validate_operator(operator=None, scale=None, blur_sigma=None, kernel_size=No
 
 
 # ----------------------------------------------------------------------------- mask inpainting
-class DreamMaskInpaint(io.ComfyNode):
+class DreamMaskInpaint(DreamNode):
     @classmethod
     def define_schema(cls):
         optional = [
@@ -181,7 +181,7 @@ class DreamMaskInpaint(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, strength=1.0, feather=0, keep=1.0):
+    def check_inputs(cls, strength=1.0, feather=0, keep=1.0):
         return first_error(check_number(strength, "strength", 0.0, 10.0),
                            check_number(feather, "feather", 0, 256, integer=True),
                            check_number(keep, "keep", 0.0, 1.0))
@@ -229,7 +229,7 @@ def preset_or_error(name):
 
 
 # ----------------------------------------------------------------------------- data consistency
-class DreamDataConsistency(io.ComfyNode):
+class DreamDataConsistency(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -287,7 +287,7 @@ class DreamDataConsistency(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, strength=1.0,
+    def check_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, strength=1.0,
                         sigma_y=0.01, mu=1e-4, cg_iters=10, dps=0.0):
         return first_error(*validate_operator(operator, scale, blur_sigma, kernel_size, motion_angle),
                            check_number(strength, "strength", 0.0, 10.0),
@@ -335,7 +335,7 @@ class DreamDataConsistency(io.ComfyNode):
 
 
 # ----------------------------------------------------------------------------- degradation
-class DreamDegrade(io.ComfyNode):
+class DreamDegrade(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -365,7 +365,7 @@ class DreamDegrade(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, sigma_y=0.01,
+    def check_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, sigma_y=0.01,
                         seed=0):
         return first_error(*validate_operator(operator, scale, blur_sigma, kernel_size, motion_angle),
                            check_number(sigma_y, "sigma_y", 0.0, 1.0),

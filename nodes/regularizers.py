@@ -4,11 +4,11 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from .common import CATEGORY, RegularizerSpec, Regularizers, check_conditioning, check_number, extend, first_error
-from .common import schema
+from .common import DreamNode, schema
 from ..dreamsampler_core.regularizers import EDIT_SCHEDULES, CFGEdit
 
 
-class DreamCFGEdit(io.ComfyNode):
+class DreamCFGEdit(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -48,7 +48,7 @@ class DreamCFGEdit(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, strength=0.2, start=1.0, end=0.0, schedule=None):
+    def check_inputs(cls, strength=0.2, start=1.0, end=0.0, schedule=None):
         return first_error(None if schedule is None or schedule in EDIT_SCHEDULES else
                            f"schedule must be one of {', '.join(EDIT_SCHEDULES)}; got {schedule!r}",
                            check_number(strength, "strength", 0.0, 50.0),

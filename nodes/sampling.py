@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from . import host as C
 from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_conditioning, check_model, check_number,
                      check_schedule, first_error, model_latent, require_schedule, scheduler_input)
-from .common import schema
+from .common import DreamNode, schema
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
 REFINE_TOOLTIP = (
@@ -47,7 +47,7 @@ def _sigmas(model, scheduler, steps, denoise):
     return sigmas
 
 
-class DreamDDIMInversion(io.ComfyNode):
+class DreamDDIMInversion(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -79,7 +79,7 @@ class DreamDDIMInversion(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=1, denoise=1.0, refine_steps=0, scheduler=None):
+    def check_inputs(cls, steps=1, denoise=1.0, refine_steps=0, scheduler=None):
         return _validate_sampling(steps=steps, denoise=denoise, refine_steps=refine_steps, scheduler=scheduler)
 
     @classmethod
@@ -129,7 +129,7 @@ def _sampling_inputs():
     ]
 
 
-class DreamSampler(io.ComfyNode):
+class DreamSampler(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -152,7 +152,7 @@ class DreamSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=1, cfg=1.0, denoise=1.0, eta=0.0, scheduler=None, eta_schedule=None):
+    def check_inputs(cls, steps=1, cfg=1.0, denoise=1.0, eta=0.0, scheduler=None, eta_schedule=None):
         return _validate_sampling(steps=steps, cfg=cfg, denoise=denoise, eta=eta, scheduler=scheduler,
                                   eta_schedule=eta_schedule)
 
@@ -202,7 +202,7 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
     return out, denoised
 
 
-class DreamSamplerSelect(io.ComfyNode):
+class DreamSamplerSelect(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -224,7 +224,7 @@ class DreamSamplerSelect(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, eta=0.0, eta_schedule=None):
+    def check_inputs(cls, eta=0.0, eta_schedule=None):
         return _validate_sampling(eta=eta, eta_schedule=eta_schedule)
 
     @classmethod
@@ -232,7 +232,7 @@ class DreamSamplerSelect(io.ComfyNode):
         return io.NodeOutput(C.dream_sampler(eta=eta, eta_schedule=eta_schedule))
 
 
-class DreamInversionSampler(io.ComfyNode):
+class DreamInversionSampler(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -248,7 +248,7 @@ class DreamInversionSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, refine_steps=0):
+    def check_inputs(cls, refine_steps=0):
         return _validate_sampling(refine_steps=refine_steps)
 
     @classmethod
@@ -256,7 +256,7 @@ class DreamInversionSampler(io.ComfyNode):
         return io.NodeOutput(C.ddim_inversion(refine=refine_steps))
 
 
-class DreamGuiderNode(io.ComfyNode):
+class DreamGuiderNode(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -278,7 +278,7 @@ class DreamGuiderNode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, cfg=1.0):
+    def check_inputs(cls, cfg=1.0):
         return _validate_sampling(cfg=cfg)
 
     @classmethod

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from . import host as C
 from .common import CATEGORY, InputError, check_cdata_end, check_image, check_number, check_text, first_error
-from .common import schema
+from .common import DreamNode, schema
 from ..dreamsampler_core.svg import (SVGError, SVGScene, parse_svg, random_scenes, render, scale_scene, traced_scenes,
                                      scene_to_svg)
 from ..dreamsampler_core.svg.io import MAX_SVG_BYTES
@@ -73,7 +73,7 @@ def svg_texts(scenes, precision: int = 3) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- SVG Init
-class DreamSVGInit(io.ComfyNode):
+class DreamSVGInit(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -123,7 +123,7 @@ class DreamSVGInit(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width=None, height=None, num_paths=None, num_segments=None, radius=None,
+    def check_inputs(cls, width=None, height=None, num_paths=None, num_segments=None, radius=None,
                         stroke_width=None, num_colors=None, seed=None, batch_size=None):
         return first_error(check_number(width, "width", 16, MAX_CANVAS, integer=True),
                            check_number(height, "height", 16, MAX_CANVAS, integer=True),
@@ -162,7 +162,7 @@ class DreamSVGInit(io.ComfyNode):
 
 
 # ----------------------------------------------------------------------------- SVG Render
-class DreamSVGRender(io.ComfyNode):
+class DreamSVGRender(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -181,7 +181,7 @@ class DreamSVGRender(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, scale=None):
+    def check_inputs(cls, scale=None):
         return first_error(check_number(scale, "scale", 0.05, 16.0))
 
     @classmethod
@@ -223,7 +223,10 @@ def _svg_text_error(svg_text) -> str | None:
     return None
 
 
-class DreamLoadSVG(io.ComfyNode):
+class DreamLoadSVG(DreamNode):
+    #: svg_file: any file in the input folder (files added after the list was built are accepted; checked below)
+    FREE_COMBOS = ("svg_file",)
+
     @classmethod
     def define_schema(cls):
         return schema(
@@ -248,7 +251,7 @@ class DreamLoadSVG(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, svg_file=None, svg_text=None):
+    def check_inputs(cls, svg_file=None, svg_text=None):
         # a linked input is not passed (None): it is checked in execute
         if svg_text is not None and not isinstance(svg_text, str):
             return "svg_text must be text"
@@ -298,7 +301,7 @@ class DreamLoadSVG(io.ComfyNode):
 
 
 # ----------------------------------------------------------------------------- export
-class DreamSVGToFile(io.ComfyNode):
+class DreamSVGToFile(DreamNode):
     @classmethod
     def define_schema(cls):
         return schema(
@@ -318,7 +321,7 @@ class DreamSVGToFile(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, precision=None):
+    def check_inputs(cls, precision=None):
         return first_error(check_number(precision, "precision", 0, 8, integer=True))
 
     @classmethod
