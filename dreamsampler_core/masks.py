@@ -33,9 +33,24 @@ def as_mask4d(mask: Tensor) -> Tensor:
         raise MaskError(f"a MASK must be [batch, height, width], got shape {tuple(mask.shape)}")
     if mask.numel() == 0:
         raise MaskError("the mask is empty (zero size)")
+    check_mask_values(mask)
+    return mask.float().clamp(0.0, 1.0)
+
+
+#: how far a mask value may stray outside [0, 1] (resampling overshoot) before it is refused
+MASK_RANGE_SLACK = 1e-3
+
+
+def check_mask_values(mask: Tensor) -> None:
+    """MaskError unless every value of ``mask`` (any shape) is finite and in [0, 1] (up to
+    MASK_RANGE_SLACK): the one check of every mask the pack reads."""
+    if not torch.is_floating_point(mask):
+        mask = mask.float()
     if not torch.isfinite(mask).all():
         raise MaskError("the mask contains NaN or infinite values")
-    return mask.float().clamp(0.0, 1.0)
+    lo, hi = float(mask.min()), float(mask.max())
+    if lo < -MASK_RANGE_SLACK or hi > 1.0 + MASK_RANGE_SLACK:
+        raise MaskError(f"the mask has values from {lo:.4g} to {hi:.4g}; a mask runs from 0 (keep) to 1 (change)")
 
 
 def feather(mask: Tensor, radius: float) -> Tensor:

@@ -31,6 +31,7 @@ import comfy.samplers
 
 from ...dreamsampler_core.denoiser import Host
 from ...dreamsampler_core.inversion import RefineStats, ddim_invert
+from ...dreamsampler_core.masks import MaskError, check_mask_values
 from ...dreamsampler_core.regularizers import KeepKnown
 from ...dreamsampler_core.sampler import dream_sample
 from ...dreamsampler_core.schedule import Parameterization
@@ -73,20 +74,28 @@ class DreamGuider(comfy.samplers.CFGGuider):
         super().__init__(model_patcher)
         self.regularizers = ()
         self.extra_names = ()
+        self.extra_keys = {}           # extra prediction name -> the registered cond it reads (shared conds once)
         self.branches = {}
         self.image_cfg = None
         self.in_dream_sampler = False     # set by CoreSampler while it drives this guider
 
     def set_regularizers(self, specs):
-        """specs: sequence of RegularizerSpec; binds names and registers their conds."""
-        bound, conds = [], {}
+        """specs: sequence of RegularizerSpec; binds names and registers their conds.  A CONDITIONING
+        shared by several regularizers (one text encoder feeding a chain of edits) is registered and
+        evaluated once: ComfyUI processes each registered cond into copies of its tensors, and each
+        costs a row in every model batch, so n edits of one prompt cost what one does."""
+        bound, conds, keys, first = [], {}, {}, {}
         for k, spec in enumerate(specs or ()):
             prefix = f"dream{k}:"
             bound.append(spec.core.bind(prefix))
             for name, cond in spec.conds.items():
-                conds[prefix + name] = cond
+                key = first.setdefault(id(cond), prefix + name)
+                if key == prefix + name:
+                    conds[key] = cond
+                keys[prefix + name] = key
         self.regularizers = tuple(bound)
-        self.extra_names = tuple(conds)
+        self.extra_names = tuple(keys)
+        self.extra_keys = keys
         if conds:
             self.inner_set_conds(conds)
 
@@ -112,7 +121,8 @@ class DreamGuider(comfy.samplers.CFGGuider):
         if math.isclose(cfg, 1.0) and not options.get("disable_cfg1_optimization", False):
             uncond = None
         conds = [cond, uncond]
-        extra_conds = [self.conds.get(n) for n in extras]
+        keys = list(dict.fromkeys(self.extra_keys.get(n, n) for n in extras))
+        extra_conds = [self.conds.get(k) for k in keys]
         batch_fn = options.get("sampler_calc_cond_batch_function")
         if batch_fn is not None:
             # the hook decides how [cond, uncond] is evaluated (e.g. with layers skipped for the
@@ -128,7 +138,8 @@ class DreamGuider(comfy.samplers.CFGGuider):
                       "sigma": timestep, "model": inner, "model_options": options})
         guided = comfy.samplers.cfg_function(inner, out[0], out[1], cfg, x, timestep, model_options=options,
                                              cond=cond, uncond=uncond)
-        return guided, dict(zip(extras, extra_out))
+        by_key = dict(zip(keys, extra_out))
+        return guided, {n: by_key[self.extra_keys.get(n, n)] for n in extras}
 
     def _raw(self, cond, x, timestep, options):
         """One prompt's prediction without guidance: core ``calc_cond_batch`` (model wrapper,
@@ -158,7 +169,7 @@ class DreamGuider(comfy.samplers.CFGGuider):
                 "Connect a 'Dream Sampler (SAMPLER)' node as the sampler, or remove the regularizers.")
         raw = model_options.get(RAW)
         if raw is not None:
-            return self._raw(self.conds.get(raw), x, timestep, model_options)
+            return self._raw(self.conds.get(self.extra_keys.get(raw, raw)), x, timestep, model_options)
         branch = model_options.get(BRANCH)
         cfg = model_options.get(CFG)
         negative = self.conds.get("negative")
@@ -313,6 +324,11 @@ class CoreSampler(comfy.samplers.Sampler):
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
+        if denoise_mask is not None:
+            try:
+                check_mask_values(denoise_mask)
+            except MaskError as e:
+                raise MaskError(f"the latent's noise_mask (Set Latent Noise Mask) cannot be used: {e}") from None
         patcher = model_wrap.model_patcher
         inner = model_wrap.inner_model
         ms = M.model_sampling(patcher)
