@@ -309,6 +309,66 @@ def test_shipped_family_workflow_runs_on_its_tiny_model(matrix_server, tmp_path,
     assert any((a != b).any() for a, b in zip(frames, other)), "the target prompt does not reach the output"
 
 
+def _masked_edits():
+    from tools.workflow_specs import workflow_families
+    from tools.workflow_specs.families import KEEPS_UNMASKED
+    return sorted((stem, workflow_families()[stem], titles) for stem, titles in KEEPS_UNMASKED.items())
+
+
+@pytest.mark.parametrize("stem,family,titles", _masked_edits(), ids=[s for s, _, _ in _masked_edits()])
+def test_shipped_masked_edit_keeps_every_unmasked_pixel(matrix_server, tmp_path, stem, family, titles):
+    """The shipped masked instruction edit on its tiny model: outside the composite (grown, blurred)
+    mask every pixel of the saved PNG is the working image's own, to the 8-bit value; inside the edit
+    mask the picture changed; the latent DreamSampler returns equals the source latent on every latent
+    cell the edit mask does not touch (KeepKnown through the noise mask)."""
+    import numpy as np
+    from support.families.stand_ins import on_tiny_family
+    from tools.workflow_specs import test_overrides
+    from tools.workflows import prepare_prompt, upload_inputs
+    upload_inputs(matrix_server)
+    ui, prompt = prepare_prompt(matrix_server, Path(__file__).resolve().parents[2] / "example_workflows"
+                                / f"{stem}.json", None, fast=True, test_overrides=test_overrides())
+    on_tiny_family(prompt, family)
+    by_title = {v.get("_meta", {}).get("title"): k for k, v in prompt.items()}
+    ids = iter(range(30_000, 30_100))
+
+    def add(class_type, **inputs):
+        nid = str(next(ids))
+        prompt[nid] = {"class_type": class_type, "inputs": inputs}
+        return [nid, 0]
+
+    def save(image, name):
+        add("SaveImage", images=image, filename_prefix=f"check/{name}")
+
+    save([by_title[titles["image"]], 0], "source")
+    support = add("ThresholdMask", mask=[by_title[titles["composite_mask"]], 0], value=0.0)   # 1 where mask > 0
+    save(add("MaskToImage", mask=support), "support")
+    save(add("MaskToImage", mask=[by_title[titles["edit_mask"]], 0]), "edit_mask")
+    (sampler,) = [k for k, v in prompt.items() if v["class_type"] == "DreamSampler"]
+    (encode,) = [k for k, v in prompt.items() if v["class_type"] == "VAEEncode"]
+    add("SaveLatent", samples=[sampler, 0], filename_prefix="check/edited")
+    add("SaveLatent", samples=[encode, 0], filename_prefix="check/source")
+    files = {f.name.rsplit("_", 2)[0] + f.suffix: f for f in _outputs(matrix_server, prompt, ui, tmp_path)}
+    (result,) = [f for name, f in files.items() if name.startswith(stem)]
+    pic = {k: _frames(files[f"{k}.png"])[0].astype(int) for k in ("source", "support", "edit_mask")}
+    out = _frames(result)[0].astype(int)
+
+    outside = (pic["support"] == 0).all(-1)
+    assert out.shape == pic["source"].shape == (64, 64, 3)
+    assert 0.3 < outside.mean() < 0.95, outside.mean()
+    assert (out[outside] == pic["source"][outside]).all(), np.abs(out - pic["source"])[outside].max()
+    inside = pic["edit_mask"][..., 0] > 127
+    assert inside.sum() > 16 and np.abs(out - pic["source"])[inside].mean() > 2.0
+
+    edited, source = (load_file(str(files[f"{k}.latent"]))["latent_tensor"] for k in ("edited", "source"))
+    touched = torch.nn.functional.max_pool2d(torch.from_numpy(pic["edit_mask"][..., 0] > 0).float()[None, None],
+                                             64 // edited.shape[-1])
+    touched = torch.nn.functional.max_pool2d(touched, 3, stride=1, padding=1)[0, 0] > 0     # the bilinear resize
+    assert 0 < touched.float().mean() < 0.75
+    assert (edited - source)[..., ~touched].abs().max() <= KEPT_ATOL
+    assert (edited - source)[..., touched].abs().max() > 1e-2
+
+
 def _readme_table_families(heading: str, header_start: str) -> list:
     """The first cells of the table that starts with ``header_start`` under README's ``heading``."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
