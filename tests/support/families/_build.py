@@ -214,11 +214,21 @@ def with_reference(p, refs, image_color: int | None = None):
     is the source latent, or the VAE Encode of a plain ``image_color`` image of the same size; the
     prompts without it stay in ``extra["unreferenced"]`` (for a test that swaps the reference)."""
     import dataclasses
-    latent = refs.latent
-    if image_color is not None:
-        size = refs.extra["width"]
-        other = p.add("EmptyImage", width=size, height=refs.extra["height"], batch_size=1, color=image_color)
-        latent = p.add("VAEEncode", pixels=other, vae=refs.vae)
+    latent = refs.latent if image_color is None else other_reference_latent(p, refs, image_color)
     raw = refs.extra.get("unreferenced") or {k: getattr(refs, k) for k in ("positive", "negative", "alt_positive")}
     wrapped = {k: p.add("ReferenceLatent", conditioning=v, latent=latent) for k, v in raw.items()}
     return dataclasses.replace(refs, **wrapped, extra=dict(refs.extra, unreferenced=raw))
+
+
+def on_prompts(p, refs, class_type: str, **inputs):
+    """``refs`` with its positive and negative each through node ``class_type`` (a second ReferenceLatent,
+    FluxKontextMultiReferenceLatentMethod ...), ``inputs`` its other inputs."""
+    import dataclasses
+    return dataclasses.replace(refs, **{k: p.add(class_type, conditioning=getattr(refs, k), **inputs)
+                                        for k in ("positive", "negative")})
+
+
+def other_reference_latent(p, refs, color: int = OTHER_REFERENCE):
+    """The VAE Encode of a plain ``color`` image of the source's size (a second reference image)."""
+    other = p.add("EmptyImage", width=refs.extra["width"], height=refs.extra["height"], batch_size=1, color=color)
+    return p.add("VAEEncode", pixels=other, vae=refs.vae)

@@ -10,7 +10,7 @@ the row goes through ReferenceLatent with the VAE Encode of the source image, as
 template does (FluxGuidance 2.5, cfg 1, 20 steps).
 """
 from . import Family
-from ._build import (EDIT_CELLS, NOT_EDIT_CELLS, OTHER_REFERENCE, ROUND_TRIP, family_refs, sample,
+from ._build import (EDIT_CELLS, NOT_EDIT_CELLS, OTHER_REFERENCE, ROUND_TRIP, family_refs, on_prompts, sample,
                      with_reference)
 from .flux_dev import DIT, SIZE, flux_build
 
@@ -20,8 +20,13 @@ def load(p):
 
 
 def conditioning_checks():
+    def method(name):
+        # the reference tokens' rotary placement (FluxKontextMultiReferenceLatentMethod; Kontext: 'offset')
+        return lambda p, r: sample(p, on_prompts(p, r, "FluxKontextMultiReferenceLatentMethod",
+                                                 reference_latents_method=name))
     return [("ReferenceLatent_source_vs_other_image", lambda p, r: sample(p, r),
-             lambda p, r: sample(p, with_reference(p, r, OTHER_REFERENCE)))]
+             lambda p, r: sample(p, with_reference(p, r, OTHER_REFERENCE))),
+            ("reference_method_offset_vs_uxo", method("offset"), method("uxo/uno"))]
 
 
 FAMILY = Family(

@@ -12,7 +12,8 @@ Qwen-Image-Edit templates (cfg 2.5, 20 steps, ModelSamplingAuraFlow shift 3).
 """
 from . import Family, Refs
 from ._build import (EDIT_CELLS, NOT_EDIT_CELLS, OTHER_REFERENCE, ROUND_TRIP, conditioning, image_refs,
-                     in_server_model, in_server_refs, sample, with_reference)
+                     in_server_model, in_server_refs, on_prompts, other_reference_latent, sample,
+                     with_reference)
 from .qwen_image import DIT, SIZE, TEXT_DIM, TOKENS, VAE
 from .qwen_image import FAMILY as QWEN_IMAGE
 
@@ -36,8 +37,17 @@ def load(p) -> Refs:
 
 
 def conditioning_checks():
+    def two_references(method=None):
+        # TextEncodeQwenImageEditPlus's multi-image edit: a second reference appended (ReferenceLatent chains)
+        def build(p, r):
+            r = on_prompts(p, r, "ReferenceLatent", latent=other_reference_latent(p, r))
+            return sample(p, r if method is None else on_prompts(p, r, "FluxKontextMultiReferenceLatentMethod",
+                                                                  reference_latents_method=method))
+        return build
     return [("ReferenceLatent_source_vs_other_image", lambda p, r: sample(p, r),
-             lambda p, r: sample(p, with_reference(p, r, OTHER_REFERENCE)))]
+             lambda p, r: sample(p, with_reference(p, r, OTHER_REFERENCE))),
+            ("ReferenceLatent_one_vs_two_images", lambda p, r: sample(p, r), two_references()),
+            ("two_references_index_vs_offset", two_references("index"), two_references("offset"))]
 
 
 FAMILY = Family(
