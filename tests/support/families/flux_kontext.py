@@ -41,5 +41,5 @@ FAMILY = Family(
                       "features run on the Flux.1-dev row, the same DiT without a reference",
            "cfg": "1 (guidance-distilled: FluxGuidance, 2.5 in ComfyUI's Kontext template)",
            "steps": "20 simple (the template)",
-           "refine_steps": "3 (as Flux.1-dev, the same DiT)",
+           "refine_steps": "3 (as Flux.1-dev, the same DiT; not measured with a reference)",
            "edit_strength": "0.3-0.8 (invariant), as the other flow models; not measured on real weights"})

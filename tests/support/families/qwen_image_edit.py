@@ -62,7 +62,7 @@ FAMILY = Family(
            "cfg": "2.5 (ComfyUI's Qwen-Image-Edit templates)",
            "scheduler": "simple (the templates: euler / simple 20, ModelSamplingAuraFlow shift 3)",
            "steps": "20 (the templates)",
-           "refine_steps": "3 (as Qwen-Image, the same DiT)",
+           "refine_steps": "3 (as Qwen-Image, the same DiT; not measured with a reference)",
            "edit_strength": "0.3-0.8 (invariant), as the other flow models; not measured on real weights",
            "reference": "the source image, as the same latent the edit starts from (ReferenceLatent of the "
                         "VAE Encode): the reference and the edited latent share size and grid"})
