@@ -6,7 +6,8 @@
 
 Without --ckpt the tiny random-weight SD1.5 test checkpoint is generated and used (pictures are
 then meaningless; the run proves the wiring).  The other families' workflows (flux_dev_edit,
-sd35_edit, qwen_image_edit, sdxl_text_guided_inpainting, wan21_video_edit) load the files their
+sd35_edit, qwen_image_edit, qwen_image_edit_masked, sdxl_text_guided_inpainting,
+wan21_video_edit) load the files their
 loader nodes name: pass your ComfyUI ``models`` folder with --models (its checkpoints /
 diffusion_models / text_encoders / vae ... subfolders are linked into the server).  The UI-format
 workflow is converted to an API prompt with comfy-cli's converter against the server's

@@ -67,6 +67,10 @@ MODEL_SOURCES = {
     "qwen_image_vae.safetensors": {
         "url": f"{HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
         "directory": "vae"},
+    "qwen_image_edit_2509_fp8_e4m3fn.safetensors": {
+        "url": f"{HF}/Comfy-Org/Qwen-Image-Edit_ComfyUI/resolve/main/split_files/diffusion_models/"
+               "qwen_image_edit_2509_fp8_e4m3fn.safetensors",
+        "directory": "diffusion_models"},
     "wan2.1_t2v_1.3B_fp16.safetensors": {
         "url": f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/diffusion_models/"
                "wan2.1_t2v_1.3B_fp16.safetensors",

@@ -22,7 +22,8 @@ from support.families._refine import model_and_null
 from support.inprocess import run
 from tools.tiny_models import class_conditioning
 
-FAMILIES = families()
+#: the instruction-edit rows (reference latents) have their base row's config and grid: not repeated here
+FAMILIES = {name: fam for name, fam in families().items() if not fam.reference}
 SD_GRIDS = ("sd15", "sd2v", "sdxl")          # discrete eps / v: the paper's ddim_uniform
 #: steps of every check: 50, the top of the families' default ranges.  Strongly shifted grids need
 #: them: at Wan's shift 8, 20 steps leave the refined inversion at 2e-2 (refine 4 or 8) and generate

@@ -9,6 +9,7 @@ family's own conditioning such as Flux guidance or SDXL size conds, changes the 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tools.server import ComfyServer
 NODES = Path(__file__).resolve().parents[1] / "support" / "server_nodes"
 FAMILIES = families()
 STEPS = 3
+#: max |kept latent - source|: model space and back (process_latent_in / out) in float32
+KEPT_ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,21 @@ def f_mask_inpaint(p, r):
     mask = p.add("SolidMask", value=1.0, width=r.extra["width"], height=r.extra["height"])
     reg = p.add("DreamMaskInpaint", mask=mask, target=r.positive, strength=1.0, preset="restore")
     return _sample(p, r, _invert(p, r), regularizers=reg)
+
+
+def right_half_mask(p, r):
+    """A MASK of the image's size, 1 (repaint) on the right half."""
+    w, h = r.extra["width"], r.extra["height"]
+    empty = p.add("SolidMask", value=0.0, width=w, height=h)
+    half = p.add("SolidMask", value=1.0, width=w // 2, height=h)
+    return p.add("MaskComposite", destination=empty, source=half, x=w // 2, y=0, operation="add")
+
+
+def f_keep_known(p, r):
+    """KeepKnown: a noise mask (the right half) on the refined inversion; DreamSampler repaints the
+    masked half with the prompt and keeps the rest on the source."""
+    masked = p.add("SetLatentNoiseMask", samples=_invert(p, r, refine=1), mask=right_half_mask(p, r))
+    return _sample(p, r, masked, positive=r.positive)
 
 
 def f_data_consistency(p, r):
@@ -134,19 +152,30 @@ FEATURES = {"sample": f_sample, "invert_sample": f_invert_sample, "cfg_edit": f_
             "mask_inpaint": f_mask_inpaint, "data_consistency": f_data_consistency,
             "cyclediffusion": f_cyclediffusion, "cycle_sde": f_cycle_sde, "sde_drag": f_sde_drag,
             "distill_latent": f_distill_latent, "distill_svg": f_distill_svg, "distill_image": f_distill_image,
-            "csd": f_csd}
+            "csd": f_csd, "keep_known": f_keep_known}
 #: features a video family runs (the others are image methods: drag points, CSD windows, SVG)
 VIDEO_FEATURES = ("sample", "invert_sample", "cfg_edit", "data_consistency", "cyclediffusion", "cycle_sde")
+#: features only the rows that name them in ``extra_features`` run
+EXTRA_FEATURES = ("keep_known",)
+#: the cells whose own prompt is the positive (DreamSampler's, CFG Edit's / Mask Inpaint's target); the
+#: others read only the null prompt (inversion, the base of DreamSampler)
+USES_POSITIVE = ("sample", "cfg_edit", "mask_inpaint", "keep_known")
 
 
-def cells():
+def family_features(fam):
+    for feat in FEATURES:
+        if fam.video and feat not in VIDEO_FEATURES:
+            continue
+        if feat in fam.skip_features or (feat in EXTRA_FEATURES and feat not in fam.extra_features):
+            continue
+        yield feat
+
+
+def cells(only=lambda fam: True):
     for name, fam in FAMILIES.items():
-        for feat in FEATURES:
-            if fam.video and feat not in VIDEO_FEATURES:
-                continue
-            if feat in fam.skip_features:
-                continue
-            yield pytest.param(name, feat, id=f"{name}-{feat}")
+        if only(fam):
+            for feat in family_features(fam):
+                yield pytest.param(name, feat, id=f"{name}-{feat}")
 
 
 def run_latent(server, info, fam, build, tmp_path, tag) -> torch.Tensor:
@@ -175,6 +204,39 @@ def test_feature_on_family(matrix_server, info, tmp_path, family, feature):
     assert not torch.equal(out, src)                                # the feature did something
     again = run_latent(matrix_server, info, fam, FEATURES[feature], tmp_path, feature + "_again")
     assert torch.equal(out, again)                                  # deterministic; shared model untouched
+
+
+@pytest.mark.parametrize("family,feature", list(cells(lambda fam: fam.reference)))
+def test_reference_latent_passes_through_every_cell(matrix_server, info, tmp_path, family, feature):
+    """Instruction-edit rows: the pack's nodes hand the prompts' reference latents on to the model.
+    Another reference image in the one prompt the cell's node reads (DreamSampler's positive, CFG
+    Edit's / Mask Inpaint's target, the null prompt of the inversion and the sampler's base) changes
+    the output; the source latent and every other prompt are the same."""
+    from support.families._build import OTHER_REFERENCE, with_reference
+    fam = FAMILIES[family]
+    which = "positive" if feature in USES_POSITIVE else "negative"
+
+    def swapped(p, r):
+        other = with_reference(p, r, OTHER_REFERENCE)
+        return FEATURES[feature](p, dataclasses.replace(r, **{which: getattr(other, which)}))
+    base = run_latent(matrix_server, info, fam, FEATURES[feature], tmp_path, feature)
+    out = run_latent(matrix_server, info, fam, swapped, tmp_path, feature + "_other_reference")
+    assert not torch.equal(base, out), f"the {which} prompt's reference latent does not reach the model"
+
+
+@pytest.mark.parametrize("family", [n for n, f in FAMILIES.items() if "keep_known" in f.extra_features])
+def test_keep_known_keeps_the_unmasked_latent(matrix_server, info, tmp_path, family):
+    """A noise mask on the right half: the left half of DreamSampler's output is the source latent,
+    the right half is repainted."""
+    fam = FAMILIES[family]
+    src = source_latent(matrix_server, info, fam, tmp_path)
+    out = run_latent(matrix_server, info, fam, f_keep_known, tmp_path, "keep_known")
+    half = src.shape[-1] // 2
+    kept = (out[..., :half] - src[..., :half]).abs().max().item()
+    changed = (out[..., half:] - src[..., half:]).abs().max().item()
+    print(f"{family}: kept half max |out - src| = {kept:.3g}, repainted half {changed:.3g}")
+    assert kept <= KEPT_ATOL, kept
+    assert changed > 1e-2, changed
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -245,6 +307,66 @@ def test_shipped_family_workflow_runs_on_its_tiny_model(matrix_server, tmp_path,
     prompt[targets[0]]["inputs"]["text"] += ", at night"
     other = [fr for f in _outputs(matrix_server, prompt, ui, tmp_path / "b") for fr in _frames(f)]
     assert any((a != b).any() for a, b in zip(frames, other)), "the target prompt does not reach the output"
+
+
+def _masked_edits():
+    from tools.workflow_specs import workflow_families
+    from tools.workflow_specs.families import KEEPS_UNMASKED
+    return sorted((stem, workflow_families()[stem], titles) for stem, titles in KEEPS_UNMASKED.items())
+
+
+@pytest.mark.parametrize("stem,family,titles", _masked_edits(), ids=[s for s, _, _ in _masked_edits()])
+def test_shipped_masked_edit_keeps_every_unmasked_pixel(matrix_server, tmp_path, stem, family, titles):
+    """The shipped masked instruction edit on its tiny model: outside the composite (grown, blurred)
+    mask every pixel of the saved PNG is the working image's own, to the 8-bit value; inside the edit
+    mask the picture changed; the latent DreamSampler returns equals the source latent on every latent
+    cell the edit mask does not touch (KeepKnown through the noise mask)."""
+    import numpy as np
+    from support.families.stand_ins import on_tiny_family
+    from tools.workflow_specs import test_overrides
+    from tools.workflows import prepare_prompt, upload_inputs
+    upload_inputs(matrix_server)
+    ui, prompt = prepare_prompt(matrix_server, Path(__file__).resolve().parents[2] / "example_workflows"
+                                / f"{stem}.json", None, fast=True, test_overrides=test_overrides())
+    on_tiny_family(prompt, family)
+    by_title = {v.get("_meta", {}).get("title"): k for k, v in prompt.items()}
+    ids = iter(range(30_000, 30_100))
+
+    def add(class_type, **inputs):
+        nid = str(next(ids))
+        prompt[nid] = {"class_type": class_type, "inputs": inputs}
+        return [nid, 0]
+
+    def save(image, name):
+        add("SaveImage", images=image, filename_prefix=f"check/{name}")
+
+    save([by_title[titles["image"]], 0], "source")
+    support = add("ThresholdMask", mask=[by_title[titles["composite_mask"]], 0], value=0.0)   # 1 where mask > 0
+    save(add("MaskToImage", mask=support), "support")
+    save(add("MaskToImage", mask=[by_title[titles["edit_mask"]], 0]), "edit_mask")
+    (sampler,) = [k for k, v in prompt.items() if v["class_type"] == "DreamSampler"]
+    (encode,) = [k for k, v in prompt.items() if v["class_type"] == "VAEEncode"]
+    add("SaveLatent", samples=[sampler, 0], filename_prefix="check/edited")
+    add("SaveLatent", samples=[encode, 0], filename_prefix="check/source")
+    files = {f.name.rsplit("_", 2)[0] + f.suffix: f for f in _outputs(matrix_server, prompt, ui, tmp_path)}
+    (result,) = [f for name, f in files.items() if name.startswith(stem)]
+    pic = {k: _frames(files[f"{k}.png"])[0].astype(int) for k in ("source", "support", "edit_mask")}
+    out = _frames(result)[0].astype(int)
+
+    outside = (pic["support"] == 0).all(-1)
+    assert out.shape == pic["source"].shape == (64, 64, 3)
+    assert 0.3 < outside.mean() < 0.95, outside.mean()
+    assert (out[outside] == pic["source"][outside]).all(), np.abs(out - pic["source"])[outside].max()
+    inside = pic["edit_mask"][..., 0] > 127
+    assert inside.sum() > 16 and np.abs(out - pic["source"])[inside].mean() > 2.0
+
+    edited, source = (load_file(str(files[f"{k}.latent"]))["latent_tensor"] for k in ("edited", "source"))
+    touched = torch.nn.functional.max_pool2d(torch.from_numpy(pic["edit_mask"][..., 0] > 0).float()[None, None],
+                                             64 // edited.shape[-1])
+    touched = torch.nn.functional.max_pool2d(touched, 3, stride=1, padding=1)[0, 0] > 0     # the bilinear resize
+    assert 0 < touched.float().mean() < 0.75
+    assert (edited - source)[..., ~touched].abs().max() <= KEPT_ATOL
+    assert (edited - source)[..., touched].abs().max() > 1e-2
 
 
 def _readme_table_families(heading: str, header_start: str) -> list:

@@ -12,7 +12,7 @@ on the family's tiny model (tests/support/families/<name>.py notes).
 swaps the loaders for that family's tiny files (or the in-server model where ComfyUI's detection
 hard-codes full sizes) and the text encoders for conditioning of the family's shapes.
 """
-from .inverse import inpainting
+from .inverse import inpainting, mask_at_image_size, rectangle_mask
 
 FLUX_SIZE = 1024
 NULL_TITLE = "Null prompt (inversion + base)"
@@ -129,6 +129,66 @@ def qwen_image_edit():
     return nodes
 
 
+EDIT_SIZE = 1024                  # Qwen-Image-Edit's working size (1 Mpx, as its text encoder scales to)
+#: the node titles CI reads in the masked edit (tests/e2e/test_family_matrix.py)
+WORKING_IMAGE, COMPOSITE_MASK, EDIT_MASK = "Working size", "Feathered mask (composite)", "Edit mask (sun)"
+
+
+def _edit_prompt(i, title, text, clip, image):
+    return {"id": i, "type": "TextEncodeQwenImageEditPlus", "title": title, "widgets": {"prompt": text},
+            "links": {"clip": clip, "image1": image}}
+
+
+def qwen_image_edit_masked():
+    """Qwen-Image-Edit 2509: an instruction edit inside a mask, everything else kept exactly.
+
+    The image to edit is the prompts' reference latent through core ReferenceLatent, the VAE Encode of
+    the very image the edit starts from (same size and grid: TextEncodeQwenImageEditPlus's own VAE
+    input would re-encode it at 1 Mpx whatever the working size), so the reference and the edited
+    latent cannot disagree by a scale or a shift; the text encoder still sees the picture (image1).
+    Dream DDIM Inversion (null prompt + reference, refine 3) -> a noise mask on the inverted latent
+    (KeepKnown: outside it the latent follows the source and ends equal to it) -> DreamSampler with the
+    instruction at cfg 2.5 -> decode -> core ImageCompositeMasked onto the source through the grown
+    and blurred mask, so every pixel outside that mask is the source's own."""
+    edit_mask = mask_at_image_size(10, (9, 0), size=EDIT_SIZE)
+    edit_mask[-1]["title"] = EDIT_MASK
+    return [
+        *_split_files(unet="qwen_image_edit_2509_fp8_e4m3fn.safetensors",
+                      clip="qwen_2.5_vl_7b_fp8_scaled.safetensors", clip_type="qwen_image",
+                      vae="qwen_image_vae.safetensors", shift_node="ModelSamplingAuraFlow", shift=3.0),
+        *_image(5, EDIT_SIZE, EDIT_SIZE),
+        *rectangle_mask(7, 300, 60, 140, 140),                                 # the sun, at 512 px
+        *edit_mask,
+        {"id": 13, "type": "VAEEncode", "links": {"pixels": (6, 0), "vae": (3, 0)}},
+        _edit_prompt(14, NULL_TITLE, "", (2, 0), (6, 0)),
+        _edit_prompt(15, "Target prompt (the instruction)", "replace the sun with a red hot air balloon", (2, 0),
+                     (6, 0)),
+        {"id": 16, "type": "ReferenceLatent", "title": "Reference: the image (null prompt)",
+         "links": {"conditioning": (14, 0), "latent": (13, 0)}},
+        {"id": 17, "type": "ReferenceLatent", "title": "Reference: the image (instruction)",
+         "links": {"conditioning": (15, 0), "latent": (13, 0)}},
+        {"id": 18, "type": "DreamDDIMInversion",
+         "widgets": {"steps": 20, "scheduler": "simple", "denoise": 1.0, "refine_steps": 3},
+         "links": {"model": (4, 0), "conditioning": (16, 0), "latent_image": (13, 0)}},
+        {"id": 19, "type": "SetLatentNoiseMask", "title": "Edit only inside the mask (KeepKnown)",
+         "links": {"samples": (18, 0), "mask": (12, 0)}},
+        {"id": 20, "type": "DreamSampler",
+         "widgets": {"seed": 0, "steps": 20, "cfg": 2.5, "scheduler": "simple", "denoise": 1.0, "eta": 0.0,
+                     "eta_schedule": "constant"},
+         "links": {"model": (4, 0), "positive": (17, 0), "negative": (16, 0), "latent_image": (19, 0)}},
+        {"id": 21, "type": "VAEDecode", "links": {"samples": (20, 0), "vae": (3, 0)}},
+        {"id": 22, "type": "GrowMask", "widgets": {"expand": 16, "tapered_corners": True}, "links": {"mask": (12, 0)}},
+        {"id": 23, "type": "MaskToImage", "links": {"mask": (22, 0)}},
+        {"id": 24, "type": "ImageBlur", "widgets": {"blur_radius": 16, "sigma": 8.0}, "links": {"image": (23, 0)}},
+        {"id": 25, "type": "ImageToMask", "title": COMPOSITE_MASK, "widgets": {"channel": "red"},
+         "links": {"image": (24, 0)}},
+        {"id": 26, "type": "ImageCompositeMasked", "title": "Paste the edit into the source",
+         "widgets": {"x": 0, "y": 0, "resize_source": False},
+         "links": {"destination": (6, 0), "source": (21, 0), "mask": (25, 0)}},
+        _save(27, (26, 0), "qwen_image_edit_masked"),
+    ]
+
+
 WAN_W, WAN_H, WAN_FRAMES, WAN_FPS = 832, 480, 33, 16
 VIDEO = "dream_example_video.mp4"
 
@@ -172,6 +232,10 @@ WORKFLOWS = {
     "qwen_image_edit": {
         "title": "DreamSampler on Qwen-Image: real image editing (inversion + CFG edit with a source prompt)",
         "nodes": qwen_image_edit()},
+    "qwen_image_edit_masked": {
+        "title": "DreamSampler on Qwen-Image-Edit 2509: an instruction edit inside a mask, the rest of the image kept "
+                 "exactly (reference latent, noise mask, composite)",
+        "nodes": qwen_image_edit_masked()},
     "sdxl_text_guided_inpainting": {
         "title": "DreamSampler on SDXL: text-guided inpainting (one mask)",
         "nodes": inpainting(two_masks=False, ckpt="sd_xl_base_1.0.safetensors", size=1024,
@@ -183,6 +247,13 @@ WORKFLOWS = {
 
 #: the tiny family model (tests/support/families) CI runs each workflow on
 FAMILY = {"flux_dev_edit": "flux_dev", "sd35_edit": "sd35", "qwen_image_edit": "qwen_image",
+          "qwen_image_edit_masked": "qwen_image_edit",
           "sdxl_text_guided_inpainting": "sdxl", "wan21_video_edit": "wan21"}
 
-TEST_OVERRIDES = {"wan21_video_edit": {"ImageFromBatch": {"length": 5}}}
+TEST_OVERRIDES = {"wan21_video_edit": {"ImageFromBatch": {"length": 5}},
+                  # the feathering at CI's 64 px (16 px of 1024)
+                  "qwen_image_edit_masked": {"GrowMask": {"expand": 1}, "ImageBlur": {"blur_radius": 1, "sigma": 0.5}}}
+#: masked edits whose pixels outside the composite mask must equal the source (CI checks it): the titles
+#: of the working image, the composite mask and the edit (noise) mask
+KEEPS_UNMASKED = {"qwen_image_edit_masked": {"image": WORKING_IMAGE, "composite_mask": COMPOSITE_MASK,
+                                             "edit_mask": EDIT_MASK}}

@@ -43,6 +43,9 @@ class Family:
     latent_shape: tuple = ()                    # the shape ``latent`` must have
     conditioning_checks: Callable | None = None  # (p, refs) -> [(label, prompt_a_ref, prompt_b_ref)]
     skip_features: tuple = ()                   # features that do not apply, each with the reason in ``notes``
+    extra_features: tuple = ()                  # features beyond the common matrix this row runs (``keep_known``)
+    #: the prompts carry the source image as a reference latent (instruction-edit models: ReferenceLatent)
+    reference: bool = False
     notes: dict = field(default_factory=dict)
     #: for families built in the server: () -> (MODEL, positive, negative, alt_positive, VAE), run inside
     #: the server by the test-only node TestFamilyModel (family=name); cached by that node per server

@@ -198,3 +198,37 @@ def shift_check(node: str, a: float, b: float, **inputs):
     def make(shift):
         return lambda p, r: sample(p, r, model=p.add(node, model=r.model, **{"shift": shift, **inputs}))
     return (f"{node}_{a:g}_vs_{b:g}", make(a), make(b))
+
+
+#: the matrix cells of an instruction-edit row (issue 25); its base family's row runs the other features
+EDIT_CELLS = ("sample", "invert_sample", "cfg_edit", "mask_inpaint", "keep_known", "data_consistency")
+NOT_EDIT_CELLS = ("cyclediffusion", "cycle_sde", "sde_drag", "distill_latent", "distill_svg", "distill_image", "csd")
+#: the plain colour of another reference image (the source image is ``image_refs``' 0x4080C0)
+OTHER_REFERENCE = 0xC06020
+
+
+def with_reference(p, refs, image_color: int | None = None):
+    """``refs`` with every prompt (positive, negative, alt_positive) carrying a reference latent, as
+    an instruction-edit model's prompts do (core ReferenceLatent: the conditioning's
+    ``reference_latents``, which the model base turns into the DiT's ``ref_latents``).  The reference
+    is the source latent, or the VAE Encode of a plain ``image_color`` image of the same size; the
+    prompts without it stay in ``extra["unreferenced"]`` (for a test that swaps the reference)."""
+    import dataclasses
+    latent = refs.latent if image_color is None else other_reference_latent(p, refs, image_color)
+    raw = refs.extra.get("unreferenced") or {k: getattr(refs, k) for k in ("positive", "negative", "alt_positive")}
+    wrapped = {k: p.add("ReferenceLatent", conditioning=v, latent=latent) for k, v in raw.items()}
+    return dataclasses.replace(refs, **wrapped, extra=dict(refs.extra, unreferenced=raw))
+
+
+def on_prompts(p, refs, class_type: str, **inputs):
+    """``refs`` with its positive and negative each through node ``class_type`` (a second ReferenceLatent,
+    FluxKontextMultiReferenceLatentMethod ...), ``inputs`` its other inputs."""
+    import dataclasses
+    return dataclasses.replace(refs, **{k: p.add(class_type, conditioning=getattr(refs, k), **inputs)
+                                        for k in ("positive", "negative")})
+
+
+def other_reference_latent(p, refs, color: int = OTHER_REFERENCE):
+    """The VAE Encode of a plain ``color`` image of the source's size (a second reference image)."""
+    other = p.add("EmptyImage", width=refs.extra["width"], height=refs.extra["height"], batch_size=1, color=color)
+    return p.add("VAEEncode", pixels=other, vae=refs.vae)

@@ -1,7 +1,8 @@
 """A shipped family workflow's API prompt on the family's tiny model (CI): the loader nodes the user's
 graph has (UNETLoader / CheckpointLoaderSimple / VAELoader and the text-encoder loaders) are
 swapped for the family's tiny files through the same loaders where ComfyUI's detection accepts
-them, else for the in-server model of TestFamilyModel; every CLIPTextEncode becomes TestFamilyText,
+them, else for the in-server model of TestFamilyModel; every CLIPTextEncode (and Qwen-Image-Edit's
+TextEncodeQwenImageEdit(Plus), without its VAE input) becomes TestFamilyText,
 conditioning of the family's shapes seeded by the prompt's text (another text: another
 conditioning; the same text: the same one).  Every other node (sampling-shift nodes, FluxGuidance,
 the pack's nodes, image / video nodes) runs as shipped.
@@ -11,6 +12,9 @@ from __future__ import annotations
 from . import families
 
 CLIP_LOADERS = {"CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader"}
+#: text encoder class -> its text input (Qwen-Image-Edit's encoders: the text only; the picture they show the
+#: vision encoder has no stand-in, the reference latent comes through ReferenceLatent)
+TEXT_ENCODERS = {"CLIPTextEncode": "text", "TextEncodeQwenImageEdit": "prompt", "TextEncodeQwenImageEditPlus": "prompt"}
 #: loader class -> {output index: what it is}
 OUTPUTS = {"CheckpointLoaderSimple": {0: "model", 1: "clip", 2: "vae"}, "UNETLoader": {0: "model"},
            "VAELoader": {0: "vae"}, **{c: {0: "clip"} for c in CLIP_LOADERS}}
@@ -47,8 +51,12 @@ def on_tiny_family(prompt: dict, family: str) -> dict:
             if what != "clip":
                 _relink(prompt, (k, index), sources[what])
     for k, node in list(prompt.items()):
-        if node["class_type"] == "CLIPTextEncode":
-            prompt[k] = {"class_type": "TestFamilyText", "inputs": {"family": family, "text": node["inputs"]["text"]},
+        if node["class_type"] in TEXT_ENCODERS:
+            if node["class_type"] != "CLIPTextEncode" and "vae" in node["inputs"]:
+                raise ValueError(f"{node['class_type']} {k}: no stand-in for its own VAE reference (connect the "
+                                 "reference through ReferenceLatent)")
+            text = node["inputs"][TEXT_ENCODERS[node["class_type"]]]
+            prompt[k] = {"class_type": "TestFamilyText", "inputs": {"family": family, "text": text},
                          "_meta": node.get("_meta", {})}
     for k in loaders:
         del prompt[k]
