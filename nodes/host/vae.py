@@ -32,6 +32,12 @@ _LOAD_STATE = ("weight_function", "bias_function", "weight_lowvram_function", "b
                "dynamic_vbars", "dynamic_pins", "dynamic_patchers")
 _FLOAT = (torch.float32, torch.float16, torch.bfloat16)
 
+#: what makes a copied ComfyUI op a plain differentiable layer whatever its storage: the newest
+#: ``MixedPrecisionOps.Linear.forward`` quantizes its *input* (FP8 / NVFP4 / MXFP8 activations,
+#: ``QuantLinearFunc`` under autograd) while the op has a ``layout_type`` and is neither full-precision
+#: nor force-cast; the copy holds dequantized weights and must run them as they are
+_PLAIN_OP = {"layout_type": None, "quant_format": None, "_full_precision_mm": True, "comfy_force_cast_weights": True}
+
 
 class GradCopyError(RuntimeError):
     pass
@@ -139,6 +145,7 @@ def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, wh
                         done.add(key)
                 c.comfy_cast_weights = True
                 c.weight_function, c.bias_function = [], []
+                c.__dict__.update(_PLAIN_OP)
             for key, t in m._parameters.items():
                 if key in done or t is None:
                     continue

@@ -210,3 +210,30 @@ def test_grad_copy_keeps_a_bypass_lora_injected_forward(N):
     (grad,) = torch.autograd.grad(out.sum(), xg)
     assert torch.allclose(out.detach(), ref) and torch.isfinite(grad).all()
     assert net[0].forward.__self__.module is op             # the live module keeps its own hook
+
+
+def test_grad_copy_of_a_quantized_layer_is_a_plain_differentiable_layer(N):
+    """An FP8 / NVFP4 / MXFP8 checkpoint's op in the newest ComfyUI quantizes its *input* while it has
+    a ``layout_type`` and is not force-cast (mimicked by ``support.newest_internals.QuantizedLinear``,
+    see COMPATIBILITY.md).  The gradient copy holds the dequantized weights and runs them as a plain
+    layer: its output and input gradient are those of ``F.linear`` with those weights, exactly (an
+    FP8-rounded activation is off by ~1e-2), while the live op keeps quantizing as before."""
+    from support.newest_internals import fp8_activation, quantized_linear
+    _, _, host_vae = N
+    op = quantized_linear(16, 8, seed=7)
+    net = torch.nn.Sequential(op)
+    w = op.weight.float()
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        live = net(x)
+    assert torch.allclose(live, torch.nn.functional.linear(fp8_activation(x), w, op.bias))
+    copy = host_vae.grad_copy(net, device="cpu", what="test model")
+    xg = x.clone().requires_grad_(True)
+    out = copy(xg)
+    (grad,) = torch.autograd.grad(out.sum(), xg)
+    exact = torch.nn.functional.linear(x, w, op.bias)
+    assert float((live - exact).abs().max()) > 1e-3                  # quantizing the input is visible
+    assert torch.allclose(out.detach(), exact, atol=1e-6), float((out.detach() - exact).abs().max())
+    assert torch.allclose(grad, w.sum(0).expand_as(x), atol=1e-6)
+    assert copy[0].weight.dtype == torch.float32 and not copy[0].uses_quantized_input()
+    assert op.uses_quantized_input() and op.weight.dtype == torch.float8_e4m3fn     # the live op unchanged
