@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
-from dataclasses import dataclass, field, fields as dataclass_fields
+from dataclasses import dataclass, field, fields as dataclass_fields, is_dataclass
 
 import torch
 from comfy_api.latest import io
@@ -226,10 +227,28 @@ def first_error(*errors):
 NEWER_SCHEMA_FIELDS = frozenset({"search_aliases"})
 
 
+def schema_parameters(schema_cls) -> frozenset:
+    """The keyword arguments ``schema_cls(...)`` takes: a dataclass's init fields (0.3.75's
+    ``io.Schema``), else the constructor's named parameters (a public wrapper, as the newest
+    ``io`` = ``_io_public`` may export); a constructor that takes only ``**kwargs`` counts as the
+    dataclass it derives from, or as taking no newer field."""
+    if is_dataclass(schema_cls):
+        return frozenset(f.name for f in dataclass_fields(schema_cls) if f.init)
+    try:
+        params = inspect.signature(schema_cls).parameters.values()
+    except (TypeError, ValueError):
+        return frozenset()
+    named = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        bases = [c for c in getattr(schema_cls, "__mro__", ())[1:] if is_dataclass(c)]
+        named |= frozenset(f.name for f in dataclass_fields(bases[0]) if f.init) if bases else frozenset()
+    return named
+
+
 def supported_fields(schema_cls, fields: dict) -> dict:
-    """``fields`` less the newer ones ``schema_cls`` does not declare (0.3.75's Schema has no
+    """``fields`` less the newer ones ``schema_cls`` does not take (0.3.75's Schema has no
     ``search_aliases``; 0.38 shows them in node search)."""
-    known = {f.name for f in dataclass_fields(schema_cls)}
+    known = schema_parameters(schema_cls)
     return {k: v for k, v in fields.items() if k in known or k not in NEWER_SCHEMA_FIELDS}
 
 
