@@ -69,3 +69,58 @@ def test_every_node_defines_its_schema_through_a_public_schema_wrapper(pack, com
         out = cls.define_schema()
         assert isinstance(out, PublicSchema) and out.schema.node_id == made[-1]
     assert len(made) == len(pack.nodes.NODE_LIST)
+
+
+# ----------------------------------------------------------------------------- core SVG type
+SVG_TEXT = '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="2" height="2"/></svg>'
+
+
+def _svg_value(pack):
+    value = pack.nodes.host.core_svg([SVG_TEXT])
+    assert [b.getvalue().decode() for b in value.data] == [SVG_TEXT]
+    return value
+
+
+class _Svg:
+    """core's SVG value (0.3.75's comfy_extras.nodes_images.SVG, the newest io.SVG.Type): .data"""
+
+    def __init__(self, data):
+        self.data = data
+
+
+def _nodes_images(monkeypatch, svg_class):
+    """``comfy_extras.nodes_images`` as the server imports it (in-process it cannot import: it needs
+    the server), holding ``svg_class`` as ``SVG``."""
+    import sys
+    module = types.ModuleType("comfy_extras.nodes_images")
+    module.SVG = svg_class
+    monkeypatch.setitem(sys.modules, "comfy_extras.nodes_images", module)
+
+
+def test_core_svg_skips_0375s_any(pack, monkeypatch):
+    """0.3.75: ``io.SVG.Type`` is ``typing.Any`` (a class since Python 3.11, but not core's SVG): the
+    pack takes ``comfy_extras.nodes_images.SVG`` (through the real server: the shipped SVG workflows'
+    Save SVG nodes, tests/e2e/test_server.py)."""
+    import typing
+    from comfy_api.latest import io
+    assert io.SVG.Type is typing.Any
+    _nodes_images(monkeypatch, _Svg)
+    assert type(_svg_value(pack)) is _Svg
+
+
+def test_core_svg_prefers_the_io_svg_type_over_the_temporary_alias(pack, monkeypatch):
+    """The newest ComfyUI defines the class as ``io.SVG.Type`` and keeps ``nodes_images.SVG`` as a
+    temporary alias: the pack takes ``io.SVG.Type`` first, so it keeps working once the alias goes
+    (here the alias is gone: a leftover class that is not core's type any more)."""
+    from comfy_api.latest import io
+    monkeypatch.setattr(io.SVG, "Type", _Svg)
+    _nodes_images(monkeypatch, type("Leftover", (), {"__init__": lambda self, data: None}))
+    assert type(_svg_value(pack)) is _Svg
+
+
+def test_core_svg_falls_back_to_the_stand_in(pack, monkeypatch):
+    """Neither a class in ``io.SVG.Type`` nor an importable ``comfy_extras.nodes_images``: the
+    stand-in, with the same payload."""
+    import sys
+    monkeypatch.setitem(sys.modules, "comfy_extras.nodes_images", None)
+    assert type(_svg_value(pack)).__name__ == "_SVGData"
