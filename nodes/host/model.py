@@ -190,10 +190,11 @@ def fix_empty_latent_channels(model, samples, latent: dict | None = None):
 
 
 def latent_output(latent: dict | None, samples, drop=()) -> dict:
-    """The output LATENT: the input's entries (batch_index, ...) with new samples, less ``drop`` and
-    the size keys (they describe the empty input, as core SamplerCustomAdvanced does)."""
+    """The output LATENT: the input's entries (batch_index, ...) with new samples (on the intermediate
+    device, ``to_intermediate``), less ``drop`` and the size keys (they describe the empty input, as
+    core SamplerCustomAdvanced does)."""
     out = {k: v for k, v in (latent or {}).items() if k not in LATENT_SIZE_KEYS and k not in drop}
-    out["samples"] = samples
+    out["samples"] = to_intermediate(samples)
     return out
 
 
@@ -242,6 +243,15 @@ def latent_maps(base_model):
 
 def intermediate_device():
     return comfy.model_management.intermediate_device()
+
+
+def to_intermediate(samples: torch.Tensor) -> torch.Tensor:
+    """A latent a node returns, where core's samplers leave theirs: ``intermediate_device()`` (the
+    CPU unless --gpu-only), in ``intermediate_dtype()`` where this ComfyUI has one (the newest; its
+    --fp16-intermediates), else in the latent's own dtype."""
+    mm = comfy.model_management
+    dtype = mm.intermediate_dtype() if hasattr(mm, "intermediate_dtype") else None
+    return samples.to(device=mm.intermediate_device(), dtype=dtype or samples.dtype)
 
 
 def progress_callback(model, steps: int, x0_output: dict | None = None):
