@@ -239,6 +239,10 @@ class ExtraDenoiser:
         return self.base.call(x, sigma, **{RAW: self.name})
 
 
+#: what a MultiGPU run (newest ComfyUI, ``comfy/sampler_helpers.py``) adds to the run's model_options
+MULTIGPU_KEYS = ("multigpu_clones", "multigpu_thread_pool")
+
+
 def grad_denoiser(model_wrap, extra_args):
     """x0(x, sigma) with autograd through the diffusion model, for the opt-in DPS step: the first call
     makes a ``grad_copy`` of the diffusion model (the weights its forward uses, whatever ComfyUI's load
@@ -248,6 +252,12 @@ def grad_denoiser(model_wrap, extra_args):
     inner = model_wrap.inner_model
     patcher = model_wrap.model_patcher
     state = {}
+    # the gradient branch runs on the main device: a MultiGPU run (the newest ComfyUI) would send
+    # part of the batch to the other devices' clones, whose weights are not the swapped-in copy and
+    # run without gradients there
+    options = extra_args.get("model_options", {})
+    if any(k in options for k in MULTIGPU_KEYS):
+        extra_args = dict(extra_args, model_options={k: v for k, v in options.items() if k not in MULTIGPU_KEYS})
 
     def denoise(x, sigma):
         if "model" not in state:

@@ -237,3 +237,19 @@ def test_grad_copy_of_a_quantized_layer_is_a_plain_differentiable_layer(N):
     assert torch.allclose(grad, w.sum(0).expand_as(x), atol=1e-6)
     assert copy[0].weight.dtype == torch.float32 and not copy[0].uses_quantized_input()
     assert op.uses_quantized_input() and op.weight.dtype == torch.float8_e4m3fn     # the live op unchanged
+
+
+def test_dps_step_runs_on_the_main_device_under_multigpu(N, monkeypatch):
+    """The newest ComfyUI's MultiGPU runs send part of each batch to other devices' clones, without
+    gradients (mimicked: ``support.newest_internals``).  The DPS gradient step swaps only the main
+    model's network, so it runs on the main device: the result equals the single-device run."""
+    import comfy.model_management
+    import comfy.samplers
+    from support.newest_internals import multigpu_calc_cond_batch, with_multigpu_clone
+    _, vae = _vaes()
+    ref = _dps_sample(N, tiny_model("eps", seed=3), vae)
+    other = tiny_model("eps", seed=3)
+    comfy.model_management.load_models_gpu([other])
+    monkeypatch.setattr(comfy.samplers, "calc_cond_batch", multigpu_calc_cond_batch(comfy.samplers.calc_cond_batch))
+    out = _dps_sample(N, with_multigpu_clone(tiny_model("eps", seed=3), other), vae)
+    assert torch.allclose(out, ref, atol=1e-5 * float(ref.abs().max())), float((out - ref).abs().max())

@@ -6,8 +6,10 @@ newest source does, so that a test can show the pack handling it (COMPATIBILITY.
   (``_full_precision_mm``), not force-cast (``comfy_force_cast_weights``) and has no weight / bias
   functions, its forward quantizes the *activation* (to FP8 here, as the TensorCoreFP8 layouts do;
   under autograd through ``QuantLinearFunc``), which is lossy; otherwise it runs the cast weights.
-* ``multigpu_clone``: where the newest ``ModelPatcher`` keeps the clones of a MultiGPU setup
-  (additional models under the key ``"multigpu"``, which ``_calc_cond_batch_multigpu`` runs).
+* ``with_multigpu_clone`` / ``multigpu_calc_cond_batch``: a MultiGPU run (``comfy/sampler_helpers.py``
+  puts the per-device patchers in ``model_options["multigpu_clones"]``; ``comfy/samplers.py``
+  ``_calc_cond_batch_multigpu`` runs the conds it schedules on another device on that device's
+  clone, without gradients).
 """
 from __future__ import annotations
 
@@ -52,11 +54,26 @@ def quantized_linear(in_features: int, out_features: int, seed: int = 0) -> Quan
     return op
 
 
-def multigpu_clone(patcher, device=None):
-    """Attach a clone of ``patcher`` as the newest ComfyUI's MultiGPU setup does (``additional_models``
-    under ``"multigpu"``; ``get_additional_models_with_key("multigpu")`` lists them)."""
-    clone = patcher.clone()
-    if device is not None:
-        clone.load_device = device
-    patcher.set_additional_models("multigpu", [clone])
-    return clone
+def with_multigpu_clone(patcher, other):
+    """``patcher`` carrying a MultiGPU setup as the newest ComfyUI hands one to a run:
+    ``model_options["multigpu_clones"]`` = {device: patcher}, the main one and ``other`` (a patcher
+    of a separate network with its own weights, as a deep clone on another device; here both on the
+    CPU, so they are keyed by name)."""
+    patcher.model_options["multigpu_clones"] = {"main": patcher, "other": other}
+    return patcher
+
+
+def multigpu_calc_cond_batch(original):
+    """``comfy.samplers.calc_cond_batch`` as the newest one runs with ``multigpu_clones``
+    (``_calc_cond_batch_multigpu``): conds scheduled on another device run that device's clone,
+    under ``torch.no_grad()``.  Here every cond goes to the other device (the newest splits them)."""
+    def calc_cond_batch(model, conds, x_in, timestep, model_options):
+        clones = model_options.get("multigpu_clones")
+        if not clones:
+            return original(model, conds, x_in, timestep, model_options)
+        other = next(p for p in clones.values() if p.model is not model)
+        other.model.current_patcher = other          # prepared for the run, as the newest does per device
+        rest = {k: v for k, v in model_options.items() if k != "multigpu_clones"}
+        with torch.no_grad():
+            return original(other.model, conds, x_in, timestep, rest)
+    return calc_cond_batch
