@@ -263,7 +263,8 @@ def grad_denoiser(model_wrap, extra_args):
         if "model" not in state:
             # the model is loaded for this run already: read as it is, not reloaded
             state["model"] = grad_copy(inner.diffusion_model, device=patcher.load_device,
-                                       dtype=getattr(inner, "manual_cast_dtype", None), what="diffusion model")
+                                       dtype=getattr(inner, "manual_cast_dtype", None), what="diffusion model",
+                                       budget_from=patcher)
         original = inner.diffusion_model
         inner.diffusion_model = state["model"]
         try:

@@ -82,14 +82,24 @@ def _forward_weights(m, device, dtype, place):
     return out
 
 
-def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, what: str = "model") -> torch.nn.Module:
+def free_memory(device, patcher=None) -> int:
+    """Free memory on ``device`` as ``patcher`` counts it (the newest ComfyUI's
+    ``ModelPatcher.get_free_memory``: torch's free memory plus what dynamic VRAM's VBARs can give
+    back), else ComfyUI's module-level ``get_free_memory`` (0.3.75, whose patchers have none)."""
+    own = getattr(patcher, "get_free_memory", None)
+    return int(own(device) if callable(own) else comfy.model_management.get_free_memory(device))
+
+
+def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, what: str = "model",
+              budget_from=None) -> torch.nn.Module:
     """A frozen copy of ``module`` (requires_grad False, outside inference mode) holding the weights
     its forward uses (see the module docstring), for autograd through it; the live module is only
     read.  ``patcher``: loaded first (ComfyUI decides how).  ``device``: where the forward runs
     (default: the patcher's load device, else the module's).  ``dtype``: the compute dtype the
     weights take when ComfyUI casts them (a manual-cast model; None: each weight's own float dtype,
-    float32 for fp8 / quantized storage).  Weights go to ``device`` while its free memory allows and
-    stay on the CPU after that (cast per call, as ComfyUI's lowvram mode does).  GradCopyError when
+    float32 for fp8 / quantized storage).  Weights go to ``device`` while its free memory allows (as
+    ``budget_from``, default ``patcher``, counts it: ``free_memory``) and stay on the CPU after that
+    (cast per call, as ComfyUI's lowvram mode does).  GradCopyError when
     a weight is not loaded."""
     with torch.inference_mode(False), torch.no_grad():
         if patcher is not None:
@@ -100,7 +110,7 @@ def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, wh
         device = torch.device(device)
         budget = [math.inf]
         if device.type != "cpu":
-            budget[0] = (comfy.model_management.get_free_memory(device)
+            budget[0] = (free_memory(device, budget_from if budget_from is not None else patcher)
                          - 2 * comfy.model_management.minimum_inference_memory())
 
         def place(nbytes):

@@ -253,3 +253,28 @@ def test_dps_step_runs_on_the_main_device_under_multigpu(N, monkeypatch):
     monkeypatch.setattr(comfy.samplers, "calc_cond_batch", multigpu_calc_cond_batch(comfy.samplers.calc_cond_batch))
     out = _dps_sample(N, with_multigpu_clone(tiny_model("eps", seed=3), other), vae)
     assert torch.allclose(out, ref, atol=1e-5 * float(ref.abs().max())), float((out - ref).abs().max())
+
+
+def test_grad_copy_budget_is_the_patchers_free_memory(N, sd15):
+    """The newest ComfyUI counts a model's free memory on its patcher (``ModelPatcher.get_free_memory``:
+    torch's free memory plus what dynamic VRAM's VBARs can give back; 0.3.75's patchers have none,
+    the module-level ``get_free_memory`` counts).  The copy's budget is the patcher's number: on a
+    device ComfyUI's module-level estimate cannot measure (``meta``, the non-CPU device a CPU machine
+    has) the weights go there when the patcher says they fit."""
+    import comfy.model_management
+    import comfy.ops
+    _, _, host_vae = N
+    with torch.inference_mode():
+        net = torch.nn.Sequential(comfy.ops.manual_cast.Linear(8, 8), comfy.ops.manual_cast.Linear(8, 8))
+    size = sum(p.numel() * p.element_size() for p in net.parameters())
+
+    class DynamicPatcher:                        # the newest patcher's view of free memory
+        def get_free_memory(self, device):
+            return int(2 * comfy.model_management.minimum_inference_memory()) + size + 1
+
+    copy = host_vae.grad_copy(net, device=torch.device("meta"), budget_from=DynamicPatcher())
+    assert {p.device.type for p in copy.parameters()} == {"meta"}
+    cpu = torch.device("cpu")                    # 0.3.75's patcher: the module-level estimate
+    assert not hasattr(sd15[0], "get_free_memory")
+    free = comfy.model_management.get_free_memory(cpu)
+    assert abs(host_vae.free_memory(cpu, sd15[0]) - free) <= 0.05 * free
