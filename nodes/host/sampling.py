@@ -324,10 +324,9 @@ class CoreSampler(comfy.samplers.Sampler):
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
-        patcher = model_wrap.model_patcher
         inner = model_wrap.inner_model
-        ms = M.model_sampling(patcher)
-        param = M.parameterization(patcher)
+        ms = inner.model_sampling            # the object this run's model samples with
+        param = M.run_parameterization(inner)
         latent_image = torch.zeros_like(noise) if latent_image is None else latent_image
         is_dream = isinstance(model_wrap, DreamGuider)
         base = GuidedDenoiser(model_wrap, extra_args, cfg_by_sigma=self.cfg_by_sigma,

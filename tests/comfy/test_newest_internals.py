@@ -7,7 +7,6 @@ import dataclasses
 import types
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="module")
