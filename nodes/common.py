@@ -107,7 +107,7 @@ LATENT_LAYOUTS = {1: "[batch, {c}, length]", 2: "[batch, {c}, height, width]", 3
 
 #: what a latent of this many channels is usually for (to say which model it belongs to)
 LATENT_FAMILIES = {4: "SD1.x / SD2.x / SDXL models", 16: "SD3, Flux and other 16-channel models (or a video model)",
-                   128: "LTX-Video"}
+                   64: "Qwen-Image 2.1", 128: "LTX-Video"}
 
 
 def model_latent(model, latent, name: str = "latent_image") -> torch.Tensor:

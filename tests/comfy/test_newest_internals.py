@@ -123,3 +123,51 @@ def test_core_svg_falls_back_to_the_stand_in(pack, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "comfy_extras.nodes_images", None)
     assert type(_svg_value(pack)).__name__ == "_SVGData"
+
+
+# ----------------------------------------------------------------------------- newest families
+@pytest.fixture(scope="module")
+def rgba_vae(pack):
+    """A VAE shaped as Qwen-Image 2.1's (mimicked: 0.3.75 has no such VAE): RGBA pixels (4 output
+    channels), 64 latent channels, 16x downscale; ComfyUI's own VAE class over a small seeded
+    AutoencoderKL with those shapes."""
+    import torch
+    import comfy.ldm.models.autoencoder as ae
+    import comfy.sd
+    from tools.tiny_models import seeded_init_
+    dd = {"double_z": True, "z_channels": 64, "resolution": 32, "in_channels": 4, "out_ch": 4, "ch": 32,
+          "ch_mult": [1, 1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+    m = seeded_init_(ae.AutoencoderKL(ddconfig=dd, embed_dim=64), 13)
+    with torch.inference_mode():
+        vae = comfy.sd.VAE(sd=m.state_dict(), config={"params": {"embed_dim": 64, "ddconfig": dd}})
+    vae.output_channels, vae.latent_channels = 4, 64
+    vae.downscale_ratio = vae.upscale_ratio = 16
+    return vae
+
+
+def test_rgba_vae_is_an_image_vae_with_opaque_alpha(pack, rgba_vae):
+    """Qwen-Image 2.1's RGBA VAE passes ``check_image_vae``; the pack's codec hands it RGB with an
+    opaque alpha and returns RGB: ComfyUI's own encode of the RGBA image, the same through the
+    differentiable copy, and 3-channel decodes (plain and with gradients)."""
+    import torch
+    host = pack.nodes.host
+    host.check_image_vae(rgba_vae, "test")
+    codec = host.VAECodec(rgba_vae, "test")
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.inference_mode():
+        rgba = torch.cat([(x + 1) / 2, torch.ones_like(x[:, :1])], 1).movedim(1, -1)
+        ref = rgba_vae.encode(rgba)
+        z = codec.encode(x)
+        assert z.shape == (1, 64, 2, 2) and torch.allclose(z, ref.to(z), atol=1e-5), float((z - ref).abs().max())
+        assert codec.decode(z).shape == (1, 3, 32, 32)
+        assert host.vae_decode(rgba_vae, z).shape == (1, 32, 32, 3)
+        assert torch.allclose(host.vae_encode(rgba_vae, ((x + 1) / 2).movedim(1, -1)), ref, atol=1e-5)
+    with torch.inference_mode(False), torch.enable_grad():
+        xg = x.clone().requires_grad_(True)
+        zg = codec.encode(xg)
+        (g,) = torch.autograd.grad(zg.square().sum(), xg)
+        assert torch.allclose(zg.detach(), ref, atol=1e-4) and torch.isfinite(g).all()
+        zd = z.clone().requires_grad_(True)
+        out = codec.decode_grad(zd)
+        assert out.shape == (1, 3, 32, 32) and torch.autograd.grad(out.sum(), zd)[0].abs().sum() > 0
+    codec.release()
