@@ -90,10 +90,27 @@ def check_model(model):
         return C.parameterization(model)
 
 
+def packed_latent_error(samples, name: str, model_name: str | None = None) -> InputError | None:
+    """The refusal of a packed multi-stream LATENT (ComfyUI's NestedTensor: LTX-2's audio-video
+    latents, video and audio in one sample), or None for a plain tensor.  The pack's math is the
+    video stream's; the audio stream runs on its own schedule scale (``ModelSamplingAV``)."""
+    if torch.is_tensor(samples) or not getattr(samples, "is_nested", False):
+        return None
+    parts = getattr(samples, "tensors", ())
+    shapes = ", ".join(str(tuple(getattr(t, "shape", ()))) for t in parts)
+    model = f"this model ({model_name}) makes " if model_name else ""
+    return InputError(f"'{name}' is a packed audio-video latent ({len(parts)} streams: {shapes}) as {model}"
+                      "LTX-2 audio-video models make; DreamSampler works on one latent stream. Separate the video "
+                      "latent from the audio latent and connect the video latent.")
+
+
 def check_latent(latent, name: str = "latent_image") -> torch.Tensor:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise InputError(f"'{name}' is not a LATENT (a dict with 'samples'); connect a VAE Encode or Empty Latent node.")
     s = latent["samples"]
+    packed = packed_latent_error(s, name)
+    if packed is not None:
+        raise packed
     if not torch.is_tensor(s) or s.ndim not in (4, 5) or s.numel() == 0:
         raise InputError(f"'{name}' must hold a non-empty [batch, channels, height, width] latent, got shape "
                          f"{tuple(getattr(s, 'shape', ()))}.")
@@ -114,8 +131,11 @@ def model_latent(model, latent, name: str = "latent_image") -> torch.Tensor:
     """The samples of a LATENT checked against the MODEL's latent format: an empty latent of another
     family is resized as core samplers do; a filled one of the wrong shape is refused with a message
     that says which kind of model it belongs to."""
-    s = C.fix_empty_latent_channels(model, check_latent(latent, name), latent)
     channels, dims, model_name = C.latent_spec(model)
+    packed = packed_latent_error(latent.get("samples") if isinstance(latent, dict) else None, name, model_name)
+    if packed is not None:
+        raise packed
+    s = C.fix_empty_latent_channels(model, check_latent(latent, name), latent)
     if s.ndim != dims + 2:
         kind = "video " if s.ndim == 5 else ""
         layout = LATENT_LAYOUTS.get(dims, "").format(c=channels)

@@ -8,7 +8,8 @@ import torch
 #: importable once the pack fixture set the host up, so the table is checked against it in the test)
 EXPECTED = {"eps": "ve", "v_prediction": "ve", "edm": "ve", "x0": "ve", "flow_sd3": "flow", "flow_flux": "flow",
             "cosmos_rflow": "ve", "img_to_img": "refuse", "img_to_img_flow": "refuse",
-            "img_to_img_velocity": "refuse", "v_prediction_ddpm": "ve", "const_noise_scale": "flow"}
+            "img_to_img_velocity": "refuse", "v_prediction_ddpm": "ve", "const_noise_scale": "flow",
+            "flow_av": "flow"}
 
 
 @pytest.fixture(scope="module")

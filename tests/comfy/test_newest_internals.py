@@ -171,3 +171,23 @@ def test_rgba_vae_is_an_image_vae_with_opaque_alpha(pack, rgba_vae):
         out = codec.decode_grad(zd)
         assert out.shape == (1, 3, 32, 32) and torch.autograd.grad(out.sum(), zd)[0].abs().sum() > 0
     codec.release()
+
+
+def test_packed_audio_video_latent_is_refused_naming_the_model(pack):
+    """LTX-2's audio-video LATENT is a packed NestedTensor (ComfyUI's own class) of a video and an
+    audio stream: the nodes refuse it with an InputError naming the model type and what to connect,
+    instead of failing inside the math."""
+    import torch
+    from comfy.nested_tensor import NestedTensor
+    from support.inprocess import run
+    from tools.tiny_models import fake_conditioning, tiny_model
+    sampling, common = pack.nodes.sampling, pack.nodes.common
+    model, null = tiny_model("eps", seed=1), fake_conditioning(0)
+    packed = {"samples": NestedTensor([torch.zeros(1, 4, 2, 8, 8), torch.zeros(1, 8, 5, 16)])}
+    with pytest.raises(common.InputError, match=r"packed audio-video latent \(2 streams.*this model \(SD15\).*"
+                                                r"connect the video latent"):
+        run(sampling.DreamDDIMInversion, model, null, packed, 2, "ddim_uniform", 1.0, 0)
+    with pytest.raises(common.InputError, match="packed audio-video latent"):
+        run(sampling.DreamSampler, model, 0, 2, 1.0, "ddim_uniform", null, null, packed, 1.0, 0.0, "constant")
+    with pytest.raises(common.InputError, match="packed audio-video latent"):
+        common.check_latent(packed)
