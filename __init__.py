@@ -10,7 +10,9 @@ try:
 except ImportError:     # imported outside ComfyUI (e.g. by pytest walking the repo): nothing to register
     ComfyExtension = None
 
-if ComfyExtension is not None:
+# without a parent package (pytest importing this file as a top-level module, e.g. from a checkout
+# whose folder name is not a Python identifier) the relative imports below cannot work: register nothing
+if ComfyExtension is not None and __package__:
     import os
 
     from .nodes import NODE_LIST

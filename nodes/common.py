@@ -5,7 +5,7 @@ import contextlib
 import functools
 import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from dataclasses import fields as dataclass_fields
 
 import torch
@@ -107,10 +107,27 @@ def check_model(model):
         return C.parameterization(model)
 
 
+def packed_latent_error(samples, name: str, model_name: str | None = None) -> InputError | None:
+    """The refusal of a packed multi-stream LATENT (ComfyUI's NestedTensor: LTX-2's audio-video
+    latents, video and audio in one sample), or None for a plain tensor.  The pack's math is the
+    video stream's; the audio stream runs on its own schedule scale (``ModelSamplingAV``)."""
+    if torch.is_tensor(samples) or not getattr(samples, "is_nested", False):
+        return None
+    parts = getattr(samples, "tensors", ())
+    shapes = ", ".join(str(tuple(getattr(t, "shape", ()))) for t in parts)
+    model = f"this model ({model_name}) makes " if model_name else ""
+    return InputError(f"'{name}' is a packed audio-video latent ({len(parts)} streams: {shapes}) as {model}"
+                      "LTX-2 audio-video models make; DreamSampler works on one latent stream. Separate the video "
+                      "latent from the audio latent and connect the video latent.")
+
+
 def check_latent(latent, name: str = "latent_image") -> torch.Tensor:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise InputError(f"'{name}' is not a LATENT (a dict with 'samples'); connect a VAE Encode or Empty Latent node.")
     s = latent["samples"]
+    packed = packed_latent_error(s, name)
+    if packed is not None:
+        raise packed
     if not torch.is_tensor(s) or s.ndim not in (4, 5) or s.numel() == 0:
         raise InputError(f"'{name}' must hold a non-empty [batch, channels, height, width] latent, got shape "
                          f"{tuple(getattr(s, 'shape', ()))}.")
@@ -133,15 +150,18 @@ LATENT_LAYOUTS = {1: "[batch, {c}, length]", 2: "[batch, {c}, height, width]", 3
 
 #: what a latent of this many channels is usually for (to say which model it belongs to)
 LATENT_FAMILIES = {4: "SD1.x / SD2.x / SDXL models", 16: "SD3, Flux and other 16-channel models (or a video model)",
-                   128: "LTX-Video"}
+                   64: "Qwen-Image 2.1", 128: "LTX-Video"}
 
 
 def model_latent(model, latent, name: str = "latent_image") -> torch.Tensor:
     """The samples of a LATENT checked against the MODEL's latent format: an empty latent of another
     family is resized as core samplers do; a filled one of the wrong shape is refused with a message
     that says which kind of model it belongs to."""
-    s = C.fix_empty_latent_channels(model, check_latent(latent, name), latent)
     channels, dims, model_name = C.latent_spec(model)
+    packed = packed_latent_error(latent.get("samples") if isinstance(latent, dict) else None, name, model_name)
+    if packed is not None:
+        raise packed
+    s = C.fix_empty_latent_channels(model, check_latent(latent, name), latent)
     if s.ndim != dims + 2:
         kind = "video " if s.ndim == 5 else ""
         layout = LATENT_LAYOUTS.get(dims, "").format(c=channels)
@@ -402,10 +422,28 @@ def first_error(*errors):
 NEWER_SCHEMA_FIELDS = frozenset({"search_aliases"})
 
 
+def schema_parameters(schema_cls) -> frozenset:
+    """The keyword arguments ``schema_cls(...)`` takes: a dataclass's init fields (0.3.75's
+    ``io.Schema``), else the constructor's named parameters (a public wrapper, as the newest
+    ``io`` = ``_io_public`` may export); a constructor that takes only ``**kwargs`` counts as the
+    dataclass it derives from, or as taking no newer field."""
+    if is_dataclass(schema_cls):
+        return frozenset(f.name for f in dataclass_fields(schema_cls) if f.init)
+    try:
+        params = inspect.signature(schema_cls).parameters.values()
+    except (TypeError, ValueError):
+        return frozenset()
+    named = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        bases = [c for c in getattr(schema_cls, "__mro__", ())[1:] if is_dataclass(c)]
+        named |= frozenset(f.name for f in dataclass_fields(bases[0]) if f.init) if bases else frozenset()
+    return named
+
+
 def supported_fields(schema_cls, fields: dict) -> dict:
-    """``fields`` less the newer ones ``schema_cls`` does not declare (0.3.75's Schema has no
+    """``fields`` less the newer ones ``schema_cls`` does not take (0.3.75's Schema has no
     ``search_aliases``; 0.38 shows them in node search)."""
-    known = {f.name for f in dataclass_fields(schema_cls)}
+    known = schema_parameters(schema_cls)
     return {k: v for k, v in fields.items() if k in known or k not in NEWER_SCHEMA_FIELDS}
 
 

@@ -201,9 +201,8 @@ class DreamCSDEdit(DreamNode):
         with user_errors():
             guider = csd_guider(model, target, negative, source, text_cfg, image_cfg)
             out = C.run(guider, C.CoreSampler(run, iterations), csd_sigmas(sigma_at, t_min, t_max), samples, seed=seed)
-        out = out.to(samples)
         result = C.vae_decode(vae, out, vae_tile_size)[:, :H, :W, :]
-        return io.NodeOutput(result, {"samples": out})
+        return io.NodeOutput(result, {"samples": C.to_intermediate(out)})
 
 
 NODES = [DreamCSDEdit]

@@ -148,7 +148,7 @@ class DreamSDEDrag(DreamNode):
             out = C.run(C.new_guider(model, positive, negative, cfg), sampler, sigmas, samples, seed=seed)
         result = C.vae_decode(vae, out)
         preview = ui.PreviewImage(pixels, cls=None).values
-        return io.NodeOutput(result, {"samples": out}, ui={EDITOR_UI_KEY: preview})
+        return io.NodeOutput(result, {"samples": C.to_intermediate(out)}, ui={EDITOR_UI_KEY: preview})
 
 
 def _seed_def():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io as _io
 import os as _os
+import typing as _typing
 
 class _SVGData:
     """Stand-in for comfy_extras.nodes_images.SVG where that module cannot be imported (it imports the
@@ -23,11 +24,25 @@ def core_svg(svg_texts):
         low = t.lower()
         if "]]>" in t or "<script" in low or "<![cdata[" in low or "<metadata" in low:
             raise ValueError("refusing to hand an SVG with ']]>', CDATA, <metadata> or <script> to Save SVG")
+    return core_svg_type()([_io.BytesIO(t.encode("utf-8")) for t in svg_texts])
+
+
+def core_svg_type() -> type:
+    """The class of core's SVG value: ``comfy_api.latest.io.SVG.Type`` where it is a class (the
+    newest ComfyUI; 0.3.75's is ``typing.Any``), else ``comfy_extras.nodes_images.SVG`` (0.3.75; in
+    the newest an alias of the former, marked temporary), else a stand-in with the same payload."""
+    try:
+        from comfy_api.latest import io as _api_io
+        svg = _api_io.SVG.Type
+        if isinstance(svg, type) and svg is not _typing.Any:      # (Any is a class since Python 3.11)
+            return svg
+    except Exception:          # noqa: BLE001 - an io without SVG: the next candidate
+        pass
     try:
         from comfy_extras.nodes_images import SVG
+        return SVG
     except Exception:          # noqa: BLE001 - any import failure: the same payload in a stand-in
-        SVG = _SVGData
-    return SVG([_io.BytesIO(t.encode("utf-8")) for t in svg_texts])
+        return _SVGData
 
 
 def input_directory() -> str:

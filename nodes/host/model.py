@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy as _copy
 import inspect
+import logging
+import weakref
 
 import torch
 
@@ -20,6 +22,8 @@ import comfy.utils
 import latent_preview
 
 from ...dreamsampler_core.schedule import Parameterization, time_grid as core_time_grid
+
+log = logging.getLogger("DreamSampler")
 
 SCHEDULER_NAMES = list(comfy.samplers.SCHEDULER_NAMES)
 DEFAULT_SCHEDULER = "ddim_uniform" if "ddim_uniform" in SCHEDULER_NAMES else SCHEDULER_NAMES[0]
@@ -120,6 +124,39 @@ def probe_convention(ms) -> Parameterization:
     return Parameterization("ve")
 
 
+#: per loaded network (BaseModel): what the last run's model_sampling was, to log a change
+_LAST_RUN_SAMPLING = weakref.WeakKeyDictionary()
+
+
+def _sampling_signature(ms) -> str:
+    """A model_sampling object as a log names it: its type and noise range."""
+    bases = [c.__name__ for c in type(ms).__mro__[1:] if c.__name__ not in ("object", "Module")][:2]
+    name = type(ms).__name__ + (f" ({', '.join(bases)})" if bases else "")
+    try:
+        return f"{name}, sigma {float(ms.sigma_min):.4g}..{float(ms.sigma_max):.4g}"
+    except Exception:          # noqa: BLE001 - a sampling object without a range: the type is enough
+        return name
+
+
+def run_parameterization(base_model) -> Parameterization:
+    """The latent convention of this run, probed on the ``model_sampling`` object the loaded network
+    uses in this run (``base_model.model_sampling``, with the run's object patches), never one
+    remembered from an earlier run.  When it differs from the previous run on the same network the
+    log says so: expected after adding or removing a ModelSampling node, otherwise a schedule left
+    behind by an earlier run (ComfyUI issue #16490) that the model now really samples with."""
+    ms = base_model.model_sampling
+    param = probe_convention(ms)
+    seen = (_sampling_signature(ms), param)
+    last = _LAST_RUN_SAMPLING.get(base_model)
+    if last is not None and last != seen:
+        log.warning("DreamSampler: this model's sampling changed since its previous run (%s, %s -> %s, %s). "
+                    "Expected if a ModelSampling node was added or removed; otherwise an earlier run's schedule "
+                    "is still attached to the model (ComfyUI issue #16490): reload the model to reset it.",
+                    last[0], last[1].kind, seen[0], seen[1].kind)
+    _LAST_RUN_SAMPLING[base_model] = seen
+    return param
+
+
 def parameterization(model) -> Parameterization:
     """Latent convention of a MODEL (a ModelPatcher), or a clear refusal (``probe_convention``)."""
     return probe_convention(model_sampling(model))
@@ -190,10 +227,11 @@ def fix_empty_latent_channels(model, samples, latent: dict | None = None):
 
 
 def latent_output(latent: dict | None, samples, drop=()) -> dict:
-    """The output LATENT: the input's entries (batch_index, ...) with new samples, less ``drop`` and
-    the size keys (they describe the empty input, as core SamplerCustomAdvanced does)."""
+    """The output LATENT: the input's entries (batch_index, ...) with new samples (on the intermediate
+    device, ``to_intermediate``), less ``drop`` and the size keys (they describe the empty input, as
+    core SamplerCustomAdvanced does)."""
     out = {k: v for k, v in (latent or {}).items() if k not in LATENT_SIZE_KEYS and k not in drop}
-    out["samples"] = samples
+    out["samples"] = to_intermediate(samples)
     return out
 
 
@@ -242,6 +280,15 @@ def latent_maps(base_model):
 
 def intermediate_device():
     return comfy.model_management.intermediate_device()
+
+
+def to_intermediate(samples: torch.Tensor) -> torch.Tensor:
+    """A latent a node returns, where core's samplers leave theirs: ``intermediate_device()`` (the
+    CPU unless --gpu-only), in ``intermediate_dtype()`` where this ComfyUI has one (the newest; its
+    --fp16-intermediates), else in the latent's own dtype."""
+    mm = comfy.model_management
+    dtype = mm.intermediate_dtype() if hasattr(mm, "intermediate_dtype") else None
+    return samples.to(device=mm.intermediate_device(), dtype=dtype or samples.dtype)
 
 
 def progress_callback(model, steps: int, x0_output: dict | None = None):

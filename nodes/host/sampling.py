@@ -250,6 +250,10 @@ class ExtraDenoiser:
         return self.base.call(x, sigma, **{RAW: self.name})
 
 
+#: what a MultiGPU run (newest ComfyUI, ``comfy/sampler_helpers.py``) adds to the run's model_options
+MULTIGPU_KEYS = ("multigpu_clones", "multigpu_thread_pool")
+
+
 def grad_denoiser(model_wrap, extra_args):
     """x0(x, sigma) with autograd through the diffusion model, for the opt-in DPS step: the first call
     makes a ``grad_copy`` of the diffusion model (the weights its forward uses, whatever ComfyUI's load
@@ -259,12 +263,19 @@ def grad_denoiser(model_wrap, extra_args):
     inner = model_wrap.inner_model
     patcher = model_wrap.model_patcher
     state = {}
+    # the gradient branch runs on the main device: a MultiGPU run (the newest ComfyUI) would send
+    # part of the batch to the other devices' clones, whose weights are not the swapped-in copy and
+    # run without gradients there
+    options = extra_args.get("model_options", {})
+    if any(k in options for k in MULTIGPU_KEYS):
+        extra_args = dict(extra_args, model_options={k: v for k, v in options.items() if k not in MULTIGPU_KEYS})
 
     def denoise(x, sigma):
         if "model" not in state:
             # the model is loaded for this run already: read as it is, not reloaded
             state["model"] = grad_copy(inner.diffusion_model, device=patcher.load_device,
-                                       dtype=getattr(inner, "manual_cast_dtype", None), what="diffusion model")
+                                       dtype=getattr(inner, "manual_cast_dtype", None), what="diffusion model",
+                                       budget_from=patcher)
         original = inner.diffusion_model
         inner.diffusion_model = state["model"]
         try:
@@ -329,10 +340,9 @@ class CoreSampler(comfy.samplers.Sampler):
                 check_mask_values(denoise_mask)
             except MaskError as e:
                 raise MaskError(f"the latent's noise_mask (Set Latent Noise Mask) cannot be used: {e}") from None
-        patcher = model_wrap.model_patcher
         inner = model_wrap.inner_model
-        ms = M.model_sampling(patcher)
-        param = M.parameterization(patcher)
+        ms = inner.model_sampling            # the object this run's model samples with
+        param = M.run_parameterization(inner)
         latent_image = torch.zeros_like(noise) if latent_image is None else latent_image
         is_dream = isinstance(model_wrap, DreamGuider)
         base = GuidedDenoiser(model_wrap, extra_args, cfg_by_sigma=self.cfg_by_sigma,

@@ -32,6 +32,12 @@ _LOAD_STATE = ("weight_function", "bias_function", "weight_lowvram_function", "b
                "dynamic_vbars", "dynamic_pins", "dynamic_patchers")
 _FLOAT = (torch.float32, torch.float16, torch.bfloat16)
 
+#: what makes a copied ComfyUI op a plain differentiable layer whatever its storage: the newest
+#: ``MixedPrecisionOps.Linear.forward`` quantizes its *input* (FP8 / NVFP4 / MXFP8 activations,
+#: ``QuantLinearFunc`` under autograd) while the op has a ``layout_type`` and is neither full-precision
+#: nor force-cast; the copy holds dequantized weights and must run them as they are
+_PLAIN_OP = {"layout_type": None, "quant_format": None, "_full_precision_mm": True, "comfy_force_cast_weights": True}
+
 
 class GradCopyError(RuntimeError):
     pass
@@ -76,14 +82,24 @@ def _forward_weights(m, device, dtype, place):
     return out
 
 
-def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, what: str = "model") -> torch.nn.Module:
+def free_memory(device, patcher=None) -> int:
+    """Free memory on ``device`` as ``patcher`` counts it (the newest ComfyUI's
+    ``ModelPatcher.get_free_memory``: torch's free memory plus what dynamic VRAM's VBARs can give
+    back), else ComfyUI's module-level ``get_free_memory`` (0.3.75, whose patchers have none)."""
+    own = getattr(patcher, "get_free_memory", None)
+    return int(own(device) if callable(own) else comfy.model_management.get_free_memory(device))
+
+
+def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, what: str = "model",
+              budget_from=None) -> torch.nn.Module:
     """A frozen copy of ``module`` (requires_grad False, outside inference mode) holding the weights
     its forward uses (see the module docstring), for autograd through it; the live module is only
     read.  ``patcher``: loaded first (ComfyUI decides how).  ``device``: where the forward runs
     (default: the patcher's load device, else the module's).  ``dtype``: the compute dtype the
     weights take when ComfyUI casts them (a manual-cast model; None: each weight's own float dtype,
-    float32 for fp8 / quantized storage).  Weights go to ``device`` while its free memory allows and
-    stay on the CPU after that (cast per call, as ComfyUI's lowvram mode does).  GradCopyError when
+    float32 for fp8 / quantized storage).  Weights go to ``device`` while its free memory allows (as
+    ``budget_from``, default ``patcher``, counts it: ``free_memory``) and stay on the CPU after that
+    (cast per call, as ComfyUI's lowvram mode does).  GradCopyError when
     a weight is not loaded."""
     with torch.inference_mode(False), torch.no_grad():
         if patcher is not None:
@@ -94,7 +110,7 @@ def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, wh
         device = torch.device(device)
         budget = [math.inf]
         if device.type != "cpu":
-            budget[0] = (comfy.model_management.get_free_memory(device)
+            budget[0] = (free_memory(device, budget_from if budget_from is not None else patcher)
                          - 2 * comfy.model_management.minimum_inference_memory())
 
         def place(nbytes):
@@ -139,6 +155,7 @@ def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, wh
                         done.add(key)
                 c.comfy_cast_weights = True
                 c.weight_function, c.bias_function = [], []
+                c.__dict__.update(_PLAIN_OP)
             for key, t in m._parameters.items():
                 if key in done or t is None:
                     continue
@@ -167,14 +184,28 @@ def is_video_vae(vae) -> bool:
     return getattr(vae, "latent_dim", 2) == 3 and getattr(vae, "output_channels", 3) == 3
 
 
+def is_rgba_vae(vae) -> bool:
+    """An image VAE of RGBA pixels (Qwen-Image 2.1's: 2-D latents of 64 channels, 4 pixel channels)."""
+    return getattr(vae, "latent_dim", 2) == 2 and getattr(vae, "output_channels", 3) == 4
+
+
 def check_image_vae(vae, purpose: str) -> None:
-    """ValueError unless ``vae`` encodes RGB pixels: an image VAE (2-D latents) or a video VAE (3-D
-    latents [B, C, T, h, w]), through which an image is a one-frame video (Qwen-Image's VAE is Wan
-    2.1's; ``vae_encode`` / ``VAECodec`` encode each image alone)."""
+    """ValueError unless ``vae`` encodes RGB pixels: an image VAE (2-D latents; an RGBA one, whose
+    alpha the pack keeps opaque), or a video VAE (3-D latents [B, C, T, h, w]), through which an
+    image is a one-frame video (Qwen-Image's VAE is Wan 2.1's; ``vae_encode`` / ``VAECodec`` encode
+    each image alone)."""
     _check_valid(vae)
-    if not is_video_vae(vae) and (getattr(vae, "latent_dim", 2) != 2 or getattr(vae, "output_channels", 3) != 3):
-        raise ValueError(f"{purpose} needs an image or video VAE of RGB pixels; audio and other VAEs are not "
-                         "supported")
+    if not is_video_vae(vae) and not is_rgba_vae(vae) and (
+            getattr(vae, "latent_dim", 2) != 2 or getattr(vae, "output_channels", 3) != 3):
+        raise ValueError(f"{purpose} needs an image or video VAE of RGB (or RGBA) pixels; audio and other VAEs "
+                         "are not supported")
+
+
+def with_alpha(pixels: torch.Tensor, vae) -> torch.Tensor:
+    """RGB pixels [..., 3] as the VAE's input: an RGBA VAE gets an opaque alpha channel (ones)."""
+    if is_rgba_vae(vae) and pixels.shape[-1] == 3:
+        return torch.cat([pixels, torch.ones_like(pixels[..., :1])], dim=-1)
+    return pixels
 
 
 def video_frames(vae, frames: int) -> int:
@@ -185,10 +216,11 @@ def video_frames(vae, frames: int) -> int:
 
 
 def _pixels(px: torch.Tensor, video: bool) -> torch.Tensor:
-    if px.ndim != (5 if video else 4) or px.shape[-1] != 3:
+    """Decoded pixels [B, (T,) H, W, 3 or 4] as RGB (an RGBA VAE's alpha dropped)."""
+    if px.ndim != (5 if video else 4) or px.shape[-1] not in (3, 4):
         raise ValueError(f"the VAE decoded to shape {tuple(px.shape)}; an RGB {'video' if video else 'image'} VAE "
                          "is needed")
-    return px
+    return px[..., :3]
 
 
 def _one_frame(z: torch.Tensor, purpose: str) -> None:
@@ -260,7 +292,10 @@ class VAECodec:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         vae = self.vae
         if x.requires_grad and torch.is_grad_enabled():
-            pixels = vae.process_input((x + 1.0) / 2.0).to(device=vae.device, dtype=vae.vae_dtype)
+            rgb = (x + 1.0) / 2.0                                                  # [B, 3, (T,) H, W]
+            if is_rgba_vae(vae):
+                rgb = torch.cat([rgb, torch.ones_like(rgb[:, :1])], dim=1)
+            pixels = vae.process_input(rgb).to(device=vae.device, dtype=vae.vae_dtype)
             z = self.grad_model().encode(pixels.unsqueeze(2) if self.one_frame else pixels)
             z = (z[0] if isinstance(z, tuple) else z).to(device=x.device, dtype=x.dtype)
         else:
@@ -269,7 +304,8 @@ class VAECodec:
                 # each video (an image: a one-frame video) as its own IMAGE batch (ComfyUI's encode of
                 # 5-D pixels crops T, and it takes an IMAGE batch as one video's frames)
                 items = px.unsqueeze(1) if self.one_frame else px
-                z = torch.cat([vae.encode(v) for v in items]) if self.video or self.one_frame else vae.encode(px)
+                z = torch.cat([vae.encode(v) for v in items]) if self.video or self.one_frame \
+                    else vae.encode(with_alpha(px, vae))
             z = z.clone().to(device=x.device, dtype=x.dtype)
         return self.latent_in(z)
 
@@ -278,7 +314,7 @@ class VAECodec:
         zv = self.latent_out(z)
         self.check_latent(zv)
         out = self.grad_model().decode(zv.to(device=vae.device, dtype=vae.vae_dtype))
-        return (out[:, :, 0] if self.one_frame else out).float().to(z.device)
+        return (out[:, :3, 0] if self.one_frame else out[:, :3]).float().to(z.device)
 
     def release(self):
         self._grad_model = None
@@ -291,6 +327,7 @@ def vae_encode(vae, pixels: torch.Tensor, tile: int = 0) -> torch.Tensor:
     overlap) when ``tile`` > 0 and the image is larger."""
     if is_video_vae(vae) and pixels.shape[0] > 1:
         return torch.cat([vae_encode(vae, pixels[i:i + 1], tile) for i in range(pixels.shape[0])])
+    pixels = with_alpha(pixels, vae)
     if tile > 0 and max(pixels.shape[1], pixels.shape[2]) > tile:
         return vae.encode_tiled(pixels, tile_x=tile, tile_y=tile, overlap=tile // 8)
     return vae.encode(pixels)
@@ -304,4 +341,4 @@ def vae_decode(vae, latent: torch.Tensor, tile: int = 0) -> torch.Tensor:
         out = vae.decode_tiled(latent, tile_x=tile // ds, tile_y=tile // ds, overlap=max(1, tile // 8 // ds))
     else:
         out = vae.decode(latent)
-    return out.reshape(-1, *out.shape[-3:])
+    return out.reshape(-1, *out.shape[-3:])[..., :3]

@@ -210,3 +210,71 @@ def test_grad_copy_keeps_a_bypass_lora_injected_forward(N):
     (grad,) = torch.autograd.grad(out.sum(), xg)
     assert torch.allclose(out.detach(), ref) and torch.isfinite(grad).all()
     assert net[0].forward.__self__.module is op             # the live module keeps its own hook
+
+
+def test_grad_copy_of_a_quantized_layer_is_a_plain_differentiable_layer(N):
+    """An FP8 / NVFP4 / MXFP8 checkpoint's op in the newest ComfyUI quantizes its *input* while it has
+    a ``layout_type`` and is not force-cast (mimicked by ``support.newest_internals.QuantizedLinear``,
+    see COMPATIBILITY.md).  The gradient copy holds the dequantized weights and runs them as a plain
+    layer: its output and input gradient are those of ``F.linear`` with those weights, exactly (an
+    FP8-rounded activation is off by ~1e-2), while the live op keeps quantizing as before."""
+    from support.newest_internals import fp8_activation, quantized_linear
+    _, _, host_vae = N
+    op = quantized_linear(16, 8, seed=7)
+    net = torch.nn.Sequential(op)
+    w = op.weight.float()
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        live = net(x)
+    assert torch.allclose(live, torch.nn.functional.linear(fp8_activation(x), w, op.bias))
+    copy = host_vae.grad_copy(net, device="cpu", what="test model")
+    xg = x.clone().requires_grad_(True)
+    out = copy(xg)
+    (grad,) = torch.autograd.grad(out.sum(), xg)
+    exact = torch.nn.functional.linear(x, w, op.bias)
+    assert float((live - exact).abs().max()) > 1e-3                  # quantizing the input is visible
+    assert torch.allclose(out.detach(), exact, atol=1e-6), float((out.detach() - exact).abs().max())
+    assert torch.allclose(grad, w.sum(0).expand_as(x), atol=1e-6)
+    assert copy[0].weight.dtype == torch.float32 and not copy[0].uses_quantized_input()
+    assert op.uses_quantized_input() and op.weight.dtype == torch.float8_e4m3fn     # the live op unchanged
+
+
+def test_dps_step_runs_on_the_main_device_under_multigpu(N, monkeypatch):
+    """The newest ComfyUI's MultiGPU runs send part of each batch to other devices' clones, without
+    gradients (mimicked: ``support.newest_internals``).  The DPS gradient step swaps only the main
+    model's network, so it runs on the main device: the result equals the single-device run."""
+    import comfy.model_management
+    import comfy.samplers
+    from support.newest_internals import multigpu_calc_cond_batch, with_multigpu_clone
+    _, vae = _vaes()
+    ref = _dps_sample(N, tiny_model("eps", seed=3), vae)
+    other = tiny_model("eps", seed=3)
+    comfy.model_management.load_models_gpu([other])
+    monkeypatch.setattr(comfy.samplers, "calc_cond_batch", multigpu_calc_cond_batch(comfy.samplers.calc_cond_batch))
+    out = _dps_sample(N, with_multigpu_clone(tiny_model("eps", seed=3), other), vae)
+    assert torch.allclose(out, ref, atol=1e-5 * float(ref.abs().max())), float((out - ref).abs().max())
+
+
+def test_grad_copy_budget_is_the_patchers_free_memory(N, sd15):
+    """The newest ComfyUI counts a model's free memory on its patcher (``ModelPatcher.get_free_memory``:
+    torch's free memory plus what dynamic VRAM's VBARs can give back; 0.3.75's patchers have none,
+    the module-level ``get_free_memory`` counts).  The copy's budget is the patcher's number: on a
+    device ComfyUI's module-level estimate cannot measure (``meta``, the non-CPU device a CPU machine
+    has) the weights go there when the patcher says they fit."""
+    import comfy.model_management
+    import comfy.ops
+    _, _, host_vae = N
+    with torch.inference_mode():
+        net = torch.nn.Sequential(comfy.ops.manual_cast.Linear(8, 8), comfy.ops.manual_cast.Linear(8, 8))
+    size = sum(p.numel() * p.element_size() for p in net.parameters())
+
+    class DynamicPatcher:                        # the newest patcher's view of free memory
+        def get_free_memory(self, device):
+            return int(2 * comfy.model_management.minimum_inference_memory()) + size + 1
+
+    copy = host_vae.grad_copy(net, device=torch.device("meta"), budget_from=DynamicPatcher())
+    assert {p.device.type for p in copy.parameters()} == {"meta"}
+    cpu = torch.device("cpu")                    # 0.3.75's patcher: the module-level estimate
+    assert not hasattr(sd15[0], "get_free_memory")
+    free = comfy.model_management.get_free_memory(cpu)
+    assert abs(host_vae.free_memory(cpu, sd15[0]) - free) <= 0.05 * free

@@ -54,3 +54,23 @@ def test_size_keys_reach_a_newer_fix_empty_latent_channels(setup, monkeypatch):
     monkeypatch.setattr(comfy.sample, "fix_empty_latent_channels", older)
     run(sampling.DreamDDIMInversion, model, null, _latent(gm), 4, "ddim_uniform", 1.0, 0)
     assert calls[-1] == "old"
+
+
+def test_output_latents_go_where_core_puts_sampler_outputs(setup, monkeypatch):
+    """Core's samplers return ``samples.to(device=intermediate_device(), dtype=intermediate_dtype())``
+    (the newest ComfyUI; 0.3.75 moves the device only).  On a CPU-only machine the device is the CPU
+    either way, so the newest ``--fp16-intermediates`` (``intermediate_dtype()`` float16, mimicked:
+    0.3.75 has no such function) is what shows the move: every LATENT our nodes return is in it, and
+    the same run without it stays float32."""
+    import comfy.model_management as mm
+    sampling, model, null, gm = setup
+
+    def latents():
+        (inv,) = run(sampling.DreamDDIMInversion, model, null, _latent(gm), 4, "ddim_uniform", 1.0, 0)
+        out, denoised = run(sampling.DreamSampler, model, 0, 4, 1.0, "ddim_uniform", null, null, inv, 1.0, 0.0,
+                            "constant")
+        return [r["samples"] for r in (inv, out, denoised)]
+
+    assert all(s.dtype == torch.float32 and s.device == mm.intermediate_device() for s in latents())
+    monkeypatch.setattr(mm, "intermediate_dtype", lambda: torch.float16, raising=False)
+    assert all(s.dtype == torch.float16 and s.device == mm.intermediate_device() for s in latents())

@@ -8,7 +8,8 @@ import torch
 #: importable once the pack fixture set the host up, so the table is checked against it in the test)
 EXPECTED = {"eps": "ve", "v_prediction": "ve", "edm": "ve", "x0": "ve", "flow_sd3": "flow", "flow_flux": "flow",
             "cosmos_rflow": "ve", "img_to_img": "refuse", "img_to_img_flow": "refuse",
-            "img_to_img_velocity": "refuse", "v_prediction_ddpm": "ve", "const_noise_scale": "flow"}
+            "img_to_img_velocity": "refuse", "v_prediction_ddpm": "ve", "const_noise_scale": "flow",
+            "flow_av": "flow"}
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +67,33 @@ def test_probe_follows_a_model_patch(H, B):
     p = H.parameterization(patched)
     assert (p.kind, p.noise_scale) == ("flow", 2.0)
     assert H.parameterization(base).kind == "ve"                  # the shared model is untouched
+
+
+def test_each_run_probes_its_own_model_sampling_and_logs_a_change(H, caplog):
+    """The convention comes from the model_sampling object the network samples with in this run
+    (core ModelSamplingSD3 on a clone of an eps model: flow), never from an earlier run on the same
+    network; a change between runs is logged, naming ComfyUI issue #16490 (a schedule left behind by
+    an earlier run) as the cause when no ModelSampling node changed."""
+    import logging
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+    from tools.tiny_models import fake_conditioning, tiny_model
+    plain = tiny_model("eps", seed=1)
+    (flow,) = ModelSamplingSD3().patch(plain, 3.0)
+    null = fake_conditioning(0)
+    seen = []
+
+    def run_once(model):
+        sampler = H.CoreSampler(lambda job: seen.append(job.param.kind) or job.latent)
+        sigmas = H.calculate_sigmas(model, "normal", 2)
+        with torch.inference_mode():
+            H.run(H.new_guider(model, null, null, 1.0), sampler, sigmas, torch.zeros(1, 4, 8, 8), progress=False)
+
+    with caplog.at_level(logging.WARNING, logger="DreamSampler"):
+        run_once(plain)
+        run_once(plain)
+        assert seen == ["ve", "ve"] and "changed" not in caplog.text
+        run_once(flow)
+        assert seen[-1] == "flow" and "#16490" in caplog.text and "-> ModelSampling" in caplog.text
+        caplog.clear()
+        run_once(plain)
+        assert seen[-1] == "ve" and "flow -> " in caplog.text

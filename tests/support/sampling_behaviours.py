@@ -7,6 +7,7 @@ latent-convention probe.  The newer ones are written here from their equations (
 * image-to-image velocity:  x0 = input - output;  noise scaling returns the input latent
 * v-prediction DDPM:        raw input x = x0 + sigma eps; x0 = (x - sigma v) / sqrt(1 + sigma^2)
 * CONST with noise scale k: x = (1 - sigma) x0 + k sigma eps
+* LTX-2's ModelSamplingAV (FLOW_AV): a flow schedule with an audio shift (the video stream's math)
 """
 from __future__ import annotations
 
@@ -62,6 +63,19 @@ class ConstNoiseScale(MS.CONST):
         return s * (self.noise_scale * noise) + (1.0 - s) * latent_image
 
 
+class ModelSamplingAV(MS.ModelSamplingDiscreteFlow):
+    """LTX-2's audio-video schedule (0.38.1's ``ModelSamplingAV``): the video stream's flow schedule;
+    the packed audio stream rides on it scaled by ``audio_scale`` = shift / audio_shift."""
+
+    def __init__(self, model_config=None):
+        super().__init__(model_config)
+        self.audio_shift = 2.0
+
+    @property
+    def audio_scale(self):
+        return self.shift / self.audio_shift
+
+
 #: name -> (schedule class, prediction class, what the probe must say: "ve" / "flow" / "refuse")
 BEHAVIOURS = {
     "eps": (MS.ModelSamplingDiscrete, MS.EPS, "ve"),
@@ -76,6 +90,7 @@ BEHAVIOURS = {
     "img_to_img_velocity": (MS.ModelSamplingDiscreteFlow, ImgToImgVelocity, "refuse"),
     "v_prediction_ddpm": (MS.ModelSamplingDiscrete, VPredictionDDPM, "ve"),
     "const_noise_scale": (MS.ModelSamplingDiscreteFlow, ConstNoiseScale, "flow"),
+    "flow_av": (ModelSamplingAV, MS.CONST, "flow"),
 }
 
 
