@@ -6,7 +6,8 @@ from comfy_api.latest import io
 
 from . import host as C
 from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_conditioning, check_model, check_number,
-                     check_schedule, first_error, model_latent, require_schedule, scheduler_input)
+                     check_schedule, first_error, model_latent, require_schedule, scheduler_input,
+                     user_errors)
 from .common import DreamNode, schema
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
@@ -191,6 +192,10 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
     else:
         noise = C.prepare_noise(latent, seed)
         known = None
+    dps = [spec for spec in regularizers or () if float(getattr(spec.core, "dps", 0.0) or 0.0) > 0.0]
+    if dps:
+        with user_errors():
+            C.check_grad_memory(model, samples.shape, "Dream Data Consistency's dps")
     guider = C.new_guider(model, positive, negative, cfg, regularizers)
     sampler = C.dream_sampler(eta=eta, eta_schedule=eta_schedule, known_source=known)
     x0_output = {}

@@ -90,6 +90,35 @@ def free_memory(device, patcher=None) -> int:
     return int(own(device) if callable(own) else comfy.model_management.get_free_memory(device))
 
 
+#: what a backward pass through the diffusion model keeps, as a multiple of ComfyUI's own inference
+#: estimate for the same latent (``BaseModel.memory_required``): the forward's activations are stored,
+#: not freed layer by layer, and the backward needs as much again
+GRAD_ACTIVATION_FACTOR = 4
+
+
+def grad_step_memory(model, shape) -> int:
+    """Bytes one gradient step through ``model``'s diffusion model (the DPS step) needs on a latent of
+    ``shape`` (model space, batch included): the weights' gradient copy plus GRAD_ACTIVATION_FACTOR x
+    ComfyUI's inference estimate for that shape (what it sizes its own batches by)."""
+    inner = model.model
+    weights = sum(p.numel() * p.element_size() for p in inner.diffusion_model.parameters())
+    return int(weights + GRAD_ACTIVATION_FACTOR * inner.memory_required(list(shape)))
+
+
+def check_grad_memory(model, shape, what: str) -> None:
+    """ValueError (with what to change) when a gradient step on a latent of ``shape`` cannot fit in the
+    memory free on the model's load device (the gradient copy falls back to the CPU for weights, not
+    for activations): estimated before the run, so a large image or a long video is refused at once
+    instead of running out of memory half-way."""
+    need = grad_step_memory(model, shape)
+    free = free_memory(model.load_device, model)
+    if need > free:
+        frames = f" ({shape[2]} frames)" if len(shape) == 5 else ""
+        raise ValueError(f"{what} takes a gradient through the diffusion model on a {tuple(shape)} latent{frames}, "
+                         f"which needs about {need / 2 ** 30:.1f} GiB, but {free / 2 ** 30:.1f} GiB is free on "
+                         f"{model.load_device}: set it to 0, or use a smaller image or fewer frames.")
+
+
 def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, what: str = "model",
               budget_from=None) -> torch.nn.Module:
     """A frozen copy of ``module`` (requires_grad False, outside inference mode) holding the weights

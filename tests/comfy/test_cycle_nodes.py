@@ -161,11 +161,11 @@ def test_dragbench_loader_node(N, tmp_path, monkeypatch):
     assert float(mask[0, :, :20].min()) == 1.0 and float(mask[0, :, 20:].max()) == 0.0
     from dreamsampler_pack.dreamsampler_core.drag import parse_drag_points
     assert parse_drag_points(points) == ([(5, 6)], [(9, 10)])
-    assert drag.DreamDragBenchLoader.validate_inputs("DragBench/art_0") is True
+    assert drag.DreamDragBenchLoader.validate_inputs(item_folder="DragBench/art_0") is True
     with pytest.raises(common.InputError, match="not a folder in ComfyUI's input folder"):
         run(drag.DreamDragBenchLoader, "DragBench/nope")
     # outside the input folder: refused by name, the same message whether the folder exists or not
-    msgs = {name: drag.DreamDragBenchLoader.validate_inputs(name).replace(name, "<name>")
+    msgs = {name: drag.DreamDragBenchLoader.validate_inputs(item_folder=name).replace(name, "<name>")
             for name in (str(item), str(tmp_path / "outside"), str(tmp_path / "missing"), "../outside", "../missing")}
     assert len(set(msgs.values())) == 1 and "not inside ComfyUI's input folder" in msgs["../outside"], msgs
     with pytest.raises(common.InputError, match="not inside ComfyUI's input folder"):

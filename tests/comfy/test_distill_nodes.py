@@ -147,22 +147,22 @@ def test_load_svg_files_stay_inside_the_input_folder(N, tmp_path, monkeypatch):
     (inputs / "link.svg").symlink_to(tmp_path / "secret.svg")
 
     assert "icon.svg" in svg_nodes.C.input_svg_files()
-    assert svg_nodes.DreamLoadSVG.validate_inputs("icon.svg", "") is True
+    assert svg_nodes.DreamLoadSVG.validate_inputs(svg_file="icon.svg", svg_text="") is True
     scene, image, doc = run(svg_nodes.DreamLoadSVG, "icon.svg", "")
     assert scene[0].width == 16 and float(image[0, 8, 8, 1]) < 0.2       # a red disk in the middle
     assert svg_nodes.DreamLoadSVG.fingerprint_inputs("icon.svg", "") != svg_nodes.DreamLoadSVG.fingerprint_inputs(
         "zipped.svg", "")
     for bad in ("../secret.svg", str(tmp_path / "secret.svg"), "link.svg", "missing.svg", "."):
-        assert "svg_file" in svg_nodes.DreamLoadSVG.validate_inputs(bad, "")
+        assert "svg_file" in svg_nodes.DreamLoadSVG.validate_inputs(svg_file=bad, svg_text="")
         with pytest.raises(common.InputError, match="input folder"):
             run(svg_nodes.DreamLoadSVG, bad, "")
     with pytest.raises(common.InputError, match="compressed|gzip"):
         run(svg_nodes.DreamLoadSVG, "zipped.svg", "")
-    assert "give an SVG" in svg_nodes.DreamLoadSVG.validate_inputs(svg_nodes.NO_FILE, "")
-    assert svg_nodes.DreamLoadSVG.validate_inputs(svg_nodes.NO_FILE) is True        # svg_text linked: checked later
+    assert "give an SVG" in svg_nodes.DreamLoadSVG.validate_inputs(svg_file=svg_nodes.NO_FILE, svg_text="")
+    assert svg_nodes.DreamLoadSVG.validate_inputs(svg_file=svg_nodes.NO_FILE) is True        # svg_text linked: checked later
     with pytest.raises(common.InputError, match="give an SVG"):
         run(svg_nodes.DreamLoadSVG, svg_nodes.NO_FILE, "")
-    assert "larger" in svg_nodes.DreamLoadSVG.validate_inputs(svg_nodes.NO_FILE, "x" * (9 * 1024 * 1024))
+    assert "larger" in svg_nodes.DreamLoadSVG.validate_inputs(svg_file=svg_nodes.NO_FILE, svg_text="x" * (9 * 1024 * 1024))
 
 
 # ----------------------------------------------------------------------------- distillation on the oracle

@@ -222,7 +222,7 @@ def test_validate_inputs_checks_ranges_and_combos(N):
     assert DC.validate_inputs() is True and DG.validate_inputs() is True and MI.validate_inputs() is True
     assert "scale must be one of" in DC.validate_inputs(operator="sr_bicubic", scale=3)
     assert DC.validate_inputs(operator="deblur_gauss", scale=3) is True
-    assert "operator must be one of" in DC.validate_inputs(operator="denoise")
+    assert "operator: expected one of" in DC.validate_inputs(operator="denoise")
     assert "sigma_y" in DC.validate_inputs(sigma_y=-0.1)
     assert "mu" in DC.validate_inputs(mu=0.0)
     assert "odd" in DG.validate_inputs(operator="deblur_uniform", kernel_size=4)

