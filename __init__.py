@@ -9,6 +9,8 @@ try:
     from comfy_api.latest import ComfyExtension
 except ImportError:     # imported outside ComfyUI (e.g. by pytest walking the repo): nothing to register
     ComfyExtension = None
+if not __package__:     # imported as a lone module (pytest, from a checkout whose folder name is no identifier)
+    ComfyExtension = None
 
 if ComfyExtension is not None:
     import os
