@@ -822,6 +822,7 @@ def main():
     if args.retrain:
         S.trained_judge(retrain=True)
         S.trained_unet(retrain=True)
+        S.trained_flow_unet(retrain=True)
     res = run_benchmark(quick=args.quick, n=args.n, families=args.family)
     cmd = "python -m bench.bench_quality" + (" --quick" if args.quick else "") + (f" --n {args.n}" if args.n != 32 else "")
     write_report(res, args.out, cmd)
