@@ -853,8 +853,10 @@ def flow_grids(quick: bool) -> dict:
     # item 4's prototype: the inversion-free DDS edit (strength = prox = 1, negative null: FlowEdit)
     ns = (4, 6, 8, 11, 14, 17, 21)
     g["dds_edit"] = [dict(steps=st, n_max=n, strength=1.0, prox=1.0, tar_cfg=2.5, neg="src") for n in ns]
-    g["dds_edit"] += [dict(steps=st, n_max=n, strength=s, prox=1.0, tar_cfg=1.0, neg="src") for s in (2.0, 3.0)
-                      for n in (6, 8, 11, 14, 16)]
+    g["dds_edit"] += [dict(steps=st, n_max=n, strength=s, prox=1.0, tar_cfg=1.0, neg="src")
+                      for s in (1.5, 2.0, 2.5, 3.0) for n in (6, 8, 11, 14, 16)]
+    g["dds_edit"] += [dict(steps=st, n_max=n, strength=s, prox=2.0, tar_cfg=1.0, neg="src") for s in (3.0, 4.0)
+                      for n in (8, 11, 14, 16)]
     g["dds_edit"] += [dict(steps=st, n_max=n, strength=1.0, prox=0.5, tar_cfg=2.5, neg=ng) for ng in ("null", "src")
                       for n in (4, 6, 8, 11)]
     return g
