@@ -816,7 +816,7 @@ def picture_grid(res, curves, fids, path, per_pair=4, zoom=4):
 FLOW_STEPS = 28                 # the issue's recipe: ModelSamplingSD3 shift 3, `simple`, 28 steps
 FLOW_SCHED = "simple"
 FLOW_FAMILIES = ("flowedit", "rf_inversion", "rf_solver", "fireflow", "f_unsampler", "f_sdedit", "f_cfg_edit",
-                 "f_cfg_partial", "dds_edit")
+                 "f_cfg_partial", "dds_edit", "f_recon")
 FLOW_BEGIN, FLOW_END = "<!-- flow table: bench_quality.py --flow writes it -->", "<!-- /flow table -->"
 
 
@@ -833,7 +833,8 @@ def flow_grids(quick: bool) -> dict:
                 "f_sdedit": [dict(steps=st, denoise=0.6, cfg=2.5)],
                 "f_cfg_edit": [dict(steps=st, strength=0.2, refine=0), dict(steps=st, strength=0.2, refine=0, source=True)],
                 "f_cfg_partial": [dict(steps=st, denoise=0.6, strength=0.2, refine=0)],
-                "dds_edit": [dict(steps=st, n_max=4, strength=2.0, prox=1.0, tar_cfg=1.0, neg="src")]}
+                "dds_edit": [dict(steps=st, n_max=4, strength=2.0, prox=1.0, tar_cfg=1.0, neg="src")],
+                "f_recon": [dict(steps=st, method="dream", refine=1), dict(steps=st, method="fireflow")]}
     st = FLOW_STEPS
     dens = (0.3, 0.4, 0.5, 0.6, 0.7, 0.85)
     g = {"flowedit": [dict(steps=st, n_max=n, tar_cfg=c) for c in (1.5, 2.5, 4.0) for n in (4, 6, 8, 11, 14, 17, 21)]}
@@ -859,6 +860,9 @@ def flow_grids(quick: bool) -> dict:
                       for n in (8, 11, 14, 16)]
     g["dds_edit"] += [dict(steps=st, n_max=n, strength=1.0, prox=0.5, tar_cfg=2.5, neg=ng) for ng in ("null", "src")
                       for n in (4, 6, 8, 11)]
+    # reconstruction (null prompt both ways): the pack's inversion with refinement vs second-order solvers
+    g["f_recon"] = [dict(steps=st, method="dream", refine=r) for r in (0, 1, 2, 3)]
+    g["f_recon"] += [dict(steps=st, method=m) for m in ("euler", "fireflow", "rf_solver")]
     return g
 
 
@@ -875,6 +879,9 @@ def flow_curve(family: str, p: dict) -> str:
         return f"Dream CFG Edit invariant {'source' if p.get('source') else 'null'} refine {p['refine']}"
     if family == "f_cfg_partial":
         return f"Dream CFG Edit invariant null, partial inversion d={p['denoise']:g}"
+    if family == "f_recon":
+        return (f"reconstruction: Dream DDIM Inversion refine {p['refine']} + DreamSampler" if p["method"] == "dream"
+                else f"reconstruction: {p['method']} inversion + sampling (test-only node)")
     if family == "dds_edit":
         return (f"DDS edit (prototype) neg {p['neg']} tar cfg {p['tar_cfg']:g} strength {p['strength']:g} "
                 f"prox {p['prox']:g}")
@@ -885,7 +892,7 @@ def flow_label(family: str, p: dict) -> str:
     knob = {"flowedit": lambda: f"n_max {p['n_max']}", "dds_edit": lambda: f"n_max {p['n_max']}",
             "rf_inversion": lambda: f"eta {p['eta']:g}",
             "f_cfg_edit": lambda: f"s={p['strength']:g}",
-            "f_cfg_partial": lambda: f"s={p['strength']:g}"}.get(family, lambda: f"d={p['denoise']:g}")()
+            "f_cfg_partial": lambda: f"s={p['strength']:g}", "f_recon": lambda: "null prompt"}.get(family, lambda: f"d={p['denoise']:g}")()
     return f"{flow_curve(family, p)} {knob}"
 
 
@@ -917,6 +924,14 @@ def flow_build(family: str, p: dict, g: Graph, r: dict):
         return [g.add("TestFlowEdit", model=m, source=r["src_c"], target=r["tgt_c"], negative=r["null"],
                       latent_image=r["x"], sigmas=sig(st, 1.0), n_max=p["n_max"], n_min=0, n_avg=1,
                       source_cfg=p.get("src_cfg", 1.0), target_cfg=p["tar_cfg"], seed=0), 0]
+    if family == "f_recon":
+        if p["method"] == "dream":
+            inv = g.add("DreamDDIMInversion", model=m, conditioning=r["null"], latent_image=r["x"], steps=st,
+                        scheduler=FLOW_SCHED, denoise=1.0, refine_steps=p["refine"])
+            return [g.add("DreamSampler", model=m, seed=0, steps=st, cfg=1.0, scheduler=FLOW_SCHED, positive=r["null"],
+                          negative=r["null"], latent_image=[inv, 0], denoise=1.0, eta=0.0, eta_schedule="constant"), 0]
+        return [g.add("TestRFSolverEdit", model=m, null=r["null"], target=r["null"], negative=r["null"],
+                      latent_image=r["x"], sigmas=sig(st, 1.0), solver=p["method"], cfg=1.0), 0]
     if family == "dds_edit":
         return [g.add("TestDDSEdit", model=m, source=r["src_c"], target=r["tgt_c"],
                       negative=r["src_c" if p["neg"] == "src" else "null"], latent_image=r["x"], sigmas=sig(st, 1.0),
@@ -1042,9 +1057,10 @@ def flow_section(res: dict, cmd: str) -> list:
     rows = res["results"]
     truth = res["reference"]["truth"]["psnr_src"]
     fids = [12, 14, 16] + [f for f in (round(truth), round(truth) + 4) if f not in (12, 14, 16)]
-    curves = {}
+    curves, recon = {}, [r for r in rows if r["family"] == "f_recon"]
     for r in rows:
-        curves.setdefault(r["curve"], []).append(r)
+        if r["family"] != "f_recon":
+            curves.setdefault(r["curve"], []).append(r)
     L = [FLOW_BEGIN, f"## Editing on the rectified-flow model (issue 23; `{cmd}`)", "",
          f"Model: the same UNet trained here on the velocity v = ε − x0 (x_t = (1 − t) x0 + t ε), wrapped as a "
          f"ComfyUI FLOW `BaseModel` and run through core `ModelSamplingSD3` shift 3 + the `simple` scheduler, "
@@ -1071,6 +1087,10 @@ def flow_section(res: dict, cmd: str) -> list:
             near = [c for a, _, c in pts if a >= f][:1] + [c for a, _, c in pts if a < f][-1:]
             cells.append(f"{v:.2f} ({'–'.join(str(c) for c in sorted(set(near)))} rows)")
         L.append(f"| {name} | " + " | ".join(cells) + " |")
+    if recon:
+        L += ["", "### Reconstruction (null prompt both ways, 28 steps)", "", "| method | PSNR to the source | rows |",
+              "|---|---|---|"]
+        L += [f"| {r['label'].replace(' null prompt', '')} | {r['psnr_src']:.1f} | {r['rows']} |" for r in recon]
     L += ["", "### Every setting", "", "| setting | success | per pair | retention | PSNR src | PSNR truth | rows | finite |",
           "|---|---|---|---|---|---|---|---|"]
     pairs = lambda r: " / ".join(f"{q['success']:.2f}" for q in r["per_pair"])
