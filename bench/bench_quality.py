@@ -815,6 +815,7 @@ def picture_grid(res, curves, fids, path, per_pair=4, zoom=4):
 # ----------------------------------------------------------------------------- the flow model (issue 23)
 FLOW_STEPS = 28                 # the issue's recipe: ModelSamplingSD3 shift 3, `simple`, 28 steps
 FLOW_SCHED = "simple"
+FLOWEDIT_ROWS = 33              # the issue's FlowEdit budget: n_max 0.4 * 28 = 11 levels x 3 rows
 FLOW_FAMILIES = ("flowedit", "rf_inversion", "rf_solver", "fireflow", "f_unsampler", "f_sdedit", "f_cfg_edit",
                  "f_cfg_partial", "dds_edit", "f_recon")
 FLOW_BEGIN, FLOW_END = "<!-- flow table: bench_quality.py --flow writes it -->", "<!-- /flow table -->"
@@ -1087,6 +1088,21 @@ def flow_section(res: dict, cmd: str) -> list:
             near = [c for a, _, c in pts if a >= f][:1] + [c for a, _, c in pts if a < f][-1:]
             cells.append(f"{v:.2f} ({'–'.join(str(c) for c in sorted(set(near)))} rows)")
         L.append(f"| {name} | " + " | ".join(cells) + " |")
+    names = {"flowedit": "FlowEdit", "rf_inversion": "RF-Inversion", "rf_solver": "RF-Solver", "fireflow": "FireFlow",
+             "f_unsampler": "Unsampler (core)", "f_sdedit": "SDEdit (core)", "f_cfg_edit": "Dream CFG Edit (inversion)",
+             "f_cfg_partial": "Dream CFG Edit (partial inversion)", "dds_edit": "DDS edit (prototype)"}
+    for cap, title in ((None, "any rows"), (FLOWEDIT_ROWS, f"at most {FLOWEDIT_ROWS} rows per edit (FlowEdit's ~33)")):
+        L += ["", f"### Best success per method at PSNR ≥ f, over all its settings, {title}", "",
+              "| method | " + " | ".join(f"PSNR ≥ {f} dB" for f in fids) + " |", "|---|" + "---|" * len(fids)]
+        for fam, name in names.items():
+            rs = [r for r in rows if r["family"] == fam and (cap is None or r["rows"] <= cap)]
+            if not rs:
+                continue
+            cells = []
+            for f in fids:
+                b = best_at(rs, f)
+                cells.append(f"{b['success']:.2f} ({b['psnr_src']:.1f} dB, {b['rows']} rows)" if b else "—")
+            L.append(f"| {name} | " + " | ".join(cells) + " |")
     if recon:
         L += ["", "### Reconstruction (null prompt both ways, 28 steps)", "", "| method | PSNR to the source | rows |",
               "|---|---|---|"]
