@@ -2,6 +2,7 @@
 classifier) against fidelity to the source (PSNR), through a real ComfyUI server and /prompt.
 
     python -m bench.bench_quality [--quick] [--retrain] [--n 32] [--out bench]
+    python -m bench.bench_quality --flow [--quick] [--family F]   # the flow table (issue 23)
 
 Model: tools/shapes.py (class-conditional eps UNet on 16x16 coloured shapes, 9 classes,
 trained here; weights committed in bench/weights, ``--retrain`` rebuilds them, ~5 min on one core).
@@ -15,6 +16,13 @@ DreamSampler + Dream Data Consistency vs plain SDEdit (KSampler) of the upsample
 through ComfyUI's own pixel-space VAE (VAELoader "pixel_space": encode / decode are the identity on
 [-1, 1] pixels); SDE-Drag of the shape's centre, judged by class and centroid. Writes QUALITY.md,
 quality.png, quality_restore.png, quality_grid.png, quality.json.
+
+``--flow`` (issue 23): the rectified-flow shapes model (tools/shapes.py, velocity target) as a ComfyUI
+FLOW model through ModelSamplingSD3 shift 3 + `simple`, 28 steps: the peers as test-only nodes
+(tests/support/peer_nodes.py: FlowEdit, RF-Inversion, RF-Solver, FireFlow, and item 4's DDS-edit
+prototype), core Unsampler / SDEdit and the pack's Dream CFG Edit, with model rows per edit counted by a
+wrapper on the model; rewrites only the flow block of QUALITY.md (and quality_flow.json; ``--family``
+merges with the families already there).
 """
 from __future__ import annotations
 
@@ -843,6 +851,8 @@ def flow_grids(quick: bool) -> dict:
     g["flowedit"] += [dict(steps=st, n_max=n, tar_cfg=5.5, src_cfg=1.5) for n in (8, 11, 14, 17, 21, 24)]
     g["rf_inversion"] = [dict(steps=st, gamma=0.5, eta=e, stop=k, cfg=c) for c in (1.5, 3.0) for k in (4, 8, 14)
                          for e in (0.5, 0.7, 0.9, 1.0)]
+    # at FlowEdit's budget: an 11-step grid (11 null + 22 target rows = 33)
+    g["rf_inversion"] += [dict(steps=11, gamma=0.5, eta=e, stop=k, cfg=1.5) for k in (2, 4, 6) for e in (0.5, 0.9)]
     for fam in ("rf_solver", "fireflow", "f_unsampler", "f_sdedit"):
         g[fam] = [dict(steps=st, denoise=d, cfg=c) for c in (1.5, 3.0) for d in dens]
     g["rf_solver"] += [dict(steps=st, denoise=1.0, cfg=c) for c in (1.5, 3.0)]
@@ -871,7 +881,8 @@ def flow_curve(family: str, p: dict) -> str:
     if family == "flowedit":
         return f"FlowEdit tar cfg {p['tar_cfg']:g}" + (f" src cfg {p['src_cfg']:g}" if "src_cfg" in p else "")
     if family == "rf_inversion":
-        return f"RF-Inversion cfg {p['cfg']:g} eta stop {p['stop']}"
+        return f"RF-Inversion cfg {p['cfg']:g} eta stop {p['stop']}" + (f" {p['steps']} st" if p["steps"] != FLOW_STEPS
+                                                                        else "")
     if family in ("rf_solver", "fireflow", "f_unsampler", "f_sdedit"):
         name = {"rf_solver": "RF-Solver", "fireflow": "FireFlow", "f_unsampler": "Unsampler (core)",
                 "f_sdedit": "SDEdit (core)"}[family]
@@ -999,7 +1010,7 @@ def run_flow_benchmark(quick=False, n=32, pairs=PAIRS, log=print, families=None,
         with ComfyServer(Path(server_dir or tmp) / "server", custom_nodes=[NODES], env={"OMP_NUM_THREADS": "1"}) as server:
             t = time.time()
             per, steps = (4, 8) if quick else (32, FLOW_STEPS)
-            gen, sample_acc = {}, {}
+            sample_acc = {}
             for cfg in ((3.0,) if quick else (1.0, 3.0)):
                 g = Graph()
                 model = [g.add("ModelSamplingSD3", model=[g.add("TestShapesFlowModel"), 0], shift=3.0), 0]
