@@ -2,6 +2,7 @@
 classifier) against fidelity to the source (PSNR), through a real ComfyUI server and /prompt.
 
     python -m bench.bench_quality [--quick] [--retrain] [--n 32] [--out bench]
+    python -m bench.bench_quality --flow [--quick] [--family F]   # the flow table (issue 23)
 
 Model: tools/shapes.py (class-conditional eps UNet on 16x16 coloured shapes, 9 classes,
 trained here; weights committed in bench/weights, ``--retrain`` rebuilds them, ~5 min on one core).
@@ -15,6 +16,13 @@ DreamSampler + Dream Data Consistency vs plain SDEdit (KSampler) of the upsample
 through ComfyUI's own pixel-space VAE (VAELoader "pixel_space": encode / decode are the identity on
 [-1, 1] pixels); SDE-Drag of the shape's centre, judged by class and centroid. Writes QUALITY.md,
 quality.png, quality_restore.png, quality_grid.png, quality.json.
+
+``--flow`` (issue 23): the rectified-flow shapes model (tools/shapes.py, velocity target) as a ComfyUI
+FLOW model through ModelSamplingSD3 shift 3 + `simple`, 28 steps: the peers as test-only nodes
+(tests/support/peer_nodes.py: FlowEdit, RF-Inversion, RF-Solver, FireFlow, and item 4's DDS-edit
+prototype), core Unsampler / SDEdit and the pack's Dream CFG Edit, with model rows per edit counted by a
+wrapper on the model; rewrites only the flow block of QUALITY.md (and quality_flow.json; ``--family``
+merges with the families already there).
 """
 from __future__ import annotations
 
@@ -632,6 +640,7 @@ def write_report(res: dict, out: Path, cmd: str):
     if any(r["family"].startswith("restore_") for r in rows):
         L += ["![restoration: PSNR to the truth and class agreement vs denoise](quality_restore.png)", ""]
     L += ["![before / after](quality_grid.png)", ""]
+    L += flow_block(out / "QUALITY.md")
     (out / "QUALITY.md").write_text("\n".join(L))
     clean = {k: v for k, v in res.items() if not k.startswith("_")}
     (out / "quality.json").write_text(json.dumps(clean, indent=1, default=float))
@@ -811,6 +820,347 @@ def picture_grid(res, curves, fids, path, per_pair=4, zoom=4):
     im.save(path)
 
 
+# ----------------------------------------------------------------------------- the flow model (issue 23)
+FLOW_STEPS = 28                 # the issue's recipe: ModelSamplingSD3 shift 3, `simple`, 28 steps
+FLOW_SCHED = "simple"
+FLOWEDIT_ROWS = 33              # the issue's FlowEdit budget: n_max 0.4 * 28 = 11 levels x 3 rows
+FLOW_FAMILIES = ("flowedit", "rf_inversion", "rf_solver", "fireflow", "f_unsampler", "f_sdedit", "f_cfg_edit",
+                 "f_cfg_partial", "dds_edit", "f_recon")
+FLOW_BEGIN, FLOW_END = "<!-- flow table: bench_quality.py --flow writes it -->", "<!-- /flow table -->"
+
+
+def flow_grids(quick: bool) -> dict:
+    """family -> settings on the rectified-flow shapes model; ``steps``: the grid's step count (a
+    partial method runs the last ``round(steps * denoise)`` levels of it)."""
+    if quick:
+        st = 8
+        return {"flowedit": [dict(steps=st, n_max=4, tar_cfg=2.5)],
+                "rf_inversion": [dict(steps=st, gamma=0.5, eta=0.9, stop=2, cfg=2.5)],
+                "rf_solver": [dict(steps=st, denoise=0.6, cfg=2.5)],
+                "fireflow": [dict(steps=st, denoise=0.6, cfg=2.5)],
+                "f_unsampler": [dict(steps=st, denoise=0.6, cfg=2.5)],
+                "f_sdedit": [dict(steps=st, denoise=0.6, cfg=2.5)],
+                "f_cfg_edit": [dict(steps=st, strength=0.2, refine=0), dict(steps=st, strength=0.2, refine=0, source=True)],
+                "f_cfg_partial": [dict(steps=st, denoise=0.6, strength=0.2, refine=0)],
+                "dds_edit": [dict(steps=st, n_max=4, strength=2.0, prox=1.0, tar_cfg=1.0, neg="src")],
+                "f_recon": [dict(steps=st, method="dream", refine=1), dict(steps=st, method="fireflow")]}
+    st = FLOW_STEPS
+    dens = (0.3, 0.4, 0.5, 0.6, 0.7, 0.85)
+    g = {"flowedit": [dict(steps=st, n_max=n, tar_cfg=c) for c in (1.5, 2.5, 4.0) for n in (4, 6, 8, 11, 14, 17, 21)]}
+    g["flowedit"] += [dict(steps=st, n_max=n, tar_cfg=c) for c in (5.5, 8.0) for n in (6, 8, 11, 14, 17, 21, 24, 28)]
+    g["flowedit"] += [dict(steps=st, n_max=n, tar_cfg=5.5, src_cfg=1.5) for n in (8, 11, 14, 17, 21, 24)]
+    g["rf_inversion"] = [dict(steps=st, gamma=0.5, eta=e, stop=k, cfg=c) for c in (1.5, 3.0) for k in (4, 8, 14)
+                         for e in (0.5, 0.7, 0.9, 1.0)]
+    # at FlowEdit's budget: an 11-step grid (11 null + 22 target rows = 33)
+    g["rf_inversion"] += [dict(steps=11, gamma=0.5, eta=e, stop=k, cfg=1.5) for k in (2, 4, 6) for e in (0.5, 0.9)]
+    for fam in ("rf_solver", "fireflow", "f_unsampler", "f_sdedit"):
+        g[fam] = [dict(steps=st, denoise=d, cfg=c) for c in (1.5, 3.0) for d in dens]
+    g["rf_solver"] += [dict(steps=st, denoise=1.0, cfg=c) for c in (1.5, 3.0)]
+    g["fireflow"] += [dict(steps=st, denoise=1.0, cfg=c) for c in (1.5, 3.0)]
+    strengths = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)
+    g["f_cfg_edit"] = [dict(steps=st, strength=s, refine=r) for r in (0, 3) for s in strengths]
+    g["f_cfg_edit"] += [dict(steps=st, strength=s, refine=0, source=True) for s in strengths]
+    g["f_cfg_partial"] = [dict(steps=st, denoise=d, strength=s, refine=0) for d in (0.5, 0.7)
+                          for s in (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)]
+    # item 4's prototype: the inversion-free DDS edit (strength = prox = 1, negative null: FlowEdit)
+    ns = (4, 6, 8, 11, 14, 17, 21)
+    g["dds_edit"] = [dict(steps=st, n_max=n, strength=1.0, prox=1.0, tar_cfg=2.5, neg="src") for n in ns]
+    g["dds_edit"] += [dict(steps=st, n_max=n, strength=s, prox=1.0, tar_cfg=1.0, neg="src")
+                      for s in (1.5, 2.0, 2.5, 3.0) for n in (6, 8, 11, 14, 16)]
+    g["dds_edit"] += [dict(steps=st, n_max=n, strength=s, prox=2.0, tar_cfg=1.0, neg="src") for s in (3.0, 4.0)
+                      for n in (8, 11, 14, 16)]
+    g["dds_edit"] += [dict(steps=st, n_max=n, strength=1.0, prox=0.5, tar_cfg=2.5, neg=ng) for ng in ("null", "src")
+                      for n in (4, 6, 8, 11)]
+    # reconstruction (null prompt both ways): the pack's inversion with refinement vs second-order solvers
+    g["f_recon"] = [dict(steps=st, method="dream", refine=r) for r in (0, 1, 2, 3)]
+    g["f_recon"] += [dict(steps=st, method=m) for m in ("euler", "fireflow", "rf_solver")]
+    return g
+
+
+def flow_curve(family: str, p: dict) -> str:
+    if family == "flowedit":
+        return f"FlowEdit tar cfg {p['tar_cfg']:g}" + (f" src cfg {p['src_cfg']:g}" if "src_cfg" in p else "")
+    if family == "rf_inversion":
+        return f"RF-Inversion cfg {p['cfg']:g} eta stop {p['stop']}" + (f" {p['steps']} st" if p["steps"] != FLOW_STEPS
+                                                                        else "")
+    if family in ("rf_solver", "fireflow", "f_unsampler", "f_sdedit"):
+        name = {"rf_solver": "RF-Solver", "fireflow": "FireFlow", "f_unsampler": "Unsampler (core)",
+                "f_sdedit": "SDEdit (core)"}[family]
+        return f"{name} cfg {p['cfg']:g}"
+    if family == "f_cfg_edit":
+        return f"Dream CFG Edit invariant {'source' if p.get('source') else 'null'} refine {p['refine']}"
+    if family == "f_cfg_partial":
+        return f"Dream CFG Edit invariant null, partial inversion d={p['denoise']:g}"
+    if family == "f_recon":
+        return (f"reconstruction: Dream DDIM Inversion refine {p['refine']} + DreamSampler" if p["method"] == "dream"
+                else f"reconstruction: {p['method']} inversion + sampling (test-only node)")
+    if family == "dds_edit":
+        return (f"DDS edit (prototype) neg {p['neg']} tar cfg {p['tar_cfg']:g} strength {p['strength']:g} "
+                f"prox {p['prox']:g}")
+    raise KeyError(family)
+
+
+def flow_label(family: str, p: dict) -> str:
+    knob = {"flowedit": lambda: f"n_max {p['n_max']}", "dds_edit": lambda: f"n_max {p['n_max']}",
+            "rf_inversion": lambda: f"eta {p['eta']:g}",
+            "f_cfg_edit": lambda: f"s={p['strength']:g}",
+            "f_cfg_partial": lambda: f"s={p['strength']:g}", "f_recon": lambda: "null prompt"}.get(family, lambda: f"d={p['denoise']:g}")()
+    return f"{flow_curve(family, p)} {knob}"
+
+
+def flow_pair_graph(src: int, tgt: int, n: int, count_key: str | None = None):
+    g = Graph()
+    g.src, g.n = src, n
+    model = [g.add("ModelSamplingSD3", model=[g.add("TestShapesFlowModel"), 0], shift=3.0), 0]
+    if count_key is not None:
+        model = [g.add("TestCountRows", model=model, key=count_key), 0]
+    r = {"model": model,
+         "null": [g.add("TestShapesPrompt", class_index=-1), 0],
+         "src_c": [g.add("TestShapesPrompt", class_index=src), 0],
+         "tgt_c": [g.add("TestShapesPrompt", class_index=tgt), 0],
+         "x": [g.add("TestShapesImages", split="heldout", class_index=src, count=n), 0]}
+    return g, r
+
+
+def _part(p: dict) -> int:
+    """Steps of a partial method: the last round(steps * denoise) levels of the steps-level grid."""
+    return max(1, round(p["steps"] * p.get("denoise", 1.0)))
+
+
+def flow_build(family: str, p: dict, g: Graph, r: dict):
+    """Add the nodes of one flow setting; returns the edited latent's reference."""
+    st, m = p["steps"], r["model"]
+    sig = lambda k, d: [g.once(("fsig", k, d), "BasicScheduler", model=m, scheduler=FLOW_SCHED, steps=k,
+                               denoise=d), 0]
+    if family == "flowedit":
+        return [g.add("TestFlowEdit", model=m, source=r["src_c"], target=r["tgt_c"], negative=r["null"],
+                      latent_image=r["x"], sigmas=sig(st, 1.0), n_max=p["n_max"], n_min=0, n_avg=1,
+                      source_cfg=p.get("src_cfg", 1.0), target_cfg=p["tar_cfg"], seed=0), 0]
+    if family == "f_recon":
+        if p["method"] == "dream":
+            inv = g.add("DreamDDIMInversion", model=m, conditioning=r["null"], latent_image=r["x"], steps=st,
+                        scheduler=FLOW_SCHED, denoise=1.0, refine_steps=p["refine"])
+            return [g.add("DreamSampler", model=m, seed=0, steps=st, cfg=1.0, scheduler=FLOW_SCHED, positive=r["null"],
+                          negative=r["null"], latent_image=[inv, 0], denoise=1.0, eta=0.0, eta_schedule="constant"), 0]
+        return [g.add("TestRFSolverEdit", model=m, null=r["null"], target=r["null"], negative=r["null"],
+                      latent_image=r["x"], sigmas=sig(st, 1.0), solver=p["method"], cfg=1.0), 0]
+    if family == "dds_edit":
+        return [g.add("TestDDSEdit", model=m, source=r["src_c"], target=r["tgt_c"],
+                      negative=r["src_c" if p["neg"] == "src" else "null"], latent_image=r["x"], sigmas=sig(st, 1.0),
+                      n_max=p["n_max"], strength=p["strength"], prox=p["prox"], target_cfg=p["tar_cfg"], seed=0), 0]
+    if family == "rf_inversion":
+        return [g.add("TestRFInversion", model=m, null=r["null"], target=r["tgt_c"], negative=r["null"],
+                      latent_image=r["x"], sigmas=sig(st, 1.0), gamma=p["gamma"], eta=p["eta"], eta_start=0,
+                      eta_stop=p["stop"], cfg=p["cfg"], seed=0), 0]
+    k, d = _part(p), p.get("denoise", 1.0)
+    if family in ("rf_solver", "fireflow"):
+        return [g.add("TestRFSolverEdit", model=m, null=r["null"], target=r["tgt_c"], negative=r["null"],
+                      latent_image=r["x"], sigmas=sig(k, d), solver=family, cfg=p["cfg"]), 0]
+    if family == "f_sdedit":
+        return [g.add("KSampler", model=m, seed=0, steps=k, cfg=p["cfg"], sampler_name="euler", scheduler=FLOW_SCHED,
+                      positive=r["tgt_c"], negative=r["null"], latent_image=r["x"], denoise=d), 0]
+    if family == "f_unsampler":
+        noise = g.once("noise", "DisableNoise")
+        euler = g.once("euler", "KSamplerSelect", sampler_name="euler")
+        flip = g.once(("fflip", k, d), "FlipSigmas", sigmas=sig(k, d))
+        base = g.once("fbasic", "BasicGuider", model=m, conditioning=r["null"])
+        inv = g.once(("funinv", k, d), "SamplerCustomAdvanced", noise=[noise, 0], guider=[base, 0],
+                     sampler=[euler, 0], sigmas=[flip, 0], latent_image=r["x"])
+        guide = g.add("CFGGuider", model=m, positive=r["tgt_c"], negative=r["null"], cfg=p["cfg"])
+        return [g.add("SamplerCustomAdvanced", noise=[noise, 0], guider=[guide, 0], sampler=[euler, 0],
+                      sigmas=sig(k, d), latent_image=[inv, 0]), 0]
+    if family in ("f_cfg_edit", "f_cfg_partial"):
+        inv = g.once(("finv", k, d, p["refine"]), "DreamDDIMInversion", model=m, conditioning=r["null"],
+                     latent_image=r["x"], steps=k, scheduler=FLOW_SCHED, denoise=d, refine_steps=p["refine"])
+        extra = {"source": r["src_c"]} if p.get("source") else {}
+        reg = g.add("DreamCFGEdit", target=r["tgt_c"], strength=p["strength"], schedule="invariant", start=1.0,
+                    end=0.0, **extra)
+        return [g.add("DreamSampler", model=m, seed=0, steps=k, cfg=1.0, scheduler=FLOW_SCHED, positive=r["null"],
+                      negative=r["null"], latent_image=[inv, 0], denoise=d, eta=0.0, eta_schedule="constant",
+                      regularizers=[reg, 0]), 0]
+    raise KeyError(family)
+
+
+def flow_rows(server, family: str, settings: list) -> list:
+    """Model rows per edit of each setting: one source through a row-counting clone of the model
+    (tests/support/peer_nodes: TestCountRows / TestReportRows), one prompt per setting."""
+    out = []
+    for si, p in enumerate(settings):
+        key = f"rows-{family}-{si}-{time.time_ns()}"
+        g, r = flow_pair_graph(*PAIRS[0], 1, count_key=key)
+        rep = g.add("TestReportRows", latent=flow_build(family, p, g, r), key=key)
+        entry = server.run(g.nodes, timeout=600)
+        out.append(int(entry["outputs"][rep]["rows"][0]))
+    return out
+
+
+def run_flow_benchmark(quick=False, n=32, pairs=PAIRS, log=print, families=None, server_dir=None) -> dict:
+    """The flow table: the peers (test-only nodes) and the pack's edits on the rectified-flow shapes
+    model through ModelSamplingSD3 shift 3 + `simple`, scored by the same judge on the same pairs."""
+    from tools.server import ComfyServer
+    judge = S.trained_judge(log=log)
+    S.trained_flow_unet(log=log)
+    acc = S.judge_accuracy(judge)
+    G = flow_grids(quick)
+    families = families or list(G)
+    data = inputs_for(pairs, n)
+    t_all = time.time()
+    results, timings, latents = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        with ComfyServer(Path(server_dir or tmp) / "server", custom_nodes=[NODES], env={"OMP_NUM_THREADS": "1"}) as server:
+            t = time.time()
+            per, steps = (4, 8) if quick else (32, FLOW_STEPS)
+            sample_acc = {}
+            for cfg in ((3.0,) if quick else (1.0, 3.0)):
+                g = Graph()
+                model = [g.add("ModelSamplingSD3", model=[g.add("TestShapesFlowModel"), 0], shift=3.0), 0]
+                null = [g.add("TestShapesPrompt", class_index=-1), 0]
+                empty = [g.add("TestShapesImages", split="judge_test", class_index=0, count=per), 0]   # its shape
+                for c in range(S.K):
+                    pos = [g.add("TestShapesPrompt", class_index=c), 0]
+                    g.save([g.add("KSampler", model=model, seed=c, steps=steps, cfg=cfg, sampler_name="euler",
+                                  scheduler=FLOW_SCHED, positive=pos, negative=null, latent_image=empty,
+                                  denoise=1.0), 0], f"gen-{c}")
+                lat = fetch_latents(server, server.run(g.nodes, timeout=1800), g.saves)
+                x = torch.cat([lat[f"gen-{c}"] for c in range(S.K)])
+                y = torch.arange(S.K).repeat_interleave(per)
+                with torch.no_grad():
+                    pred = judge(x.clamp(-1, 1)).argmax(1)
+                sample_acc[cfg] = {"overall": float((pred == y).float().mean()),
+                                   "per_class": [float((pred[y == c] == c).float().mean()) for c in range(S.K)],
+                                   "finite": bool(torch.isfinite(x).all()), "shape": list(x.shape)}
+            if log:
+                log(f"flow model samples judged as their prompt: "
+                    f"{ {k: round(v['overall'], 3) for k, v in sample_acc.items()} } ({time.time() - t:.1f} s)")
+            for fam in families:
+                t = time.time()
+                res = {}
+                for pi, (src, tgt) in enumerate(pairs):
+                    g, r = flow_pair_graph(src, tgt, n)
+                    for si, p in enumerate(G[fam]):
+                        g.save(flow_build(fam, p, g, r), f"{fam}-{pi}-{si}")
+                    for key, x in fetch_latents(server, server.run(g.nodes, timeout=1800), g.saves).items():
+                        _, a, b = key.rsplit("-", 2)
+                        res[(int(a), int(b))] = x
+                rows_per_edit = flow_rows(server, fam, G[fam])
+                timings[fam] = time.time() - t
+                if log:
+                    log(f"  {fam}: {len(G[fam])} settings x {len(pairs)} pairs in {timings[fam]:.1f} s")
+                for si, p in enumerate(G[fam]):
+                    per_pair = []
+                    for pi, (src, tgt) in enumerate(pairs):
+                        d = data[pi]
+                        per_pair.append(score(judge, res[(pi, si)], d["x"], src, tgt, d["truth"]))
+                        latents[(fam, si, pi)] = res[(pi, si)][:4]
+                    results[(fam, si)] = {"family": fam, "params": p, "label": flow_label(fam, p),
+                                          "curve": flow_curve(fam, p), "rows": rows_per_edit[si],
+                                          "per_pair": per_pair, **aggregate(per_pair)}
+    with torch.no_grad():
+        refs = [{"truth": score(judge, data[pi]["truth"], data[pi]["x"], s, t, data[pi]["truth"])}
+                for pi, (s, t) in enumerate(pairs)]
+    return {"judge_accuracy": acc, "sample_accuracy": sample_acc, "results": list(results.values()),
+            "reference": {"truth": aggregate([r["truth"] for r in refs])}, "timings": timings,
+            "total_s": time.time() - t_all, "n": n, "pairs": [[S.CLASSES[a], S.CLASSES[b]] for a, b in pairs],
+            "_latents": latents}
+
+
+def flow_section(res: dict, cmd: str) -> list:
+    """The flow table (markdown lines, between FLOW_BEGIN / FLOW_END)."""
+    rows = res["results"]
+    truth = res["reference"]["truth"]["psnr_src"]
+    fids = [12, 14, 16] + [f for f in (round(truth), round(truth) + 4) if f not in (12, 14, 16)]
+    curves, recon = {}, [r for r in rows if r["family"] == "f_recon"]
+    for r in rows:
+        if r["family"] != "f_recon":
+            curves.setdefault(r["curve"], []).append(r)
+    L = [FLOW_BEGIN, f"## Editing on the rectified-flow model (issue 23; `{cmd}`)", "",
+         f"Model: the same UNet trained here on the velocity v = ε − x0 (x_t = (1 − t) x0 + t ε), wrapped as a "
+         f"ComfyUI FLOW `BaseModel` and run through core `ModelSamplingSD3` shift 3 + the `simple` scheduler, "
+         f"{FLOW_STEPS} steps. The same judge, pairs and {res['n']} held-out sources per pair as above; "
+         f"total {res['total_s']:.0f} s.", "",
+         f"* **Judge** accuracy on held-out real samples: **{res['judge_accuracy']:.3f}**.",
+         "* **Model samples** judged as their prompt (KSampler euler, simple, shift 3): " + ", ".join(
+             f"cfg {c:g}: **{v['overall']:.3f}** (per class {min(v['per_class']):.2f}–{max(v['per_class']):.2f})"
+             for c, v in res["sample_accuracy"].items()),
+         f"* **Ground-truth edit**: PSNR to the source {truth:.1f} dB.",
+         "* **Rows** = batch rows through the model per edited image, counted by a wrapper on the model "
+         "(one source through the server per setting). FlowEdit: source cfg 1, n_avg 1; RF-Inversion: γ 0.5, η "
+         "over reverse steps [0, stop); partial methods run the last round(28·d) levels of the 28-step grid.", "",
+         "### Success at equal fidelity (interpolated along each curve; rows per edit at that point)", "",
+         "| method | " + " | ".join(f"PSNR = {f} dB" for f in fids) + " |", "|---|" + "---|" * len(fids)]
+    for name, rs in curves.items():
+        cells = []
+        for f in fids:
+            pts = sorted((r["psnr_src"], r["success"], r["rows"]) for r in rs)
+            v = success_at([(a, b) for a, b, _ in pts], f)
+            if v is None:
+                cells.append("—")
+                continue
+            near = [c for a, _, c in pts if a >= f][:1] + [c for a, _, c in pts if a < f][-1:]
+            cells.append(f"{v:.2f} ({'–'.join(str(c) for c in sorted(set(near)))} rows)")
+        L.append(f"| {name} | " + " | ".join(cells) + " |")
+    names = {"flowedit": "FlowEdit", "rf_inversion": "RF-Inversion", "rf_solver": "RF-Solver", "fireflow": "FireFlow",
+             "f_unsampler": "Unsampler (core)", "f_sdedit": "SDEdit (core)", "f_cfg_edit": "Dream CFG Edit (inversion)",
+             "f_cfg_partial": "Dream CFG Edit (partial inversion)", "dds_edit": "DDS edit (prototype)"}
+    for cap, title in ((None, "any rows"), (FLOWEDIT_ROWS, f"at most {FLOWEDIT_ROWS} rows per edit (FlowEdit's ~33)")):
+        L += ["", f"### Best success per method at PSNR ≥ f, over all its settings, {title}", "",
+              "| method | " + " | ".join(f"PSNR ≥ {f} dB" for f in fids) + " |", "|---|" + "---|" * len(fids)]
+        for fam, name in names.items():
+            rs = [r for r in rows if r["family"] == fam and (cap is None or r["rows"] <= cap)]
+            if not rs:
+                continue
+            cells = []
+            for f in fids:
+                b = best_at(rs, f)
+                cells.append(f"{b['success']:.2f} ({b['psnr_src']:.1f} dB, {b['rows']} rows)" if b else "—")
+            L.append(f"| {name} | " + " | ".join(cells) + " |")
+    if recon:
+        L += ["", "### Reconstruction (null prompt both ways, 28 steps)", "", "| method | PSNR to the source | rows |",
+              "|---|---|---|"]
+        L += [f"| {r['label'].replace(' null prompt', '')} | {r['psnr_src']:.1f} | {r['rows']} |" for r in recon]
+    L += ["", "### Every setting", "", "| setting | success | per pair | retention | PSNR src | PSNR truth | rows | finite |",
+          "|---|---|---|---|---|---|---|---|"]
+    pairs = lambda r: " / ".join(f"{q['success']:.2f}" for q in r["per_pair"])
+    L += [f"| {r['label']} | {r['success']:.2f} | {pairs(r)} | {r['retention']:.2f} | {r['psnr_src']:.1f} | {r['psnr_truth']:.1f} "
+          f"| {r['rows']} | {'yes' if r['finite'] else '**no**'} |" for r in rows]
+    L += ["", FLOW_END]
+    return L
+
+
+def write_flow_report(res: dict, out: Path, cmd: str):
+    """Replace (or append) the flow block of QUALITY.md; the eps report and findings stay."""
+    path, old = out / "QUALITY.md", out / "quality_flow.json"
+    ran = {r["family"] for r in res["results"]}
+    if old.exists() and ran != set(FLOW_FAMILIES):             # --family: keep the other families' rows
+        prev = json.loads(old.read_text())
+        keep = [r for r in prev["results"] if r["family"] not in ran]
+        res = dict(res, results=keep + res["results"],
+                   timings={**{k: v for k, v in prev["timings"].items() if k not in ran}, **res["timings"]})
+        order = {f: i for i, f in enumerate(FLOW_FAMILIES)}
+        res["results"].sort(key=lambda r: order[r["family"]])
+        cmd = "python -m bench.bench_quality --flow (families run separately)"
+    text = path.read_text() if path.exists() else ""
+    block = "\n".join(flow_section(res, cmd))
+    if FLOW_BEGIN in text and FLOW_END in text:
+        a, b = text.index(FLOW_BEGIN), text.index(FLOW_END) + len(FLOW_END)
+        text = text[:a] + block + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+    clean = {k: v for k, v in res.items() if not k.startswith("_")}
+    (out / "quality_flow.json").write_text(json.dumps(clean, indent=1, default=float))
+
+
+def flow_block(path: Path) -> list:
+    """The flow block of an existing report (kept when the eps report is rewritten)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if FLOW_BEGIN not in text or FLOW_END not in text:
+        return []
+    return text[text.index(FLOW_BEGIN):text.index(FLOW_END) + len(FLOW_END)].splitlines() + [""]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny grid (the CI test's size)")
@@ -818,10 +1168,21 @@ def main():
     ap.add_argument("--n", type=int, default=32, help="held-out sources per class pair")
     ap.add_argument("--out", type=Path, default=REPO / "bench")
     ap.add_argument("--family", action="append", help="only these method families (default: all)")
+    ap.add_argument("--flow", action="store_true",
+                    help="the rectified-flow model's table (issue 23): peers and the pack's edits; rewrites only "
+                         "the flow block of QUALITY.md")
     args = ap.parse_args()
+    if args.flow:
+        res = run_flow_benchmark(quick=args.quick, n=args.n, families=args.family)
+        cmd = "python -m bench.bench_quality --flow" + (" --quick" if args.quick else "") + \
+            (f" --n {args.n}" if args.n != 32 else "")
+        write_flow_report(res, args.out, cmd)
+        print(f"wrote the flow table to {args.out / 'QUALITY.md'} ({res['total_s']:.0f} s)")
+        return
     if args.retrain:
         S.trained_judge(retrain=True)
         S.trained_unet(retrain=True)
+        S.trained_flow_unet(retrain=True)
     res = run_benchmark(quick=args.quick, n=args.n, families=args.family)
     cmd = "python -m bench.bench_quality" + (" --quick" if args.quick else "") + (f" --n {args.n}" if args.n != 32 else "")
     write_report(res, args.out, cmd)

@@ -121,6 +121,25 @@ def alphas_cumprod() -> torch.Tensor:
     return torch.cumprod(1 - betas, 0)
 
 
+# ----------------------------------------------------------------------------- rectified flow
+FLOW_SHIFT = 3.0                # SD3's shift: the grid users run (ModelSamplingSD3 3 + `simple`)
+FLOW_MULTIPLIER = 1000          # ComfyUI's ModelSamplingDiscreteFlow: timestep = sigma * 1000
+
+
+def shift_time(u, shift: float = FLOW_SHIFT):
+    """SD3's time shift t = s u / (1 + (s - 1) u) (ComfyUI's ``time_snr_shift``)."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def flow_times(batch: int, g) -> torch.Tensor:
+    """Training times t in (0, 1] for the flow model: 70 % logit-normal(0, 1), 30 % uniform, both
+    shifted by SD3's shift 3, so the shifted sampling grid (mostly t > 0.5) and its last, small
+    levels are both covered."""
+    u = torch.sigmoid(torch.randn(batch, generator=g))
+    u = torch.where(torch.rand(batch, generator=g) < 0.3, torch.rand(batch, generator=g), u)
+    return shift_time(u).clamp(1e-3, 1.0)
+
+
 # ----------------------------------------------------------------------------- networks
 class _Res(nn.Module):
     def __init__(self, cin, cout, emb):
@@ -204,8 +223,9 @@ def _one_hot(labels, p_null, g):
     return y
 
 
-def _train_phase(net, ema, x, labels, iters, lr, g, log, tag):
-    """Adam with warm-up and cosine decay, EMA 0.995, 15 % null prompt, horizontal flips."""
+def _train_phase(net, ema, x, labels, iters, lr, g, log, tag, flow=False):
+    """Adam with warm-up and cosine decay, EMA 0.995, 15 % null prompt, horizontal flips
+    (``flow``: the rectified-flow velocity target instead of eps)."""
     n, batch = len(x), 64
     abar = alphas_cumprod().float()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -217,11 +237,17 @@ def _train_phase(net, ema, x, labels, iters, lr, g, log, tag):
         x0 = x[idx]
         flip = torch.rand(batch, 1, 1, 1, generator=g) < 0.5         # horizontal flips keep every class
         x0 = torch.where(flip, x0.flip(-1), x0)
-        t = torch.randint(0, 1000, (batch,), generator=g)
-        eps = torch.randn(x0.shape, generator=g)
-        a = abar[t][:, None, None, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        loss = F.mse_loss(net(xt, t.float(), y=_one_hot(labels[idx], 0.15, g)), eps)
+        if flow:                        # rectified flow: x_t = (1 - t) x0 + t eps, target v = eps - x0
+            t = flow_times(batch, g)
+            eps = torch.randn(x0.shape, generator=g)
+            tt = t[:, None, None, None]
+            xt, target, ts = (1 - tt) * x0 + tt * eps, eps - x0, t * FLOW_MULTIPLIER
+        else:
+            t = torch.randint(0, 1000, (batch,), generator=g)
+            eps = torch.randn(x0.shape, generator=g)
+            a = abar[t][:, None, None, None]
+            xt, target, ts = a.sqrt() * x0 + (1 - a).sqrt() * eps, eps, t.float()
+        loss = F.mse_loss(net(xt, ts, y=_one_hot(labels[idx], 0.15, g)), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -236,7 +262,7 @@ def _train_phase(net, ema, x, labels, iters, lr, g, log, tag):
 
 
 def train_model(phases=((2500, 2e-3),), n: int = 8000, seed: int = 0, log=print,
-                start: ShapesUNet | None = None) -> ShapesUNet:
+                start: ShapesUNet | None = None, flow: bool = False) -> ShapesUNet:
     """Deterministic eps-prediction training on one thread (about 6 minutes per 2500-iteration phase;
     a later phase restarts Adam from the previous phase's EMA weights, ``start`` skips phase 1).
     The committed weights are the default single phase."""
@@ -254,7 +280,7 @@ def train_model(phases=((2500, 2e-3),), n: int = 8000, seed: int = 0, log=print,
                 continue
             net = ShapesUNet()
             net.load_state_dict(ema.state_dict())
-            _train_phase(net, ema, x, labels, iters, lr, g, log, f"phase {k + 1}")
+            _train_phase(net, ema, x, labels, iters, lr, g, log, f"phase {k + 1}", flow)
         return ema.eval()
     finally:
         torch.set_num_threads(threads)
@@ -321,10 +347,23 @@ def trained_judge(log=print, retrain=False) -> Judge:
     return _cached("judge", train_judge, Judge, log, retrain)
 
 
+def train_flow_model(phases=((3000, 2e-3),), n: int = 8000, seed: int = 0, log=print) -> ShapesUNet:
+    """The rectified-flow (velocity) model: the same UNet, data and recipe as ``train_model`` with
+    the target v = eps - x0 at x_t = (1 - t) x0 + t eps, t from ``flow_times``; the UNet reads the
+    timestep t * 1000 (ComfyUI's flow multiplier). About 7 minutes on one thread."""
+    return train_model(phases, n, seed, log, flow=True)
+
+
+def trained_flow_unet(log=print, retrain=False) -> ShapesUNet:
+    return _cached("flow_unet", train_flow_model, ShapesUNet, log, retrain)
+
+
 # ----------------------------------------------------------------------------- ComfyUI wrapping
-def comfy_model(net: ShapesUNet | None = None):
+def comfy_model(net: ShapesUNet | None = None, flow: bool = False):
     """A ModelPatcher: ComfyUI's BaseModel (EPS, SD1.5 discrete schedule) around the trained UNet,
-    with a 3-channel scale-1 latent format (latent = pixels in [-1, 1])."""
+    with a 3-channel scale-1 latent format (latent = pixels in [-1, 1]). ``flow``: the rectified-flow
+    model as SD3 is wrapped (ModelType.FLOW: ModelSamplingDiscreteFlow + CONST, shift 3, timestep =
+    sigma * 1000), for ModelSamplingSD3 + the `simple` scheduler."""
     import_comfy()
     import comfy.latent_formats
     import comfy.model_base
@@ -340,11 +379,13 @@ def comfy_model(net: ShapesUNet | None = None):
         unet_extra_config = {}
         latent_format = PixelLatent
         memory_usage_factor = 0.01
+        sampling_settings = {"shift": FLOW_SHIFT, "multiplier": FLOW_MULTIPLIER} if flow else {}
 
-    net = net if net is not None else trained_unet(log=None)
+    if net is None:
+        net = trained_flow_unet(log=None) if flow else trained_unet(log=None)
     mc = ShapesConfig({})
-    model = comfy.model_base.BaseModel(mc, model_type=comfy.model_base.ModelType.EPS, device="cpu",
-                                       unet_model=lambda **kw: net)
+    kind = comfy.model_base.ModelType.FLOW if flow else comfy.model_base.ModelType.EPS
+    model = comfy.model_base.BaseModel(mc, model_type=kind, device="cpu", unet_model=lambda **kw: net)
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
                                             offload_device=torch.device("cpu"))

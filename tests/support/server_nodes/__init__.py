@@ -11,6 +11,7 @@ for _p in (str(_TESTS.parent), str(_TESTS)):
         sys.path.insert(0, _p)
 
 from support import expansive, sampling_behaviours  # noqa: E402
+from support.peer_nodes import NODES as PEER_NODES  # noqa: E402
 from tools import shapes  # noqa: E402
 from tools.tiny_models import class_conditioning, oracle_model  # noqa: E402
 
@@ -129,6 +130,25 @@ class TestShapesModel:
         return (TestShapesModel._model,)
 
 
+class TestShapesFlowModel:
+    """The learned shapes rectified-flow model (tools.shapes, velocity target): ComfyUI BaseModel,
+    ModelType.FLOW (ModelSamplingDiscreteFlow, shift 3 as SD3), latent = pixels [B, 3, 16, 16]."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "build"
+    _model = None
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def build(self):
+        if TestShapesFlowModel._model is None:
+            TestShapesFlowModel._model = shapes.comfy_model(flow=True)
+        return (TestShapesFlowModel._model,)
+
+
 class TestShapesPrompt:
     """The class 'prompt' (index into tools.shapes.CLASSES; -1 = the null prompt)."""
 
@@ -201,4 +221,5 @@ NODE_CLASS_MAPPINGS = {"TestExpansiveFlowOracle": TestExpansiveFlowOracle, "Test
                        "TestShapesPrompt": TestShapesPrompt, "TestShapesImages": TestShapesImages,
                        "TestProgressHookWithoutInterrupt": TestProgressHookWithoutInterrupt,
                        "TestModelSamplingBehaviour": TestModelSamplingBehaviour, "TestFamilyModel": TestFamilyModel,
-                       "TestFamilyText": TestFamilyText}
+                       "TestFamilyText": TestFamilyText, "TestShapesFlowModel": TestShapesFlowModel,
+                       **PEER_NODES}
