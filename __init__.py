@@ -9,8 +9,6 @@ try:
     from comfy_api.latest import ComfyExtension
 except ImportError:     # imported outside ComfyUI (e.g. by pytest walking the repo): nothing to register
     ComfyExtension = None
-if not __package__:     # imported as a lone module (pytest, from a checkout whose folder name is no identifier)
-    ComfyExtension = None
 
 # without a parent package (pytest importing this file as a top-level module, e.g. from a checkout
 # whose folder name is not a Python identifier) the relative imports below cannot work: register nothing
