@@ -45,6 +45,12 @@ def _gen(seed):
     return torch.Generator().manual_seed(int(seed))
 
 
+#: the inputs every inversion-free edit node takes (its own knobs follow)
+_EDIT_INPUTS = {"model": ("MODEL",), "source": ("CONDITIONING",), "target": ("CONDITIONING",),
+                "negative": ("CONDITIONING",), "latent_image": ("LATENT",), "sigmas": ("SIGMAS",),
+                "n_max": ("INT", {"default": 24, "min": 0, "max": 1000})}
+
+
 class TestFlowEdit:
     """FlowEdit (Kulikov et al. 2024, Algorithm 1) over SIGMAS (the sampler's descending grid)."""
 
@@ -54,9 +60,7 @@ class TestFlowEdit:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL",), "source": ("CONDITIONING",), "target": ("CONDITIONING",),
-                             "negative": ("CONDITIONING",), "latent_image": ("LATENT",), "sigmas": ("SIGMAS",),
-                             "n_max": ("INT", {"default": 24, "min": 0, "max": 1000}),
+        return {"required": {**_EDIT_INPUTS,
                              "n_min": ("INT", {"default": 0, "min": 0, "max": 1000}),
                              "n_avg": ("INT", {"default": 1, "min": 1, "max": 100}),
                              "source_cfg": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 100.0}),
@@ -84,9 +88,7 @@ class TestDDSEdit:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL",), "source": ("CONDITIONING",), "target": ("CONDITIONING",),
-                             "negative": ("CONDITIONING",), "latent_image": ("LATENT",), "sigmas": ("SIGMAS",),
-                             "n_max": ("INT", {"default": 24, "min": 0, "max": 1000}),
+        return {"required": {**_EDIT_INPUTS,
                              "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0}),
                              "prox": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0}),
                              "target_cfg": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 100.0}),

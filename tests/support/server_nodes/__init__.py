@@ -118,35 +118,24 @@ class TestShapesModel:
     CATEGORY = "testing"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "build"
-    _model = None
+    FLOW = False
+    _models = {}
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {}}
 
     def build(self):
-        if TestShapesModel._model is None:
-            TestShapesModel._model = shapes.comfy_model()
-        return (TestShapesModel._model,)
+        if self.FLOW not in TestShapesModel._models:
+            TestShapesModel._models[self.FLOW] = shapes.comfy_model(flow=True) if self.FLOW else shapes.comfy_model()
+        return (TestShapesModel._models[self.FLOW],)
 
 
-class TestShapesFlowModel:
+class TestShapesFlowModel(TestShapesModel):
     """The learned shapes rectified-flow model (tools.shapes, velocity target): ComfyUI BaseModel,
     ModelType.FLOW (ModelSamplingDiscreteFlow, shift 3 as SD3), latent = pixels [B, 3, 16, 16]."""
 
-    CATEGORY = "testing"
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "build"
-    _model = None
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {}}
-
-    def build(self):
-        if TestShapesFlowModel._model is None:
-            TestShapesFlowModel._model = shapes.comfy_model(flow=True)
-        return (TestShapesFlowModel._model,)
+    FLOW = True
 
 
 class TestShapesPrompt:
