@@ -154,4 +154,44 @@ def lanpaint_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, 
     return out
 
 
-NODE_CLASS_MAPPINGS = {"TestLanPaintKSampler": TestLanPaintKSampler}
+class TestRowCounter:
+    """A clone of the MODEL that counts the rows (batch entries) of every model call under ``tag``."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    counts = {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "tag": ("STRING", {"default": "rows"})}}
+
+    def patch(self, model, tag):
+        TestRowCounter.counts[tag] = 0
+
+        def wrapper(apply_model, args):
+            TestRowCounter.counts[tag] += int(args["input"].shape[0])
+            return apply_model(args["input"], args["timestep"], **args["c"])
+
+        m = model.clone()
+        m.set_model_unet_function_wrapper(wrapper)
+        return (m,)
+
+
+class TestRowCount:
+    """The rows counted under ``tag`` once ``samples`` exists, as a LATENT [1, 1, 1, 1]."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "read"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",), "tag": ("STRING", {"default": "rows"})}}
+
+    def read(self, samples, tag):
+        return ({"samples": torch.full((1, 1, 1, 1), float(TestRowCounter.counts.get(tag, -1)))},)
+
+
+NODE_CLASS_MAPPINGS = {"TestLanPaintKSampler": TestLanPaintKSampler, "TestRowCounter": TestRowCounter,
+                       "TestRowCount": TestRowCount}
