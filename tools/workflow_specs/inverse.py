@@ -63,8 +63,8 @@ def inpainting(two_masks: bool, ckpt: str = CKPT, size: int = SIZE, mask_preset:
     Official dream_inpaint structure (null-text DDIM inversion of the measurement, data consistency
     with the inpainting operator, then the per-mask text blend).  Mask Inpaint: preset 'paper' (the
     official fresh noise) at strength 2, the best measured on this structure (bench/INPAINTING.md:
-    0.51 hole success vs 0.44 for LanPaint and 0.39 for core noise-mask inpainting on the learned test
-    model, 288 sources; 'restore' paints a grey hole as a blur there).  Its 'source' is the encoded measurement with
+    0.51 hole success vs 0.46 for LanPaint's best and 0.40 for core noise-mask inpainting on the learned
+    test model, 288 sources x 2 seeds; 'restore' paints a grey hole as a blur there).  Its 'source' is the encoded measurement with
     keep 1, so the unmasked latent ends equal to it, and after decoding the working image is pasted
     back outside the grown, blurred hole (core ImageCompositeMasked): every pixel there is the
     source's own.  For the official data-consistency schedule set Data Consistency's preset to
