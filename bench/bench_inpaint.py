@@ -67,11 +67,18 @@ def grids() -> dict:
                   dict(of="lanpaint", cfg=5.0, steps=STEPS, n=5, mode="Prompt First", seed=1),
                   dict(of="dreamx", name="grey hole, paper strength 2", steps=STEPS, preset="paper", strength=2.0,
                        invert="grey", seed=1)]
+    # more Dream candidates on the finalists' sources, both seeds (chosen after seeing the grids above)
+    g["search2"] = [dict(of="dreamx", name=f"grey hole, {pr} strength {st:g}" + (", eta 1" if e else ""),
+                         steps=STEPS, preset=pr, strength=st, eta=e, invert="grey", seed=sd)
+                    for pr, st, e in (("paper", 2.5, 0.0), ("paper", 3.0, 0.0), ("restore", 2.0, 1.0))
+                    for sd in (0, 1)]
+    g["search2"] += [dict(of="dreamx", name="from noise, restore strength 2, eta 1", steps=STEPS, preset="restore",
+                          strength=2.0, eta=1.0, seed=sd) for sd in (0, 1)]
     return g
 
 
 def label(family: str, p: dict) -> str:
-    if family in ("confirm", "seed1"):
+    if family in ("confirm", "seed1", "search2"):
         return label(p["of"], p) + (f" (seed {p['seed']})" if p.get("seed") else "")
     if family == "dream":
         return f"Dream Mask Inpaint {p['preset']} strength {p['strength']:g}" + (
@@ -107,7 +114,7 @@ def _soft_mask(g, mask, f: int):
 
 
 def build(family: str, p: dict, g, r):
-    if family in ("confirm", "seed1"):
+    if family in ("confirm", "seed1", "search2"):
         return build(p["of"], p, g, r)
     if family == "dream":
         return Q.build("inpaint_dream", dict(p, hole=p.get("hole") if p.get("hole") == "grey" else None), g, r)
@@ -233,7 +240,8 @@ FAMILY_TITLES = {"core": "Core noise-mask inpainting (SetLatentNoiseMask + KSamp
                  "dream": "Dream Mask Inpaint: every preset and strength (null-text inversion + DreamSampler, 20 steps)",
                  "dreamx": "Dream Mask Inpaint: new configurations (issue 26)",
                  "confirm": "Confirmation on more sources (seed 0)",
-                 "seed1": "The finalists with another noise seed (seed 1)"}
+                 "seed1": "The finalists with another noise seed (seed 1)",
+                 "search2": "More Dream candidates on 96 sources per pair, seeds 0 and 1"}
 
 
 def write_report(res: dict, path: Path, cmd: str):
