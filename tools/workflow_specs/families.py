@@ -12,6 +12,7 @@ on the family's tiny model (tests/support/families/<name>.py notes).
 swaps the loaders for that family's tiny files (or the in-server model where ComfyUI's detection
 hard-codes full sizes) and the text encoders for conditioning of the family's shapes.
 """
+from . import inverse
 from .inverse import inpainting, mask_at_image_size, rectangle_mask
 
 FLUX_SIZE = 1024
@@ -239,7 +240,7 @@ WORKFLOWS = {
     "sdxl_text_guided_inpainting": {
         "title": "DreamSampler on SDXL: text-guided inpainting (one mask)",
         "nodes": inpainting(two_masks=False, ckpt="sd_xl_base_1.0.safetensors", size=1024,
-                            mask_preset="paper", prefix="sdxl_inpaint")},
+                            mask_preset="paper", prefix="sdxl_text_guided_inpainting")},
     "wan21_video_edit": {
         "title": "DreamSampler on Wan 2.1: video editing (5-D latent inversion + CFG edit)",
         "nodes": wan21_video_edit()},
@@ -252,8 +253,13 @@ FAMILY = {"flux_dev_edit": "flux_dev", "sd35_edit": "sd35", "qwen_image_edit": "
 
 TEST_OVERRIDES = {"wan21_video_edit": {"ImageFromBatch": {"length": 5}},
                   # the feathering at CI's 64 px (16 px of 1024)
-                  "qwen_image_edit_masked": {"GrowMask": {"expand": 1}, "ImageBlur": {"blur_radius": 1, "sigma": 0.5}}}
+                  "qwen_image_edit_masked": {"GrowMask": {"expand": 1}, "ImageBlur": {"blur_radius": 1, "sigma": 0.5}},
+                  "sdxl_text_guided_inpainting": {"GrowMask": {"expand": 1}, "ImageBlur": {"blur_radius": 1, "sigma": 0.5},
+                                                  "DreamMaskInpaint": {"feather": 1}}}
 #: masked edits whose pixels outside the composite mask must equal the source (CI checks it): the titles
 #: of the working image, the composite mask and the edit (noise) mask
 KEEPS_UNMASKED = {"qwen_image_edit_masked": {"image": WORKING_IMAGE, "composite_mask": COMPOSITE_MASK,
-                                             "edit_mask": EDIT_MASK}}
+                                             "edit_mask": EDIT_MASK},
+                  "sdxl_text_guided_inpainting": {"image": inverse.WORKING_IMAGE,
+                                                  "composite_mask": inverse.COMPOSITE_MASK,
+                                                  "edit_mask": inverse.INPAINT_MASK}}

@@ -1,0 +1,287 @@
+"""Text-guided inpainting on a learned model (issue 26): Dream Mask Inpaint (every preset and
+strength, and new configurations) vs core noise-mask inpainting (SetLatentNoiseMask + KSampler over
+its cfg range), Differential Diffusion with a soft (feathered) mask, and LanPaint (the test-only
+node tests/support/lanpaint_nodes, written from the paper), through a real ComfyUI server and /prompt.
+
+    python -m bench.bench_inpaint [--n 32] [--family dream --family core ...] [--out bench]
+
+Model, data and judge as bench.bench_quality's inpainting (tools/shapes.py: 16x16 shapes in the
+right half, the right half repainted with the target class's prompt; latent = pixels through
+ComfyUI's pixel-space VAE).  Per setting: success (the judge on the whole picture says the target
+class), retention (it still says the source class), the kept (left) half's PSNR to the source
+(latent; pixels are the latent here), PSNR to the ground-truth counterfactual, and model rows per
+inpaint counted through a model wrapper (TestRowCounter) on one picture.  Writes INPAINTING.md and
+inpainting.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench import bench_quality as Q
+from tools import shapes as S
+from tools.host import REPO
+
+LANPAINT_NODES = REPO / "tests" / "support" / "lanpaint_nodes"
+STEPS = 20
+
+
+def grids() -> dict:
+    g = {}
+    g["dream"] = [dict(preset=p, steps=STEPS, strength=s, hole=h) for h in ("source", "grey")
+                  for p in ("paper", "restore", "project") for s in (1.0, 2.0, 4.0)]
+    g["core"] = [dict(cfg=c, steps=STEPS) for c in (1.0, 3.0, 5.0, 7.5)]
+    g["diffdiff"] = [dict(cfg=c, steps=STEPS, feather=f) for c in (3.0, 7.5) for f in (2, 4)]
+    g["lanpaint"] = [dict(cfg=c, steps=STEPS, n=5) for c in (1.0, 3.0, 5.0, 7.5)]
+    g["lanpaint"] += [dict(cfg=5.0, steps=STEPS, n=n) for n in (2, 10)]
+    g["lanpaint"] += [dict(cfg=5.0, steps=STEPS, n=5, mode="Prompt First")]
+    g["dreamx"] = [dict(name=f"from noise, {pr} strength {s:g}" + (", eta 1" if e else ""), steps=STEPS, preset=pr,
+                        strength=s, eta=e) for pr, e in (("restore", 1.0), ("paper", 0.0)) for s in (2.0, 4.0)]
+    g["dreamx"] += [dict(name="from noise, target base cfg 3, restore strength 1, eta 1", steps=STEPS,
+                         preset="restore", strength=1.0, eta=1.0, base="tgt", cfg=3.0)]
+    g["dreamx"] += [dict(name=f"grey hole, paper strength {s:g}" + (f", {st} steps" if st != STEPS else ""),
+                         steps=st, preset="paper", strength=s, invert="grey") for s, st in ((3.0, 20), (2.0, 50))]
+    g["dreamx"] += [dict(name="from noise, restore strength 3, eta 1", steps=STEPS, preset="restore", strength=3.0,
+                         eta=1.0),
+                    dict(name="from noise, restore strength 2, eta 0.5", steps=STEPS, preset="restore", strength=2.0,
+                         eta=0.5),
+                    dict(name="grey hole, restore strength 2, eta 1", steps=STEPS, preset="restore", strength=2.0,
+                         eta=1.0, invert="grey"),
+                    dict(name="grey hole, paper strength 2, eta 0.5", steps=STEPS, preset="paper", strength=2.0,
+                         eta=0.5, invert="grey")]
+    # the best of each method on more sources (96 per pair)
+    g["confirm"] = [dict(of="core", cfg=7.5, steps=STEPS), dict(of="diffdiff", cfg=3.0, steps=STEPS, feather=2),
+                    dict(of="lanpaint", cfg=5.0, steps=STEPS, n=5, mode="Prompt First"),
+                    dict(of="lanpaint", cfg=3.0, steps=STEPS, n=5),
+                    dict(of="dream", preset="paper", steps=STEPS, strength=2.0, hole="grey"),
+                    dict(of="dreamx", name="from noise, restore strength 3, eta 1", steps=STEPS, preset="restore",
+                         strength=3.0, eta=1.0)]
+    # the finalists again with another noise seed (96 sources per pair)
+    g["seed1"] = [dict(of="core", cfg=7.5, steps=STEPS, seed=1),
+                  dict(of="lanpaint", cfg=3.0, steps=STEPS, n=5, seed=1),
+                  dict(of="lanpaint", cfg=5.0, steps=STEPS, n=5, mode="Prompt First", seed=1),
+                  dict(of="dreamx", name="grey hole, paper strength 2", steps=STEPS, preset="paper", strength=2.0,
+                       invert="grey", seed=1)]
+    # more Dream candidates on the finalists' sources, both seeds (chosen after seeing the grids above)
+    g["search2"] = [dict(of="dreamx", name=f"grey hole, {pr} strength {st:g}" + (", eta 1" if e else ""),
+                         steps=STEPS, preset=pr, strength=st, eta=e, invert="grey", seed=sd)
+                    for pr, st, e in (("paper", 2.5, 0.0), ("paper", 3.0, 0.0), ("restore", 2.0, 1.0))
+                    for sd in (0, 1)]
+    g["search2"] += [dict(of="dreamx", name="from noise, restore strength 2, eta 1", steps=STEPS, preset="restore",
+                          strength=2.0, eta=1.0, seed=sd) for sd in (0, 1)]
+    return g
+
+
+def label(family: str, p: dict) -> str:
+    if family in ("confirm", "seed1", "search2"):
+        return label(p["of"], p) + (f" (seed {p['seed']})" if p.get("seed") else "")
+    if family == "dream":
+        return f"Dream Mask Inpaint {p['preset']} strength {p['strength']:g}" + (
+            " grey hole" if p.get("hole") == "grey" else "")
+    if family == "dreamx":
+        return p["name"]
+    if family == "core":
+        return f"core noise mask cfg {p['cfg']:g}"
+    if family == "diffdiff":
+        return f"Differential Diffusion feather {p['feather']} cfg {p['cfg']:g}"
+    if family == "lanpaint":
+        return f"LanPaint N={p['n']} cfg {p['cfg']:g}" + (f" {p['mode']}" if p.get("mode") else "")
+    raise KeyError(family)
+
+
+def _mask(g):
+    """The right-half hole (1 = repaint), the same node bench_quality builds (memo key 'mask')."""
+    return g.once("mask", "MaskComposite",
+                  destination=[g.once("m0", "SolidMask", value=0.0, width=S.SIZE, height=S.SIZE), 0],
+                  source=[g.once("m1", "SolidMask", value=1.0, width=S.SIZE // 2, height=S.SIZE), 0],
+                  x=S.SIZE // 2, y=0, operation="add")
+
+
+def _soft_mask(g, mask, f: int):
+    """The hole with a linear ramp over its first f columns (values k / (f + 1), k = 1 ... f), so
+    the kept half stays 0: Differential Diffusion's soft edge inside the hole."""
+    out = mask
+    for k in range(f):
+        col = g.once(("ramp", k, f), "SolidMask", value=(k + 1) / (f + 1), width=1, height=S.SIZE)
+        out = g.once(("soft", k, f), "MaskComposite", destination=[out, 0], source=[col, 0], x=S.SIZE // 2 + k,
+                     y=0, operation="multiply")
+    return out
+
+
+def build(family: str, p: dict, g, r):
+    if family in ("confirm", "seed1", "search2"):
+        return build(p["of"], p, g, r)
+    if family == "dream":
+        return Q.build("inpaint_dream", dict(p, hole=p.get("hole") if p.get("hole") == "grey" else None), g, r)
+    if family == "core" and p.get("seed", 0):
+        masked = g.once("noisemask", "SetLatentNoiseMask", samples=r["x"], mask=[_mask(g), 0])
+        return [g.add("KSampler", model=r["model"], seed=p["seed"], steps=p["steps"], cfg=p["cfg"], sampler_name="euler",
+                      scheduler=Q.SCHED, positive=r["tgt_c"], negative=r["null"], latent_image=[masked, 0],
+                      denoise=1.0), 0]
+    if family == "core":
+        return Q.build("inpaint_core", p, g, r)
+    mask = _mask(g)
+    if family == "diffdiff":
+        soft = _soft_mask(g, mask, p["feather"])
+        model = g.once("dd", "DifferentialDiffusion", model=r["model"], strength=1.0)
+        masked = g.once(("ddmask", p["feather"]), "SetLatentNoiseMask", samples=r["x"], mask=[soft, 0])
+        return [g.add("KSampler", model=[model, 0], seed=0, steps=p["steps"], cfg=p["cfg"], sampler_name="euler",
+                      scheduler=Q.SCHED, positive=r["tgt_c"], negative=r["null"], latent_image=[masked, 0],
+                      denoise=1.0), 0]
+    if family == "lanpaint":
+        masked = g.once("noisemask", "SetLatentNoiseMask", samples=r["x"], mask=[mask, 0])
+        return [g.add("TestLanPaintKSampler", model=r["model"], seed=p.get("seed", 0), steps=p["steps"], cfg=p["cfg"],
+                      sampler_name="euler", scheduler=Q.SCHED, positive=r["tgt_c"], negative=r["null"],
+                      latent_image=[masked, 0], thinking_steps=p["n"], lam=p.get("lam", 5.0),
+                      step_size=p.get("step_size", 0.2), beta=1.0, prompt_mode=p.get("mode", "Image First"),
+                      early_stop=1), 0]
+    if family == "dreamx":
+        return build_dreamx(p, g, r, mask)
+    raise KeyError(family)
+
+
+def build_dreamx(p: dict, g, r, mask):
+    """New Dream Mask Inpaint configurations: DreamSampler from noise (no inversion) or from the
+    inverted source, base prompt / cfg, fresh noise eta, the mask term's preset and strength."""
+    start = r["x"]
+    if p.get("invert") == "grey":                # the hole removed (grey) before the inversion, as bench_quality
+        vae, img = Q._pixel_vae(g, r)
+        deg = g.once("hole", "DreamDegrade", image=[img, 0], operator="inpainting", scale=4, blur_sigma=3.0,
+                     kernel_size=0, motion_angle=0.0, sigma_y=0.0, seed=0, mask=[mask, 0])
+        grey = [g.once("grey", "VAEEncode", pixels=[deg, 2], vae=[vae, 0]), 0]
+        start = [Q._inversion(g, r, p["steps"], 0, latent=grey, key="grey"), 0]
+    elif p.get("invert"):
+        start = [Q._inversion(g, r, p["steps"], 0), 0]
+    else:
+        start = [g.once("noisemask", "SetLatentNoiseMask", samples=r["x"], mask=[mask, 0]), 0] \
+            if p.get("noise_mask") else r["x"]
+    reg = g.add("DreamMaskInpaint", mask=[mask, 0], strength=p["strength"], preset=p["preset"], feather=0,
+                overlap="average", keep=1.0, target=r["tgt_c"], source=r["x"])
+    base = r["tgt_c"] if p.get("base") == "tgt" else r["null"]
+    return [g.add("DreamSampler", model=r["model"], seed=p.get("seed", 0), steps=p["steps"], cfg=p.get("cfg", 1.0),
+                  scheduler=Q.SCHED, positive=base, negative=r["null"], latent_image=start, denoise=1.0,
+                  eta=p.get("eta", 0.0), eta_schedule=p.get("eta_schedule", "constant"), regularizers=[reg, 0]), 0]
+
+
+def count_rows(server, family, p, pair) -> float:
+    """Model rows per inpainted picture: the setting's graph on one picture under a row counter."""
+    src, tgt = pair
+    g, r = Q.pair_graph(src, tgt, 1, "inpaint")
+    tag = f"{family}-{time.time_ns()}"
+    r["model"] = [g.add("TestRowCounter", model=r["model"], tag=tag), 0]
+    out = build(family, p, g, r)
+    g.save([g.add("TestRowCount", samples=out, tag=tag), 0], "rows")
+    lat = Q.fetch_latents(server, server.run(g.nodes, timeout=600), g.saves)
+    return float(lat["rows"].reshape(-1)[0])
+
+
+def run(families, n=32, pairs=Q.PAIRS, extra=None, log=print, server_dir=None) -> dict:
+    from tools.server import ComfyServer
+    torch.set_num_threads(1)
+    judge = S.trained_judge(log=log)
+    S.trained_unet(log=log)
+    acc = S.judge_accuracy(judge)
+    G = grids()
+    if extra:
+        G.update(extra)
+    data = Q.inputs_for(pairs, n)
+    keep = torch.zeros(S.SIZE, S.SIZE)
+    keep[:, : S.SIZE // 2] = 1
+    results = []
+    t_all = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        with ComfyServer(Path(server_dir or tmp) / "server", custom_nodes=[Q.NODES, LANPAINT_NODES],
+                         env={"OMP_NUM_THREADS": "1"}) as server:
+            for fam in families:
+                t = time.time()
+                settings = G[fam]
+                lat = {}
+                for pi, (src, tgt) in enumerate(pairs):
+                    g, r = Q.pair_graph(src, tgt, n, "inpaint")
+                    for si, p in enumerate(settings):
+                        g.save(build(fam, p, g, r), f"{fam}-{pi}-{si}")
+                    out = Q.fetch_latents(server, server.run(g.nodes, timeout=3600), g.saves)
+                    for key, x in out.items():
+                        _, a, b = key.rsplit("-", 2)
+                        lat[(int(a), int(b))] = x
+                for si, p in enumerate(settings):
+                    rows = [Q.score(judge, lat[(pi, si)], data[pi]["xi"], src, tgt, data[pi]["truth_i"], keep)
+                            for pi, (src, tgt) in enumerate(pairs)]
+                    agg = Q.aggregate(rows)
+                    agg["model_rows"] = count_rows(server, fam, p, pairs[0])
+                    results.append({"family": fam, "params": p, "label": label(fam, p), "n": n, **agg,
+                                    "per_pair": rows})
+                    if log:
+                        log(f"  {label(fam, p)}: success {agg['success']:.3f} kept {agg['psnr_kept']:.1f} dB "
+                            f"truth {agg['psnr_truth']:.1f} dB rows {agg['model_rows']:g}")
+                if log:
+                    log(f"{fam}: {len(settings)} settings in {time.time() - t:.0f} s")
+    return {"judge_accuracy": acc, "n": n, "pairs": [[S.CLASSES[a], S.CLASSES[b]] for a, b in pairs],
+            "results": results, "total_s": time.time() - t_all}
+
+
+def table(rows) -> list:
+    L = ["| method | success | retention | kept-half PSNR (dB) | PSNR to truth (dB) | model rows / inpaint | sources |",
+         "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['label']} | {r['success']:.2f} | {r['retention']:.2f} | {min(r['psnr_kept'], 100):.1f} | "
+                 f"{r['psnr_truth']:.1f} | {r['model_rows']:g} | {r.get('n', 32) * len(r['per_pair'])} |")
+    return L
+
+
+FAMILY_TITLES = {"core": "Core noise-mask inpainting (SetLatentNoiseMask + KSampler euler, target vs null prompt)",
+                 "diffdiff": "Core Differential Diffusion (soft hole: a linear ramp over its first columns)",
+                 "lanpaint": "LanPaint (test-only node from the paper; lambda 5, step 0.2, beta 1, euler)",
+                 "dream": "Dream Mask Inpaint: every preset and strength (null-text inversion + DreamSampler, 20 steps)",
+                 "dreamx": "Dream Mask Inpaint: new configurations (issue 26)",
+                 "confirm": "Confirmation on more sources (seed 0)",
+                 "seed1": "The finalists with another noise seed (seed 1)",
+                 "search2": "More Dream candidates on 96 sources per pair, seeds 0 and 1"}
+
+
+def write_report(res: dict, path: Path, cmd: str):
+    """INPAINTING.md: the kept hand-written '## Findings' section, then one table per family."""
+    L = ["# Text-guided inpainting on a learned model (issue 26)", "",
+         f"Generated by `{cmd}` (bench/bench_inpaint.py; numbers in inpainting.json). Model, sources, hole and judge "
+         "as bench/QUALITY.md's inpainting: the shapes eps UNet (tools/shapes.py), held-out 16x16 sources with the "
+         "shape in the right half, the right half repainted with the target class's prompt, "
+         f"{len(res['pairs'])} class pairs ({', '.join(a + ' -> ' + b for a, b in res['pairs'])}), 32 or 96 "
+         "held-out sources per pair (the tables' last column: all pairs together), 20 steps, ddim_uniform, noise "
+         "seed 0 unless said, through a real ComfyUI server. **success**: the judge (accuracy on held-out real "
+         f"samples {res['judge_accuracy']:.4f}) says the target class on the whole picture; retention: it still says "
+         "the source class; kept-half PSNR: the left half vs the source (latent = pixels here, ComfyUI's pixel-space "
+         "VAE; 100 = exact); PSNR to truth: vs the ground-truth counterfactual; model rows: batch rows through the "
+         "model per inpainted picture, counted by a model wrapper.", ""]
+    L += Q.findings(path)
+    for fam, title in FAMILY_TITLES.items():
+        rows = [r for r in res["results"] if r["family"] == fam]
+        if rows:
+            L += [f"## {title}", ""] + table(rows) + [""]
+    path.write_text("\n".join(L))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=32, help="sources per class pair")
+    ap.add_argument("--family", action="append")
+    ap.add_argument("--json", type=Path, default=REPO / "bench" / "inpainting.json")
+    args = ap.parse_args()
+    fams = args.family or ["core", "diffdiff", "lanpaint", "dream"]
+    res = run(fams, n=args.n)
+    old = json.loads(args.json.read_text()) if args.json.exists() else {"results": []}
+    keep = [r for r in old["results"] if r["family"] not in fams]
+    res["results"] = keep + res["results"]
+    args.json.write_text(json.dumps(res, indent=1))
+    write_report(res, args.json.parent / "INPAINTING.md",
+                 "python -m bench.bench_inpaint" + "".join(f" --family {f}" for f in fams))
+    print("\n".join(table(res["results"])))
+    print(f"judge accuracy {res['judge_accuracy']:.4f}; {res['total_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

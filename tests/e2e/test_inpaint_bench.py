@@ -1,0 +1,28 @@
+"""Issue 26: the inpainting benchmark (bench/bench_inpaint.py) in a small version through a real
+server with the learned shapes model: every method family runs, keeps the left half exactly, gives
+finite scores, and the model-row counter counts what the samplers evaluate (no quality thresholds)."""
+from bench import bench_inpaint as B
+
+STEPS = 8
+
+
+def test_inpaint_bench_small_version_through_the_server(tmp_path):
+    grid = {"core": [dict(cfg=3.0, steps=STEPS)],
+            "diffdiff": [dict(cfg=3.0, steps=STEPS, feather=2)],
+            "lanpaint": [dict(cfg=3.0, steps=STEPS, n=0), dict(cfg=3.0, steps=STEPS, n=5)],
+            "dream": [dict(preset="paper", steps=STEPS, strength=2.0, hole="grey")],
+            "dreamx": [dict(name="from noise, restore strength 3, eta 1", steps=STEPS, preset="restore",
+                            strength=3.0, eta=1.0)]}
+    res = B.run(list(grid), n=4, pairs=B.Q.PAIRS[:1], extra=grid, log=None, server_dir=tmp_path)
+    assert res["judge_accuracy"] >= 0.95
+    rows = {r["label"]: r for r in res["results"]}
+    assert len(rows) == sum(len(v) for v in grid.values())
+    for r in rows.values():
+        assert r["finite"] and r["psnr_kept"] >= 60, (r["label"], r["psnr_kept"])
+        assert 0.0 <= r["success"] <= 1.0
+    # rows per inpaint: cond + uncond per step at cfg 3; inversion (1 row) + base + target per step
+    assert rows["core noise mask cfg 3"]["model_rows"] == 2 * STEPS
+    assert rows["LanPaint N=0 cfg 3"]["model_rows"] == 2 * STEPS
+    assert rows["LanPaint N=5 cfg 3"]["model_rows"] > 2 * STEPS
+    assert rows["Dream Mask Inpaint paper strength 2 grey hole"]["model_rows"] == 3 * STEPS
+    assert rows["from noise, restore strength 3, eta 1"]["model_rows"] == 2 * STEPS
