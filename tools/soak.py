@@ -53,10 +53,10 @@ LONG_RUNS = {
                                   {"DreamDDIMInversion": {"refine_steps": 3}}, {"DreamDDIMInversion": {"steps": 300}},
                                   "inversion refinement"),
 }
-#: the share of each kind of action after the warm-up (an interrupt is followed by its probe prompt;
-#: a deletion queues two prompts)
 #: the runs that hold gradient copies while they run
 COPY_RUNS = ("distill-latent-svg_restoration", "dps-super_resolution_x4")
+#: the share of each kind of action after the warm-up (an interrupt is followed by its probe prompt;
+#: a deletion queues two prompts)
 MIX = {"workflow": 0.50, "bad": 0.30, "interrupt": 0.12, "delete": 0.08}
 SEED_INPUTS = ("seed", "noise_seed")
 POLL_INTERVAL_S = 0.05
