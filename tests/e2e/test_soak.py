@@ -18,9 +18,10 @@ CI_LONG_RUNS = ["dps-super_resolution_x4", "refine-real_image_editing"]
 CI_MIX = {"workflow": 0.25, "bad": 0.60, "interrupt": 0.08, "delete": 0.07}
 #: server RSS growth after the warm-up, MB per 100 prompts (``SoakReport.rss_growth_per_100``: the
 #: highest RSS of the last third of the samples vs the first third).  Measured on the 2-core CI
-#: machine: +18 MB per 100 prompts on this schedule (RSS steps between 2326 and 2402 MB as the last
-#: workflow changes), see bench/RESULTS.md ("Soak") for the long run.  A gradient copy of the tiny
-#: UNet kept per prompt would add about 10 GB per 100 prompts
+#: machine: +18 and +3 MB per 100 prompts on this schedule in two runs (RSS steps between two levels
+#: 73 MB apart as the last workflow changes); +16 on the 101-prompt bench run (bench/RESULTS.md,
+#: "Soak").  A gradient copy of the tiny UNet kept per prompt would add about 10 GB per 100 prompts.
+#: (This schedule takes 3 min on the quiet machine, 7.5 min when it is loaded.)
 RSS_BOUND_MB_PER_100 = 50.0
 
 
