@@ -6,6 +6,11 @@ templates up by name and answers 404 for anything that is not ``.json``, so the 
 missing there.  This route serves exactly the pictures next to the example workflows, under the same
 path; it is registered at import, i.e. before ComfyUI adds its own template routes, so it answers
 first where both match, and ComfyUI keeps serving the ``.json`` files itself.
+
+Stats: ``GET /dreamsampler/stats`` answers the pack's live-object counts as JSON
+(``nodes.host.vae.live_counts``: gradient copies, VAE codecs, codecs holding a gradient copy), read
+from weak sets: read-only and cheap (no garbage collection, no model access), for soak tests and
+for a user who wants to see that a run left nothing behind.
 """
 from __future__ import annotations
 
@@ -51,6 +56,20 @@ def add_thumbnail_route(routes, pack_dir: str) -> bool:
     return True
 
 
+STATS_PATH = "/dreamsampler/stats"
+
+
+def add_stats_route(routes) -> None:
+    """Add ``GET /dreamsampler/stats`` (live gradient copies and codecs) to an aiohttp ``RouteTableDef``."""
+    from aiohttp import web
+
+    async def stats(request):
+        from .host.vae import live_counts
+        return web.json_response(live_counts())
+
+    routes.get(STATS_PATH)(stats)
+
+
 def register(pack_dir: str) -> bool:
     """Add the pack's routes to the running server (no-op outside a ComfyUI server)."""
     try:
@@ -58,4 +77,7 @@ def register(pack_dir: str) -> bool:
     except ImportError:
         return False
     instance = getattr(PromptServer, "instance", None)
-    return instance is not None and add_thumbnail_route(instance.routes, pack_dir)
+    if instance is None:
+        return False
+    add_stats_route(instance.routes)
+    return add_thumbnail_route(instance.routes, pack_dir)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy as _copy
 import math
+import weakref
 
 import torch
 
@@ -37,6 +38,22 @@ _FLOAT = (torch.float32, torch.float16, torch.bfloat16)
 #: ``QuantLinearFunc`` under autograd) while the op has a ``layout_type`` and is neither full-precision
 #: nor force-cast; the copy holds dequantized weights and must run them as they are
 _PLAIN_OP = {"layout_type": None, "quant_format": None, "_full_precision_mm": True, "comfy_force_cast_weights": True}
+
+
+#: every live gradient copy and VAE codec, read by ``live_counts`` (the /dreamsampler/stats route):
+#: weak references only, so being counted keeps nothing alive
+_GRAD_COPIES = weakref.WeakSet()
+_CODECS = weakref.WeakSet()
+
+
+def live_counts() -> dict:
+    """How many gradient copies (``grad_copy``) and VAE codecs are alive now, and how many of those
+    codecs hold a gradient copy (not yet released).  Between runs the copies and open codecs are 0;
+    the codecs a cached node output (Dream Data Consistency's regularizer) keeps are counted in
+    ``codecs``.  Counts what is referenced right now: no garbage collection is run."""
+    codecs = list(_CODECS)
+    return {"grad_copies": len(_GRAD_COPIES), "codecs": len(codecs),
+            "open_codecs": sum(c._grad_model is not None for c in codecs)}
 
 
 class GradCopyError(RuntimeError):
@@ -196,6 +213,7 @@ def grad_copy(module: torch.nn.Module, patcher=None, device=None, dtype=None, wh
                     if t.is_meta:
                         raise _not_loaded(what, f"{name}.{key}")
                     c._buffers[key] = _plain(t).detach().to(device, copy=True)
+        _GRAD_COPIES.add(out)
         return out
 
 
@@ -281,6 +299,7 @@ class VAECodec:
         self.latent_in = latent_in or (lambda z: z)
         self.latent_out = latent_out or (lambda z: z)
         self._grad_model = None
+        _CODECS.add(self)
 
     def in_model_space(self, latent_in, latent_out) -> "VAECodec":
         """This VAE as a codec between pixels and the model's latent space."""
