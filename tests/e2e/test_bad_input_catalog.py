@@ -27,6 +27,12 @@ ARTIFACTS = Path(os.environ.get("DREAM_TEST_ARTIFACTS", REPO / "out" / "test-art
 
 #: RSS after the whole catalog may exceed the RSS at its start (after a warm-up prompt) by at most this
 RSS_GROWTH_BOUND_MB = 200
+#: RSS after the type fuzz may exceed the RSS at the catalog's start by at most this.  The fuzz runs
+#: ~1800 prompts over every shipped SD1.5 graph in turn; ComfyUI reloads the checkpoint after each
+#: graph without one (it drops the outputs of nodes absent from the current prompt) and the allocator
+#: keeps what it freed: measured +608 / +610 / +639 MB on three runs, while repeating the fuzz of one
+#: node four times grew nothing (RSS flat to the MB), so the growth is reload churn, not a leak
+FUZZ_RSS_GROWTH_BOUND_MB = 1000
 #: no single case may raise the server's peak RSS more than this above its RSS before the case
 PEAK_BOUND_MB = 300
 #: raw Python / torch text that must never reach a user
@@ -98,6 +104,7 @@ class _Catalog:
     def __init__(self, start_kb: int):
         self.rows = []
         self.start_kb = start_kb
+        self.before_fuzz_kb = None          # RSS when the type fuzz began
         self.before_kb = start_kb
 
     def add(self, server, case, status, text, batched=False):
@@ -590,6 +597,8 @@ def test_every_input_refuses_every_wrong_json_type(server, caught, fuzz_bases, c
     converts the value to the input's type (anything to text or true/false, true to 1) - runs; never a
     Python exception's text.  The prompts of one node are queued together and waited for at the end."""
     assert cls in fuzz_bases, f"no base graph for {cls}: add it to a shipped workflow or to _fuzz_bases"
+    if caught.before_fuzz_kb is None:
+        caught.before_fuzz_kb = _status_kb(server.proc.pid, "VmRSS")
     base, node_id = fuzz_bases[cls]
     required = server.object_info()[cls]["input"].get("required", {})
     declared = dict(required, **server.object_info()[cls]["input"].get("optional", {}))
@@ -655,7 +664,10 @@ def test_server_still_serves_after_the_catalog(server, tiny_ckpt, caught):
 
 
 def test_server_memory_is_bounded_after_the_catalog(server, caught):
-    end = _status_kb(server.proc.pid, "VmRSS")
-    growth = (end - caught.start_kb) / 1024
-    assert growth <= RSS_GROWTH_BOUND_MB, (f"server RSS grew {growth:.0f} MB over the catalog "
+    assert caught.before_fuzz_kb is not None, "the type fuzz did not run"
+    growth = (caught.before_fuzz_kb - caught.start_kb) / 1024
+    assert growth <= RSS_GROWTH_BOUND_MB, (f"server RSS grew {growth:.0f} MB over the catalog before the type fuzz "
                                            f"(start {caught.start_kb / 1024:.0f} MB, bound {RSS_GROWTH_BOUND_MB} MB)")
+    growth = (_status_kb(server.proc.pid, "VmRSS") - caught.start_kb) / 1024
+    assert growth <= FUZZ_RSS_GROWTH_BOUND_MB, (f"server RSS grew {growth:.0f} MB over the whole catalog (bound "
+                                                f"{FUZZ_RSS_GROWTH_BOUND_MB} MB)")
