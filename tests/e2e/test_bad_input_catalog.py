@@ -25,8 +25,10 @@ from tools.server import execution_error
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("DREAM_TEST_ARTIFACTS", REPO / "out" / "test-artifacts"))
 
-#: RSS after the whole catalog may exceed the RSS at its start (after a warm-up prompt) by at most this
-RSS_GROWTH_BOUND_MB = 200
+#: RSS when the type fuzz begins may exceed the RSS at the catalog's start (after every graph ran once)
+#: by at most this: the 104 cases before the fuzz switch between graphs with and without the checkpoint
+#: (DragBench, SVG), so ComfyUI reloads it several times; measured +249 MB on a fresh-clone CI run
+RSS_GROWTH_BOUND_MB = 350
 #: RSS after the type fuzz may exceed the RSS at the catalog's start by at most this.  The fuzz runs
 #: ~1800 prompts over every shipped SD1.5 graph in turn; ComfyUI reloads the checkpoint after each
 #: graph without one (it drops the outputs of nodes absent from the current prompt) and the allocator
