@@ -19,8 +19,8 @@ quality.png, quality_restore.png, quality_grid.png, quality.json.
 
 ``--flow`` (issue 23): the rectified-flow shapes model (tools/shapes.py, velocity target) as a ComfyUI
 FLOW model through ModelSamplingSD3 shift 3 + `simple`, 28 steps: the peers as test-only nodes
-(tests/support/peer_nodes.py: FlowEdit, RF-Inversion, RF-Solver, FireFlow, and item 4's DDS-edit
-prototype), core Unsampler / SDEdit and the pack's Dream CFG Edit, with model rows per edit counted by a
+(tests/support/peer_nodes.py: FlowEdit, RF-Inversion, RF-Solver, FireFlow), core Unsampler / SDEdit and
+the pack's Dream CFG Edit and Dream Distill Edit, with model rows per edit counted by a
 wrapper on the model; rewrites only the flow block of QUALITY.md (and quality_flow.json; ``--family``
 merges with the families already there).
 """
@@ -50,7 +50,7 @@ RESTORE_TASKS = {"sr4": dict(operator="sr_bicubic", scale=4, blur_sigma=3.0),
                  "deblur": dict(operator="deblur_gauss", scale=4, blur_sigma=1.5)}
 TASK_NAMES = {"sr4": "x4 SR (bicubic, 4x4 measurement)", "sr2": "x2 SR (bicubic, 8x8 measurement)",
               "deblur": "Gaussian deblurring (sigma 1.5 px)"}
-EDIT_FAMILIES = ("cfg_edit", "sdedit", "unsampler", "cyclediffusion", "cycle_sde")
+EDIT_FAMILIES = ("cfg_edit", "sdedit", "unsampler", "cyclediffusion", "cycle_sde", "distill_edit")
 SIGMA_Y = 0.01                  # measurement noise (the official value), [-1, 1] units
 DRAG_PX = 4                     # SDE-Drag: the shape's centre is moved 4 px toward the image's middle
 
@@ -68,6 +68,7 @@ def grids(quick: bool) -> dict:
             "unsampler": [dict(denoise=0.6, cfg=1.0, steps=8), dict(denoise=0.6, cfg=3.0, steps=8, neg="src")],
             "cyclediffusion": [dict(strength=0.6, cfg=3.0, steps=5)],
             "cycle_sde": [dict(t0=0.5, stage2=s, cfg=3.0, steps=4) for s in ("cycle_sde", "ode")],
+            "distill_edit": [dict(steps=8, n_max=5, strength=1.5, prox=1.0, tar_cfg=1.0, neg="src")],
             "inpaint_dream": [dict(preset=p, steps=8) for p in ("paper", "restore", "project")]
                              + [dict(preset="paper", steps=8, hole="grey")],
             "inpaint_core": [dict(cfg=3.0, steps=8)],
@@ -95,6 +96,11 @@ def grids(quick: bool) -> dict:
                            for s in (0.3, 0.45, 0.6, 0.8)]
     g["cycle_sde"] = [dict(t0=t, stage2=s2, cfg=3.0, steps=max(3, round(50 * t))) for s2 in ("cycle_sde", "ode")
                       for t in (0.2, 0.35, 0.5, 0.7)]
+    # issue 23's inversion-free edit (Dream Distill Edit) with the flow model's settings, 20 and 28 steps
+    g["distill_edit"] = [dict(steps=st, n_max=round(st * f), strength=s, prox=1.0, tar_cfg=1.0, neg="src")
+                         for st in (20, 28) for s in (1.25, 1.5, 2.0) for f in (0.3, 0.45, 0.6, 0.75)]
+    g["distill_edit"] += [dict(steps=20, n_max=round(20 * f), strength=s, prox=s, tar_cfg=1.0, neg="src")
+                          for s in (1.5, 2.0) for f in (0.45, 0.6, 0.75)]
     # the source's shape in the hole (inverted with it: an edit inside a mask) ...
     g["inpaint_dream"] = [dict(preset=p, steps=20) for p in ("paper", "restore", "project")]
     g["inpaint_dream"] += [dict(preset="restore", steps=20, strength=v) for v in (2.0, 4.0, 8.0)]
@@ -146,6 +152,8 @@ def label(family: str, p: dict) -> str:
         return f"CycleDiffusion s={p['strength']:g} cfg {p['cfg']:g}"
     if family == "cycle_sde":
         return f"Cycle-SDE {p['stage2']} t0={p['t0']:g}"
+    if family == "distill_edit":
+        return f"{flow_curve(family, p)} {p['steps']} st start {p['n_max'] / p['steps']:.2f}"
     if family == "inpaint_dream":
         return (f"Dream Mask Inpaint {p['preset']}" + (f" strength {p['strength']:g}" if "strength" in p else "")
                 + (f" {p['steps']} st" if p["steps"] != 20 else "") + (" grey hole" if p.get("hole") == "grey" else ""))
@@ -177,6 +185,8 @@ def curve_name(family: str, p: dict) -> str:
         return f"CycleDiffusion cfg {p['cfg']:g}"
     if family == "cycle_sde":
         return f"Cycle-SDE {p['stage2']}"
+    if family == "distill_edit":
+        return f"{flow_curve(family, p)} {p['steps']} st"
     return label(family, p)
 
 
@@ -253,6 +263,8 @@ def build(family: str, p: dict, g: Graph, r: dict):
                      strength=p["strength"], eta=0.1, source_cfg=1.0, coupling="posterior")
         return [g.add("DreamDDPMDecode", model=r["model"], target=r["tgt_c"], negative=r["null"], encoded=[enc, 0],
                       cfg=p["cfg"]), 0]
+    if family == "distill_edit":
+        return [distill_edit_node(g, r["model"], r, p["steps"], SCHED, p), 0]
     if family == "cycle_sde":
         return [g.add("DreamCycleSDEEdit", model=r["model"], source=r["src_c"], target=r["tgt_c"],
                       negative=r["null"], latent_image=r["x"], seed=0, steps=p["steps"], scheduler=SCHED,
@@ -825,7 +837,7 @@ FLOW_STEPS = 28                 # the issue's recipe: ModelSamplingSD3 shift 3, 
 FLOW_SCHED = "simple"
 FLOWEDIT_ROWS = 33              # the issue's FlowEdit budget: n_max 0.4 * 28 = 11 levels x 3 rows
 FLOW_FAMILIES = ("flowedit", "rf_inversion", "rf_solver", "fireflow", "f_unsampler", "f_sdedit", "f_cfg_edit",
-                 "f_cfg_partial", "dds_edit", "f_recon")
+                 "f_cfg_partial", "distill_edit", "f_recon")
 FLOW_BEGIN, FLOW_END = "<!-- flow table: bench_quality.py --flow writes it -->", "<!-- /flow table -->"
 
 
@@ -842,7 +854,7 @@ def flow_grids(quick: bool) -> dict:
                 "f_sdedit": [dict(steps=st, denoise=0.6, cfg=2.5)],
                 "f_cfg_edit": [dict(steps=st, strength=0.2, refine=0), dict(steps=st, strength=0.2, refine=0, source=True)],
                 "f_cfg_partial": [dict(steps=st, denoise=0.6, strength=0.2, refine=0)],
-                "dds_edit": [dict(steps=st, n_max=4, strength=2.0, prox=1.0, tar_cfg=1.0, neg="src")],
+                "distill_edit": [dict(steps=st, n_max=4, strength=1.5, prox=1.0, tar_cfg=1.0, neg="src")],
                 "f_recon": [dict(steps=st, method="dream", refine=1), dict(steps=st, method="fireflow")]}
     st = FLOW_STEPS
     dens = (0.3, 0.4, 0.5, 0.6, 0.7, 0.85)
@@ -862,15 +874,14 @@ def flow_grids(quick: bool) -> dict:
     g["f_cfg_edit"] += [dict(steps=st, strength=s, refine=0, source=True) for s in strengths]
     g["f_cfg_partial"] = [dict(steps=st, denoise=d, strength=s, refine=0) for d in (0.5, 0.7)
                           for s in (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)]
-    # item 4's prototype: the inversion-free DDS edit (strength = prox = 1, negative null: FlowEdit)
-    ns = (4, 6, 8, 11, 14, 17, 21)
-    g["dds_edit"] = [dict(steps=st, n_max=n, strength=1.0, prox=1.0, tar_cfg=2.5, neg="src") for n in ns]
-    g["dds_edit"] += [dict(steps=st, n_max=n, strength=s, prox=1.0, tar_cfg=1.0, neg="src")
-                      for s in (1.5, 2.0, 2.5, 3.0) for n in (6, 8, 11, 14, 16)]
-    g["dds_edit"] += [dict(steps=st, n_max=n, strength=s, prox=2.0, tar_cfg=1.0, neg="src") for s in (3.0, 4.0)
-                      for n in (8, 11, 14, 16)]
-    g["dds_edit"] += [dict(steps=st, n_max=n, strength=1.0, prox=0.5, tar_cfg=2.5, neg=ng) for ng in ("null", "src")
-                      for n in (4, 6, 8, 11)]
+    # issue 23's answer, the shipped Dream Distill Edit (the source as the target's reference, cfg 1:
+    # 2 rows per level; strength = fidelity = 1 with the null reference and cfg > 1 is FlowEdit)
+    g["distill_edit"] = [dict(steps=st, n_max=n, strength=s, prox=1.0, tar_cfg=1.0, neg="src")
+                         for s in (1.15, 1.25, 1.35, 1.5, 2.0) for n in (11, 16, 21)]
+    g["distill_edit"] += [dict(steps=st, n_max=n, strength=s, prox=s, tar_cfg=1.0, neg="src")
+                          for s in (1.5, 2.0) for n in (16, 21)]
+    g["distill_edit"] += [dict(steps=st, n_max=16, strength=2.5, prox=2.0, tar_cfg=1.0, neg="src"),
+                          dict(steps=st, n_max=21, strength=1.25, prox=1.0, tar_cfg=1.5, neg="null")]
     # reconstruction (null prompt both ways): the pack's inversion with refinement vs second-order solvers
     g["f_recon"] = [dict(steps=st, method="dream", refine=r) for r in (0, 1, 2, 3)]
     g["f_recon"] += [dict(steps=st, method=m) for m in ("euler", "fireflow", "rf_solver")]
@@ -894,14 +905,14 @@ def flow_curve(family: str, p: dict) -> str:
     if family == "f_recon":
         return (f"reconstruction: Dream DDIM Inversion refine {p['refine']} + DreamSampler" if p["method"] == "dream"
                 else f"reconstruction: {p['method']} inversion + sampling (test-only node)")
-    if family == "dds_edit":
-        return (f"DDS edit (prototype) neg {p['neg']} tar cfg {p['tar_cfg']:g} strength {p['strength']:g} "
-                f"prox {p['prox']:g}")
+    if family == "distill_edit":
+        return (f"Dream Distill Edit strength {p['strength']:g} fidelity {p['prox']:g}"
+                + (f" cfg {p['tar_cfg']:g} vs {'null' if p['neg'] == 'null' else 'source'}" if p["tar_cfg"] != 1 else ""))
     raise KeyError(family)
 
 
 def flow_label(family: str, p: dict) -> str:
-    knob = {"flowedit": lambda: f"n_max {p['n_max']}", "dds_edit": lambda: f"n_max {p['n_max']}",
+    knob = {"flowedit": lambda: f"n_max {p['n_max']}", "distill_edit": lambda: f"n_max {p['n_max']}",
             "rf_inversion": lambda: f"eta {p['eta']:g}",
             "f_cfg_edit": lambda: f"s={p['strength']:g}",
             "f_cfg_partial": lambda: f"s={p['strength']:g}", "f_recon": lambda: "null prompt"}.get(family, lambda: f"d={p['denoise']:g}")()
@@ -944,10 +955,8 @@ def flow_build(family: str, p: dict, g: Graph, r: dict):
                           negative=r["null"], latent_image=[inv, 0], denoise=1.0, eta=0.0, eta_schedule="constant"), 0]
         return [g.add("TestRFSolverEdit", model=m, null=r["null"], target=r["null"], negative=r["null"],
                       latent_image=r["x"], sigmas=sig(st, 1.0), solver=p["method"], cfg=1.0), 0]
-    if family == "dds_edit":
-        return [g.add("TestDDSEdit", model=m, source=r["src_c"], target=r["tgt_c"],
-                      negative=r["src_c" if p["neg"] == "src" else "null"], latent_image=r["x"], sigmas=sig(st, 1.0),
-                      n_max=p["n_max"], strength=p["strength"], prox=p["prox"], target_cfg=p["tar_cfg"], seed=0), 0]
+    if family == "distill_edit":
+        return [distill_edit_node(g, m, r, st, FLOW_SCHED, p), 0]
     if family == "rf_inversion":
         return [g.add("TestRFInversion", model=m, null=r["null"], target=r["tgt_c"], negative=r["null"],
                       latent_image=r["x"], sigmas=sig(st, 1.0), gamma=p["gamma"], eta=p["eta"], eta_start=0,
@@ -979,6 +988,15 @@ def flow_build(family: str, p: dict, g: Graph, r: dict):
                       negative=r["null"], latent_image=[inv, 0], denoise=d, eta=0.0, eta_schedule="constant",
                       regularizers=[reg, 0]), 0]
     raise KeyError(family)
+
+
+def distill_edit_node(g: Graph, model, r: dict, steps: int, scheduler: str, p: dict) -> str:
+    """Dream Distill Edit (the shipped node) over the last ``n_max`` levels of a ``steps`` grid; the
+    target guided against the null prompt (neg null) or the source prompt (neg src, no negative)."""
+    extra = {"negative": r["null"]} if p["neg"] == "null" else {}
+    return g.add("DreamDistillEdit", model=model, source=r["src_c"], target=r["tgt_c"], latent_image=r["x"], seed=0,
+                 steps=steps, scheduler=scheduler, start=p["n_max"] / steps, strength=p["strength"],
+                 fidelity=p["prox"], cfg=p["tar_cfg"], source_cfg=1.0, **extra)
 
 
 def flow_rows(server, family: str, settings: list) -> list:
@@ -1101,7 +1119,7 @@ def flow_section(res: dict, cmd: str) -> list:
         L.append(f"| {name} | " + " | ".join(cells) + " |")
     names = {"flowedit": "FlowEdit", "rf_inversion": "RF-Inversion", "rf_solver": "RF-Solver", "fireflow": "FireFlow",
              "f_unsampler": "Unsampler (core)", "f_sdedit": "SDEdit (core)", "f_cfg_edit": "Dream CFG Edit (inversion)",
-             "f_cfg_partial": "Dream CFG Edit (partial inversion)", "dds_edit": "DDS edit (prototype)"}
+             "f_cfg_partial": "Dream CFG Edit (partial inversion)", "distill_edit": "Dream Distill Edit"}
     for cap, title in ((None, "any rows"), (FLOWEDIT_ROWS, f"at most {FLOWEDIT_ROWS} rows per edit (FlowEdit's ~33)")):
         L += ["", f"### Best success per method at PSNR ≥ f, over all its settings, {title}", "",
               "| method | " + " | ".join(f"PSNR ≥ {f} dB" for f in fids) + " |", "|---|" + "---|" * len(fids)]

@@ -465,3 +465,54 @@ def sigma_from_table(table: Tensor) -> Callable[[float], float]:
         return float(torch.exp((1 - w) * log_table[lo] + w * log_table[hi]))
 
     return sigma_at
+
+
+# ----------------------------------------------------------------------------- the inversion-free edit
+def distill_edit_weight(sigma: float, sigma_next: float) -> float:
+    """The step weight w = (sigma - sigma_next) / sigma of ``distill_edit``: its sum over any grid
+    from sigma_a to sigma_b tends to ln(sigma_a / sigma_b) as the steps shrink, so a strength acts the
+    same at any step count; the last step into sigma = 0 has w = 1."""
+    return (float(sigma) - float(sigma_next)) / float(sigma)
+
+
+def distill_edit(target: Denoiser, source: Denoiser, x_src: Tensor, sigmas: Tensor, param: Parameterization, *,
+                 strength: float = 1.5, fidelity: float = 1.0, mask: Tensor | None = None,
+                 rng: torch.Generator | None = None, callback=None, interrupt=None) -> Tensor:
+    """The inversion-free edit: DreamSampler distillation (Algorithm 2) with the identity generator
+    and the DDS direction, on the sampler's decreasing grid (issue 23).  The edited latent z starts
+    at the source X (model space) and, at each level sigma_i > 0 of ``sigmas`` (descending; a last
+    level 0 is not evaluated), with fresh noise N_i shared by both branches (FlowEdit's coupling)::
+
+        Z_src = a(sigma) X + s(sigma) N_i,          Z_tar = Z_src + (z - X)
+        z <- z + w_i [ strength (target(Z_tar) - source(Z_src)) - fidelity (z - X) ]
+
+    w_i = ``distill_edit_weight`` (step-count invariant; the factor w_i * fidelity is capped at 1).
+    ``target`` / ``source``: the target prompt's (guided) and the source prompt's x0 denoisers.  It
+    is the proximal fit of z toward the DDS target  z + strength (target - source)  with a fidelity
+    pull to X; strength = fidelity = 1 is FlowEdit's step exactly (on a flow model, with v = (Z - x0)
+    / sigma, v_tar(Z_tar) - v_src(Z_src) = ((z - X) - (x0_tar - x0_src)) / sigma); with the target
+    prompt equal to the source, z stays X.  ``mask`` [B|1, 1, H, W] (1 = editable) keeps
+    z = X + mask (z - X): the rest of the latent is X exactly.  Two model calls per level (one
+    per branch).  ``callback(i, n, x0_target, z)`` after each level; ``interrupt()`` before each."""
+    if not (math.isfinite(strength) and math.isfinite(fidelity)) or fidelity < 0:
+        raise ValueError(f"strength must be finite and fidelity >= 0, got {strength}, {fidelity}")
+    n = len(sigmas) - 1
+    x_src = _plain(x_src)
+    z = x_src.clone()
+    for i in range(n):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        if sigma <= 0.0:
+            break
+        if interrupt is not None:
+            interrupt()
+        noise = randn_like(x_src, rng)
+        z_src = param.compose(x_src, noise, torch.as_tensor(sigma, dtype=x_src.dtype))
+        x0_tar = target(z_src + (z - x_src), sigmas[i])
+        x0_src = source(z_src, sigmas[i])
+        w = distill_edit_weight(sigma, sigma_next)
+        z = z + w * strength * (x0_tar - x0_src) - min(w * fidelity, 1.0) * (z - x_src)
+        if mask is not None:
+            z = x_src + mask.to(z) * (z - x_src)
+        if callback is not None:
+            callback(i, n, x0_tar, z)
+    return z

@@ -38,6 +38,9 @@ SIZE = 16
 RGB = {"red": (0.90, 0.15, 0.12), "green": (0.15, 0.80, 0.20), "blue": (0.20, 0.30, 0.95)}
 SPLIT_SEEDS = {"train": 1000, "judge": 2000, "judge_test": 3000, "heldout": 4000, "inpaint": 5000}
 VERSION = "v1"
+#: per-model weights versions where a model was retrained (flow_unet v2: v1 plus a 3000-iteration
+#: phase at lr 7e-4, ``train_flow_model_v2``; v1 judged its red squares 0.19 at cfg 3)
+VERSIONS = {"flow_unet": "v2"}
 SS = 4                                                          # supersampling for antialiasing
 
 
@@ -321,7 +324,7 @@ def judge_accuracy(judge: Judge, n: int = 2000) -> float:
 
 def weights_path(name: str) -> Path:
     """Committed weights (bench/weights, < 1 MB); ``python -m bench.bench_quality --retrain`` rebuilds them."""
-    return REPO / "bench" / "weights" / f"shapes_{name}_{VERSION}.pt"
+    return REPO / "bench" / "weights" / f"shapes_{name}_{VERSIONS.get(name, VERSION)}.pt"
 
 
 def _cached(name: str, build, cls, log, retrain=False):

@@ -45,19 +45,6 @@ def test_flowedit_with_the_target_equal_to_the_source_returns_the_source_exactly
     assert (moved - lat["samples"]).norm() > 0.3 * lat["samples"].norm()
 
 
-def test_the_dds_edit_prototype_at_strength_1_prox_1_is_flowedit(oracle):
-    """Item 4's prototype (support.peers.dds_edit): its step is FlowEdit's at strength = prox = 1."""
-    model, lat = oracle
-    sg = sigmas(model, 20)
-    with torch.inference_mode():
-        fe = P.TestFlowEdit().edit(model, c(0), c(1), c(None), lat, sg, 12, 0, 1, 1.0, 2.5, 7)[0]["samples"]
-        dds = P.TestDDSEdit().edit(model, c(0), c(1), c(None), lat, sg, 12, 1.0, 1.0, 2.5, 7)[0]["samples"]
-        other = P.TestDDSEdit().edit(model, c(0), c(1), c(None), lat, sg, 12, 1.0, 0.5, 2.5, 7)[0]["samples"]
-    err = (fe - dds).abs().max()
-    assert err < 1e-4, err
-    assert (other - fe).abs().max() > 1e3 * err
-
-
 def test_rf_inversion_gamma_0_eta_0_is_the_core_unsampler_recipe(oracle):
     """gamma = 0: the Euler inversion; eta = 0: plain Euler sampling; together the core recipe
     (FlipSigmas + euler with the null prompt, then euler with the target), at denoise 0.8."""

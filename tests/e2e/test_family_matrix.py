@@ -68,6 +68,19 @@ def f_cfg_edit(p, r):
     return _sample(p, r, _invert(p, r), regularizers=edit)
 
 
+def f_distill_edit(p, r, mask=None):
+    """Dream Distill Edit (issue 23's inversion-free edit): the null prompt as the source, the prompt as
+    the target, every level of a STEPS grid; ``mask``: a MASK (white = may change)."""
+    extra = {} if mask is None else {"mask": mask}
+    return p.add("DreamDistillEdit", model=r.model, source=r.negative, target=r.positive, latent_image=r.latent,
+                 seed=0, steps=STEPS, scheduler="simple", start=1.0, strength=1.5, fidelity=1.0, cfg=1.0,
+                 source_cfg=1.0, **extra)
+
+
+def f_distill_edit_mask(p, r):
+    return f_distill_edit(p, r, mask=right_half_mask(p, r))
+
+
 def f_mask_inpaint(p, r):
     mask = p.add("SolidMask", value=1.0, width=r.extra["width"], height=r.extra["height"])
     reg = p.add("DreamMaskInpaint", mask=mask, target=r.positive, strength=1.0, preset="restore")
@@ -152,14 +165,15 @@ FEATURES = {"sample": f_sample, "invert_sample": f_invert_sample, "cfg_edit": f_
             "mask_inpaint": f_mask_inpaint, "data_consistency": f_data_consistency,
             "cyclediffusion": f_cyclediffusion, "cycle_sde": f_cycle_sde, "sde_drag": f_sde_drag,
             "distill_latent": f_distill_latent, "distill_svg": f_distill_svg, "distill_image": f_distill_image,
-            "csd": f_csd, "keep_known": f_keep_known}
+            "csd": f_csd, "keep_known": f_keep_known, "distill_edit": f_distill_edit}
 #: features a video family runs (the others are image methods: drag points, CSD windows, SVG)
-VIDEO_FEATURES = ("sample", "invert_sample", "cfg_edit", "data_consistency", "cyclediffusion", "cycle_sde")
+VIDEO_FEATURES = ("sample", "invert_sample", "cfg_edit", "data_consistency", "cyclediffusion", "cycle_sde",
+                  "distill_edit")
 #: features only the rows that name them in ``extra_features`` run
 EXTRA_FEATURES = ("keep_known",)
 #: the cells whose own prompt is the positive (DreamSampler's, CFG Edit's / Mask Inpaint's target); the
 #: others read only the null prompt (inversion, the base of DreamSampler)
-USES_POSITIVE = ("sample", "cfg_edit", "mask_inpaint", "keep_known")
+USES_POSITIVE = ("sample", "cfg_edit", "mask_inpaint", "keep_known", "distill_edit")
 
 
 def family_features(fam):
@@ -237,6 +251,21 @@ def test_keep_known_keeps_the_unmasked_latent(matrix_server, info, tmp_path, fam
     print(f"{family}: kept half max |out - src| = {kept:.3g}, repainted half {changed:.3g}")
     assert kept <= KEPT_ATOL, kept
     assert changed > 1e-2, changed
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_masked_distill_edit_keeps_the_unmasked_latent_exactly(matrix_server, info, tmp_path, family):
+    """Dream Distill Edit with a MASK (the right half) on every family, image and video latents: the
+    left half of the output is the source latent (through the model's latent space and back), the
+    right half is edited."""
+    fam = FAMILIES[family]
+    src = source_latent(matrix_server, info, fam, tmp_path)
+    out = run_latent(matrix_server, info, fam, f_distill_edit_mask, tmp_path, "distill_edit_mask")
+    half = src.shape[-1] // 2
+    kept = (out[..., :half] - src[..., :half]).abs().max().item()
+    changed = (out[..., half:] - src[..., half:]).abs().max().item()
+    assert kept <= KEPT_ATOL, kept
+    assert changed > 1e-3, changed
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

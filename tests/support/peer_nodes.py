@@ -76,34 +76,6 @@ class TestFlowEdit:
                      seed, loop),)
 
 
-class TestDDSEdit:
-    """Prototype (issue 23, item 4): the inversion-free DDS edit of support.peers.dds_edit, with
-    separate edit ``strength`` and fidelity ``prox`` weights (both 1: FlowEdit). The target is guided
-    against ``negative`` (the null or the source prompt) with ``target_cfg``; the source branch is
-    the source prompt at cfg 1."""
-
-    CATEGORY = "testing/peers"
-    RETURN_TYPES = ("LATENT",)
-    FUNCTION = "edit"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {**_EDIT_INPUTS,
-                             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0}),
-                             "prox": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0}),
-                             "target_cfg": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 100.0}),
-                             "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31})}}
-
-    def edit(self, model, source, target, negative, latent_image, sigmas, n_max, strength, prox, target_cfg, seed):
-        def loop(vel, x):
-            def x0(v):
-                return lambda z, t: z - peers.at(t) * v(z, t)
-            return peers.dds_edit(x0(vel("source", "negative", 1.0)), x0(vel("target", "negative", target_cfg)), x,
-                                  sigmas.cpu(), n_max, strength, prox, _gen(seed))
-        return (_run(model, {"source": source, "target": target, "negative": negative}, latent_image, sigmas,
-                     seed, loop),)
-
-
 class TestRFInversion:
     """RF-Inversion (Rout et al. 2024): controlled forward ODE (null prompt, gamma, toward a seeded
     noise y1), controlled reverse ODE (target prompt, eta on reverse steps [eta_start, eta_stop))."""
@@ -204,5 +176,5 @@ class TestReportRows:
 
 ROWS: dict = {}
 
-NODES = {"TestFlowEdit": TestFlowEdit, "TestDDSEdit": TestDDSEdit, "TestRFInversion": TestRFInversion, "TestRFSolverEdit": TestRFSolverEdit,
+NODES = {"TestFlowEdit": TestFlowEdit, "TestRFInversion": TestRFInversion, "TestRFSolverEdit": TestRFSolverEdit,
          "TestCountRows": TestCountRows, "TestReportRows": TestReportRows}

@@ -55,29 +55,6 @@ def flow_edit(v_src, v_tar, x_src, sigmas, n_max: int, n_min: int = 0, n_avg: in
     return z_fe if z_tar is None else z_tar
 
 
-def dds_edit(x0_src, x0_tar, x_src, sigmas, n_max: int, strength: float = 1.0, prox: float = 1.0,
-             generator=None):
-    """Prototype of the pack's answer (issue 23, item 4): DreamSampler's distillation step (Algorithm 2
-    with the identity generator, the DDS direction) on the sampler's decreasing grid, written as a
-    proximal step on the latent z with separate edit and fidelity weights; ``x0_src`` / ``x0_tar``:
-    the source / target (guided) x0 predictions. With FlowEdit's shared-noise coupling
-        Z_src = (1 - t) X_src + t N,   Z_tar = Z_src + (z - X_src),
-        z <- z + (|dt| / t) [ strength (x0_tar(Z_tar) - x0_src(Z_src)) - prox (z - X_src) ],
-    which is FlowEdit's step exactly at strength = prox = 1 (v = (Z - x0) / t, so
-    v_tar(Z_tar) - v_src(Z_src) = ((z - X_src) - (x0_tar - x0_src)) / t); the weight |dt| / t makes a
-    strength step-count invariant (its sum over the grid is ln(t_start / t_end) at any step count)."""
-    ts = [float(s) for s in sigmas]
-    T = len(ts) - 1
-    z = x_src.clone()
-    for i in range(max(0, T - n_max), T):
-        t, t_next = ts[i], ts[i + 1]
-        noise = torch.randn(x_src.shape, generator=generator).to(x_src)
-        z_src = (1 - t) * x_src + t * noise
-        d_edit = x0_tar(z_src + (z - x_src), t) - x0_src(z_src, t)
-        z = z + ((t - t_next) / t) * (strength * d_edit - prox * (z - x_src))
-    return z
-
-
 def euler_ode(v, x, ts):
     """Euler steps of dx/dt = v along the grid ts (ascending: inversion, descending: sampling)."""
     for t, t_next in zip(ts[:-1], ts[1:]):

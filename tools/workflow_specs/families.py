@@ -4,9 +4,10 @@ SD3.5 and Qwen-Image real-image editing, SDXL text-guided inpainting and a Wan 2
 Each graph loads its model the way ComfyUI's own templates for that family do (UNETLoader /
 DualCLIPLoader / CLIPLoader / VAELoader or the all-in-one checkpoint, the family's sampling-shift
 node, FluxGuidance) and names its files with their download sources (tools.workflows.MODEL_SOURCES:
-node ``properties.models``, what the frontend's missing-models dialog offers).  The numbers are the
-per-family defaults of the README's family table (steps, refine_steps, edit strength), each measured
-on the family's tiny model (tests/support/families/<name>.py notes).
+node ``properties.models``, what the frontend's missing-models dialog offers).  The flow families'
+edits (Flux.1-dev, SD3.5, Qwen-Image, Wan) are Dream Distill Edit, the inversion-free edit that won
+on the project's learned flow model (bench/QUALITY.md, issue 23), with its measured defaults (start
+0.6, strength 1.5) and the family's usual step count.
 
 ``FAMILY`` says which tiny family model CI runs each graph on: tests/support/families/stand_ins.py
 swaps the loaders for that family's tiny files (or the in-server model where ComfyUI's detection
@@ -37,26 +38,19 @@ def _save(i, images, prefix):
             "links": {"images": images}}
 
 
-def _edit(first, model, vae, pixels, prompts, steps, refine, strength):
-    """Nodes first..first+4: VAE Encode -> Dream DDIM Inversion (null prompt) -> Dream CFG Edit
-    (target vs source) -> DreamSampler at cfg 1 -> decode and save.  ``prompts``: (null, source,
-    target) links."""
-    null, source, target = prompts
+def _distill(first, model, vae, pixels, prompts, steps, start=0.6, strength=1.5):
+    """Nodes first..first+2: VAE Encode -> Dream Distill Edit (source -> target, inversion-free, two
+    model calls per level over the last start x steps levels) -> decode.  ``prompts``: (source,
+    target) links.  The defaults measured on the project's flow and eps models (bench/QUALITY.md)."""
+    source, target = prompts
     i = first
     return [
         {"id": i, "type": "VAEEncode", "links": {"pixels": pixels, "vae": vae}},
-        {"id": i + 1, "type": "DreamDDIMInversion",
-         "widgets": {"steps": steps, "scheduler": "simple", "denoise": 1.0, "refine_steps": refine},
-         "links": {"model": model, "conditioning": null, "latent_image": (i, 0)}},
-        {"id": i + 2, "type": "DreamCFGEdit",
-         "widgets": {"strength": strength, "schedule": "invariant", "start": 1.0, "end": 0.0},
-         "links": {"target": target, "source": source}},
-        {"id": i + 3, "type": "DreamSampler",
-         "widgets": {"seed": 0, "steps": steps, "cfg": 1.0, "scheduler": "simple", "denoise": 1.0,
-                     "eta": 0.0, "eta_schedule": "constant"},
-         "links": {"model": model, "positive": null, "negative": null, "latent_image": (i + 1, 0),
-                   "regularizers": (i + 2, 0)}},
-        {"id": i + 4, "type": "VAEDecode", "links": {"samples": (i + 3, 0), "vae": vae}},
+        {"id": i + 1, "type": "DreamDistillEdit",
+         "widgets": {"seed": 0, "steps": steps, "scheduler": "simple", "start": start, "strength": strength,
+                     "fidelity": 1.0, "cfg": 1.0, "source_cfg": 1.0},
+         "links": {"model": model, "source": source, "target": target, "latent_image": (i, 0)}},
+        {"id": i + 2, "type": "VAEDecode", "links": {"samples": (i + 1, 0), "vae": vae}},
     ]
 
 
@@ -64,10 +58,9 @@ SOURCE = "a flat illustration of green mountains under a blue sky with a sun"
 TARGET = "a watercolor painting of snowy mountains at sunset"
 
 
-def _three_prompts(first, clip):
-    return [_prompt(first, NULL_TITLE, "", clip),
-            _prompt(first + 1, "Source prompt (what the image shows)", SOURCE, clip),
-            _prompt(first + 2, "Target prompt", TARGET, clip)]
+def _two_prompts(first, clip):
+    return [_prompt(first, "Source prompt (what the image shows)", SOURCE, clip),
+            _prompt(first + 1, "Target prompt", TARGET, clip)]
 
 
 def flux_dev_edit():
@@ -82,13 +75,13 @@ def flux_dev_edit():
          "widgets": {"max_shift": 1.15, "base_shift": 0.5, "width": FLUX_SIZE, "height": FLUX_SIZE},
          "links": {"model": (1, 0)}},
         *_image(5, FLUX_SIZE, FLUX_SIZE),
-        *_three_prompts(7, (2, 0)),
+        *_two_prompts(7, (2, 0)),
     ]
-    for k, which in enumerate(("null", "source", "target")):
-        nodes.append({"id": 10 + k, "type": "FluxGuidance", "title": f"Flux guidance ({which} prompt)",
+    for k, which in enumerate(("source", "target")):
+        nodes.append({"id": 9 + k, "type": "FluxGuidance", "title": f"Flux guidance ({which} prompt)",
                       "widgets": {"guidance": 3.5}, "links": {"conditioning": (7 + k, 0)}})
-    nodes += _edit(13, (4, 0), (3, 0), (6, 0), ((10, 0), (11, 0), (12, 0)), steps=28, refine=3, strength=0.5)
-    nodes.append(_save(18, (17, 0), "flux_edit"))
+    nodes += _distill(11, (4, 0), (3, 0), (6, 0), ((9, 0), (10, 0)), steps=28)
+    nodes.append(_save(14, (13, 0), "flux_edit"))
     return nodes
 
 
@@ -98,10 +91,10 @@ def sd35_edit():
         {"id": 1, "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": "sd3.5_large_fp8_scaled.safetensors"}},
         {"id": 2, "type": "ModelSamplingSD3", "widgets": {"shift": 3.0}, "links": {"model": (1, 0)}},
         *_image(3, 1024, 1024),
-        *_three_prompts(5, (1, 1)),
+        *_two_prompts(5, (1, 1)),
     ]
-    nodes += _edit(8, (2, 0), (1, 2), (4, 0), ((5, 0), (6, 0), (7, 0)), steps=28, refine=3, strength=0.5)
-    nodes.append(_save(13, (12, 0), "sd35_edit"))
+    nodes += _distill(7, (2, 0), (1, 2), (4, 0), ((5, 0), (6, 0)), steps=28)
+    nodes.append(_save(10, (9, 0), "sd35_edit"))
     return nodes
 
 
@@ -123,10 +116,10 @@ def qwen_image_edit():
                       clip_type="qwen_image",
                       vae="qwen_image_vae.safetensors", shift_node="ModelSamplingAuraFlow", shift=3.1),
         *_image(5, 1024, 1024),
-        *_three_prompts(7, (2, 0)),
+        *_two_prompts(7, (2, 0)),
     ]
-    nodes += _edit(10, (4, 0), (3, 0), (6, 0), ((7, 0), (8, 0), (9, 0)), steps=20, refine=3, strength=0.5)
-    nodes.append(_save(15, (14, 0), "qwen_image_edit"))
+    nodes += _distill(9, (4, 0), (3, 0), (6, 0), ((7, 0), (8, 0)), steps=20)
+    nodes.append(_save(12, (11, 0), "qwen_image_edit"))
     return nodes
 
 
@@ -196,7 +189,7 @@ VIDEO = "dream_example_video.mp4"
 
 def wan21_video_edit():
     """Wan 2.1 T2V 1.3B: a clip's first 33 frames (1 + 4k: the causal VAE's frame groups) at 480p,
-    inverted and edited as one 5-D latent [1, 16, 9, 60, 104]; ModelSamplingSD3 shift 8 (Wan's)."""
+    edited as one 5-D latent [1, 16, 9, 60, 104]; ModelSamplingSD3 shift 8 (Wan's)."""
     nodes = [
         *_split_files(unet="wan2.1_t2v_1.3B_fp16.safetensors", clip="umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                       clip_type="wan",
@@ -208,15 +201,14 @@ def wan21_video_edit():
         {"id": 8, "type": "ImageScale", "title": "Working size",
          "widgets": {"upscale_method": "lanczos", "width": WAN_W, "height": WAN_H, "crop": "center"},
          "links": {"image": (7, 0)}},
-        _prompt(9, NULL_TITLE, "", (2, 0)),
-        _prompt(10, "Source prompt (what the video shows)",
+        _prompt(9, "Source prompt (what the video shows)",
                 "a camera pan over green mountains under a blue sky with a sun", (2, 0)),
-        _prompt(11, "Target prompt", "a camera pan over snowy mountains at sunset, watercolor", (2, 0)),
+        _prompt(10, "Target prompt", "a camera pan over snowy mountains at sunset, watercolor", (2, 0)),
     ]
-    nodes += _edit(12, (4, 0), (3, 0), (8, 0), ((9, 0), (10, 0), (11, 0)), steps=30, refine=3, strength=0.5)
+    nodes += _distill(11, (4, 0), (3, 0), (8, 0), ((9, 0), (10, 0)), steps=30)
     nodes += [
-        {"id": 17, "type": "CreateVideo", "widgets": {"fps": float(WAN_FPS)}, "links": {"images": (16, 0)}},
-        {"id": 18, "type": "SaveVideo",
+        {"id": 14, "type": "CreateVideo", "widgets": {"fps": float(WAN_FPS)}, "links": {"images": (13, 0)}},
+        {"id": 15, "type": "SaveVideo",
          "widgets": {"filename_prefix": "DreamSampler/wan_video_edit", "format": "auto", "codec": "auto"},
          "links": {"video": (17, 0)}},
     ]
@@ -225,13 +217,13 @@ def wan21_video_edit():
 
 WORKFLOWS = {
     "flux_dev_edit": {
-        "title": "DreamSampler on Flux.1-dev: real image editing (inversion + CFG edit with a source prompt)",
+        "title": "DreamSampler on Flux.1-dev: real image editing (inversion-free Distill Edit, source -> target prompt)",
         "nodes": flux_dev_edit()},
     "sd35_edit": {
-        "title": "DreamSampler on SD3.5: real image editing (inversion + CFG edit with a source prompt)",
+        "title": "DreamSampler on SD3.5: real image editing (inversion-free Distill Edit, source -> target prompt)",
         "nodes": sd35_edit()},
     "qwen_image_edit": {
-        "title": "DreamSampler on Qwen-Image: real image editing (inversion + CFG edit with a source prompt)",
+        "title": "DreamSampler on Qwen-Image: real image editing (inversion-free Distill Edit, source -> target prompt)",
         "nodes": qwen_image_edit()},
     "qwen_image_edit_masked": {
         "title": "DreamSampler on Qwen-Image-Edit 2509: an instruction edit inside a mask, the rest of the image kept "
@@ -242,7 +234,7 @@ WORKFLOWS = {
         "nodes": inpainting(two_masks=False, ckpt="sd_xl_base_1.0.safetensors", size=1024,
                             mask_preset="paper", prefix="sdxl_text_guided_inpainting")},
     "wan21_video_edit": {
-        "title": "DreamSampler on Wan 2.1: video editing (5-D latent inversion + CFG edit)",
+        "title": "DreamSampler on Wan 2.1: video editing (inversion-free Distill Edit of the 5-D latent)",
         "nodes": wan21_video_edit()},
 }
 

@@ -1,0 +1,121 @@
+"""Dream Distill Edit: the inversion-free text edit (DreamSampler distillation with the identity
+generator and the DDS direction on the sampler's decreasing grid; the math is
+``dreamsampler_core.distill.distill_edit``)."""
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from . import host as C
+from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_model, first_error, latent_mask,
+                     model_latent, scheduler_input, user_errors)
+from .common import DreamNode, schema
+from ..dreamsampler_core.distill import distill_edit
+
+SUB = f"{CATEGORY}/edit"
+
+#: the defaults, measured on the project's rectified-flow and eps models (bench/QUALITY.md)
+DEFAULT_STEPS = 28
+DEFAULT_START = 0.6
+DEFAULT_STRENGTH = 1.5
+
+
+def edit_grid(model, scheduler: str, steps: int, start: float) -> torch.Tensor:
+    """The last round(steps * start) levels of the model's ``steps``-step grid (FlowEdit's n_max of
+    T), ending at 0."""
+    levels = round(steps * start)
+    if levels < 1:
+        raise InputError(f"steps={steps} with start={start} edits no level (round(steps x start) = 0); "
+                         "raise start or steps.")
+    sigmas = C.calculate_sigmas(model, scheduler, steps, 1.0)
+    return sigmas[len(sigmas) - 1 - levels:]
+
+
+class DreamDistillEdit(DreamNode):
+    @classmethod
+    def define_schema(cls):
+        return schema(
+            node_id="DreamDistillEdit",
+            search_aliases=["flowedit", "flow edit", "inversion-free edit", "dds edit", "text edit", "edit image"],
+            display_name="Dream Distill Edit (inversion-free)",
+            category=SUB,
+            description="Edits an image from a source prompt to a target prompt without inverting it: DreamSampler's "
+                        "distillation step with the identity generator, on the sampler's own grid. At each level "
+                        "the source image and the edit are noised with the same fresh noise, and the edit moves "
+                        "by strength x (target prediction - source prediction), pulled back to the source by "
+                        "fidelity (strength = fidelity = 1 is FlowEdit). Two model calls per level, no inversion. "
+                        "Works for flow (Flux, SD3.5, Qwen-Image, Wan), eps and v models, images and video. "
+                        "An optional mask keeps the rest of the latent exactly.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model (it is not modified)."),
+                io.Conditioning.Input("source", tooltip="Prompt describing the INPUT image."),
+                io.Conditioning.Input("target", tooltip="Prompt describing the EDITED image (the same text with "
+                                                        "the change works best)."),
+                io.Latent.Input("latent_image", tooltip="VAE-encoded image (or video) to edit."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Seed of the fresh noise shared by both predictions at each level."),
+                io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=MAX_STEPS,
+                             tooltip="Steps of the full grid; the edit runs its last round(steps x start) "
+                                     "levels, two model calls each."),
+                scheduler_input(),
+                io.Float.Input("start", default=DEFAULT_START, min=0.0, max=1.0, step=0.01,
+                               tooltip="Fraction of the grid edited, from the noisy end (FlowEdit's n_max / T). "
+                                       "Higher changes more (shapes, layout); lower keeps more (colours, texture)."),
+                io.Float.Input("strength", default=DEFAULT_STRENGTH, min=0.0, max=10.0, step=0.05,
+                               tooltip="Weight of the edit direction (target - source). Step-count invariant. "
+                                       "1 with fidelity 1 is FlowEdit; 1.5-2 edits more, at lower fidelity."),
+                io.Float.Input("fidelity", default=1.0, min=0.0, max=10.0, step=0.05,
+                               tooltip="Pull back toward the input image at each level. Higher keeps more of it; "
+                                       "0 lets the edit drift."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Guidance of the target prediction against 'negative' (or, when 'negative' "
+                                       "is not connected, against the source prompt). 1 = no guidance (one model "
+                                       "call); the strength already amplifies the edit direction."),
+                io.Float.Input("source_cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Guidance of the source prediction against 'negative' (needs 'negative' "
+                                       "when not 1)."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="Optional negative / empty prompt for the guidance of both branches."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="Optional: white = may change, black = kept exactly (latent). Paste the "
+                                      "decoded result back onto the source with the mask for exact pixels."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="Edited latent.")],
+        )
+
+    @classmethod
+    def check_inputs(cls, steps=DEFAULT_STEPS, start=DEFAULT_START, source_cfg=1.0, **_):
+        return first_error(
+            f"start: steps={steps} with start={start} edits no level (round(steps x start) = 0); raise start or steps."
+            if round(steps * start) < 1 else None)
+
+    @classmethod
+    def execute(cls, model, source, target, latent_image, seed, steps, scheduler, start, strength, fidelity, cfg,
+                source_cfg, negative=None, mask=None) -> io.NodeOutput:
+        check_model(model)
+        for c, n in ((source, "source"), (target, "target"), (negative, "negative")):
+            if c is not None:
+                check_conditioning(c, n)
+        if negative is None and abs(source_cfg - 1.0) > 1e-9:
+            raise InputError("source_cfg is not 1 but 'negative' is not connected: connect a negative (e.g. an "
+                             "empty prompt) or set source_cfg to 1.")
+        samples = model_latent(model, latent_image)
+        m = latent_mask(mask, samples)
+        sigmas = edit_grid(model, scheduler, steps, start)
+        guider = C.new_guider(model, target, source if negative is None else negative, cfg)
+        guider.add_branch("source", source, source_cfg if negative is not None else 1.0)
+        levels = len(sigmas) - 1
+
+        def run(job):
+            rng = torch.Generator(device="cpu").manual_seed(int(seed))
+            return distill_edit(job.model, job.branches["source"], job.latent, job.sigmas, job.param,
+                                strength=strength, fidelity=fidelity, mask=None if m is None else m.to(job.latent),
+                                rng=rng, callback=lambda i, n, x0, z: job.step(z, z), interrupt=job.host.interrupt)
+
+        with user_errors():
+            out = C.run(guider, C.CoreSampler(run, levels), sigmas, samples, seed=seed)
+        result = C.latent_output(latent_image, out, drop=("noise_mask", C.INVERSION_KEY))
+        return io.NodeOutput(result)
+
+
+NODES = [DreamDistillEdit]
