@@ -257,15 +257,19 @@ def test_keep_known_keeps_the_unmasked_latent(matrix_server, info, tmp_path, fam
 def test_masked_distill_edit_keeps_the_unmasked_latent_exactly(matrix_server, info, tmp_path, family):
     """Dream Distill Edit with a MASK (the right half) on every family, image and video latents: the
     left half of the output is the source latent (through the model's latent space and back), the
-    right half is edited."""
+    right half is edited as much as without the mask (how much depends on how much the tiny model's
+    output depends on its prompt: 1e-8 on AuraFlow's, 0.98 on Cosmos's)."""
     fam = FAMILIES[family]
     src = source_latent(matrix_server, info, fam, tmp_path)
     out = run_latent(matrix_server, info, fam, f_distill_edit_mask, tmp_path, "distill_edit_mask")
     half = src.shape[-1] // 2
+    free = run_latent(matrix_server, info, fam, f_distill_edit, tmp_path, "distill_edit")
     kept = (out[..., :half] - src[..., :half]).abs().max().item()
     changed = (out[..., half:] - src[..., half:]).abs().max().item()
+    unmasked = (free[..., half:] - src[..., half:]).abs().max().item()
+    print(f"{family}: kept {kept:.3g}, changed {changed:.3g}, unmasked run {unmasked:.3g}")
     assert kept <= KEPT_ATOL, kept
-    assert changed > 1e-3, changed
+    assert changed > 0 and changed >= 0.5 * unmasked, (changed, unmasked)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

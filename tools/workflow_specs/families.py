@@ -210,7 +210,7 @@ def wan21_video_edit():
         {"id": 14, "type": "CreateVideo", "widgets": {"fps": float(WAN_FPS)}, "links": {"images": (13, 0)}},
         {"id": 15, "type": "SaveVideo",
          "widgets": {"filename_prefix": "DreamSampler/wan_video_edit", "format": "auto", "codec": "auto"},
-         "links": {"video": (17, 0)}},
+         "links": {"video": (14, 0)}},
     ]
     return nodes
 
