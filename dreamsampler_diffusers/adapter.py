@@ -42,6 +42,7 @@ from torch import Tensor
 # so `import dreamsampler_diffusers` needs no parent package (which would be the ComfyUI entry point)
 from dreamsampler_core import cycle, drag
 from dreamsampler_core.inversion import ddim_invert
+from dreamsampler_core.points import check_points_inside, to_latent_points
 from dreamsampler_core.regularizers import EDIT_SCHEDULES, CFGEdit
 from dreamsampler_core.denoiser import Host, randn_like
 from dreamsampler_core.sampler import dream_sample
@@ -584,9 +585,9 @@ class DreamPipeline:
         h, w = z0.shape[-2:]
         f = int(getattr(self.pipe, "vae_scale_factor", 8))
         H, W = h * f, w * f
-        drag.check_points_inside(sources, W, H, "source point")
-        drag.check_points_inside(targets, W, H, "target point")
-        P, Q = drag.to_latent_points(sources, f, f), drag.to_latent_points(targets, f, f)
+        check_points_inside(sources, W, H, "source point")
+        check_points_inside(targets, W, H, "target point")
+        P, Q = to_latent_points(sources, f, f), to_latent_points(targets, f, f)
         sigmas = self.sigmas(steps, t0, end="floor")
         ramp = drag.guidance_ramp(len(sigmas) - 1, guidance_scale, guidance_ramp)
         by_level = {float(s): g for s, g in zip(sigmas[:-1], ramp)}

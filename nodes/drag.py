@@ -13,6 +13,9 @@ from .common import (CATEGORY, MAX_STEPS, InputError, check_cdata_end, check_con
 from .common import DreamNode, schema
 from .cycle import cycle_grid
 from ..dreamsampler_core import drag
+from ..dreamsampler_core.formats.dragbench import load_dragbench_item
+from ..dreamsampler_core.points import (PointsError, check_points_inside, format_points, parse_drag_points,
+                                        to_latent_points)
 
 SUB = f"{CATEGORY}/drag"
 RAMPS = ("linear", "constant")
@@ -30,10 +33,10 @@ def _check_image(image) -> torch.Tensor:
 
 def drag_pairs(points: str, target_points: str, width: int, height: int):
     """Pixel (sources, targets), checked against the image size; InputError with the reason."""
-    with user_errors(drag.PointsError):
-        src, tgt = drag.parse_drag_points(points, target_points or "")
-        drag.check_points_inside(src, width, height, "points: source point")
-        drag.check_points_inside(tgt, width, height, "points: target point")
+    with user_errors(PointsError):
+        src, tgt = parse_drag_points(points, target_points or "")
+        check_points_inside(src, width, height, "points: source point")
+        check_points_inside(tgt, width, height, "points: target point")
     return src, tgt
 
 
@@ -108,8 +111,8 @@ class DreamSDEDrag(DreamNode):
         err = first_error(err, check_cdata_end(points, "points"), check_cdata_end(target_points, "target_points"))
         if err is True and isinstance(points, str):
             try:
-                drag.parse_drag_points(points, target_points if isinstance(target_points, str) else "")
-            except drag.PointsError as e:
+                parse_drag_points(points, target_points if isinstance(target_points, str) else "")
+            except PointsError as e:
                 return str(e)
         return err
 
@@ -129,8 +132,8 @@ class DreamSDEDrag(DreamNode):
         src, tgt = drag_pairs(points, target_points, W, H)
         samples = C.vae_encode(vae, pixels)
         h, w = samples.shape[-2:]
-        P = drag.to_latent_points(src, W / w, H / h)
-        Q = drag.to_latent_points(tgt, W / w, H / h)
+        P = to_latent_points(src, W / w, H / h)
+        Q = to_latent_points(tgt, W / w, H / h)
         m = latent_mask(mask, samples)
         sigmas = cycle_grid(model, scheduler, steps, t0, "t0")
         K = len(sigmas) - 1
@@ -231,8 +234,8 @@ class DreamDragBenchLoader(DreamNode):
     @classmethod
     def execute(cls, item_folder) -> io.NodeOutput:
         label = str(item_folder).strip()
-        with user_errors(drag.PointsError):
-            item = drag.load_dragbench_item(Path(_item_path(item_folder)), label=label)
+        with user_errors(PointsError):
+            item = load_dragbench_item(Path(_item_path(item_folder)), label=label)
         rgb = _open_image(item.image_path, f"{label}/{item.image_path.name}", "RGB")
         H, W = rgb.shape[:2]
         if item.mask_path is not None:
@@ -244,7 +247,7 @@ class DreamDragBenchLoader(DreamNode):
             mask = (arr > 0).astype(np.float32)
         else:
             mask = np.ones((H, W), dtype=np.float32)
-        points = drag.format_points(item.sources, item.targets)
+        points = format_points(item.sources, item.targets)
         return io.NodeOutput(torch.from_numpy(rgb)[None], torch.from_numpy(mask)[None], item.prompt, points)
 
 

@@ -1,11 +1,13 @@
 """Differentiable SVG: a pure-PyTorch rasteriser, SVG I/O and path initialisation.
 
-``renderer``: :class:`SVGPath` / :class:`SVGScene` and :func:`render` ([B, H, W, 3] in 0..1), with an
-optional pydiffvg backend behind an adapter. ``io``: safe SVG parsing and writing. ``init``:
+``scene``: the scene model, :class:`SVGPath` / :class:`SVGScene`. ``renderer``: the rasteriser,
+:func:`render` ([B, H, W, 3] in 0..1), and its canvas / work / memory budgets. ``pydiffvg_bridge``:
+the optional pydiffvg backend's adapter. ``io``: safe SVG parsing and writing. ``init``:
 VectorFusion-style random paths and image-based initialisation. See spec/svg_rendering.md.
 """
-from .renderer import (SVGPath, SVGScene, composite_over, flatten_path, from_pydiffvg, render,
-                       render_rgba, scale_scene, to_pydiffvg)
+from .scene import SVGPath, SVGScene
+from .renderer import composite_over, flatten_path, render, render_rgba, scale_scene
+from .pydiffvg_bridge import from_pydiffvg, to_pydiffvg
 from .io import (SVGError, check_svg_bytes, from_comfy_svg_data, load_svg, parse_svg, save_svg,
                  scene_to_svg, to_comfy_svg_data)
 from .init import paths_from_image, random_paths, random_scenes, traced_scenes

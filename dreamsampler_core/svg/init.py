@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .renderer import SVGPath, SVGScene
+from .scene import SVGPath, SVGScene
 
 
 def _as_hwc(image: Tensor) -> Tensor:

@@ -29,7 +29,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .renderer import MAX_CANVAS_SIDE, SVGPath, SVGScene, canvas_error
+from .renderer import MAX_CANVAS_SIDE, canvas_error
+from .scene import SVGPath, SVGScene
 
 MAX_SVG_BYTES = 8 * 1024 * 1024
 MAX_ELEMENTS = 50_000

@@ -17,14 +17,9 @@ Recipe of spec/svg_rendering.md §3.3 (diffvg's prefiltered mode, reimplemented 
 Geometry gradients come from the ~1 px anti-aliasing band (and the stroke band), colour and opacity
 gradients from everywhere a layer is visible, stroke widths from the stroke band edges.
 
-Conventions (pixel units, x to the right, y down, pixel (i, j) has its centre at (j + 0.5, i + 0.5)):
+Conventions (pixel units, x to the right, y down, pixel (i, j) has its centre at (j + 0.5, i + 0.5));
+the scene model's (``SVGPath.points``, colours, stroke widths) are listed in :mod:`.scene`:
 
-* ``SVGPath.points``: control points ``[N, 2]`` of one or more subpaths made of cubic segments. A closed
-  subpath of S segments stores 3·S points (the end of the last segment is its first point, as in
-  pydiffvg); an open subpath stores 3·S + 1 points.
-* colours are straight (non-premultiplied) RGBA in 0..1.
-* ``stroke_width`` is the full SVG width; pydiffvg's ``Path.stroke_width`` is the *half* width and the
-  adapter (:func:`to_pydiffvg` / :func:`from_pydiffvg`) converts.
 * output images are ComfyUI ``IMAGE`` tensors ``[B, H, W, 3]`` in 0..1 (``layout="BCHW"`` gives
   ``[B, 3, H, W]``); a batch is a sequence of scenes of one canvas size.
 
@@ -36,7 +31,7 @@ gets no geometry gradient from that pixel (measure zero). Parity with resvg/cair
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -44,7 +39,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-FILL_RULES = ("nonzero", "evenodd")
+from .scene import SVGPath, SVGScene
+
 LAYOUTS = ("BHWC", "BCHW")
 BACKENDS = ("torch", "pydiffvg")
 
@@ -82,150 +78,6 @@ def canvas_error(width: int, height: int, what: str = "canvas") -> str | None:
                 f"(4096x4096) and {MAX_CANVAS_SIDE} px per side")
     return None
 _SQRT_EPS = {torch.float64: 1e-60, torch.float32: 1e-24}
-
-
-# ----------------------------------------------------------------------------------------------
-# Scene description
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class SVGPath:
-    """One painted SVG path (a pydiffvg ``ShapeGroup`` whose shapes are its subpaths).
-
-    points:       [N, 2] control points in pixels; N = Σ_k 3·S_k (+1 for each open subpath).
-    fill:         [4] RGBA in 0..1, or None for ``fill="none"``.
-    stroke:       [4] RGBA in 0..1, or None for ``stroke="none"``.
-    stroke_width: full stroke width in pixels (float or 0-dim tensor, may require grad).
-    fill_rule:    "nonzero" (SVG default) or "evenodd"; applies across all subpaths.
-    segments:     cubic segments per subpath; None means one subpath holding all points.
-    closed:       one flag for all subpaths or one per subpath. Open subpaths are stroked without
-                  the closing edge (round caps) but filled as if closed, as SVG does.
-    """
-
-    points: Tensor
-    fill: Tensor | None = None
-    stroke: Tensor | None = None
-    stroke_width: Tensor | float = 1.0
-    fill_rule: str = "nonzero"
-    segments: tuple[int, ...] | None = None
-    closed: bool | tuple[bool, ...] = True
-
-    def __post_init__(self):
-        if self.fill_rule not in FILL_RULES:
-            raise ValueError(f"fill_rule must be one of {FILL_RULES}, got {self.fill_rule!r}")
-        if self.points.dim() != 2 or self.points.shape[-1] != 2:
-            raise ValueError(f"points must be [N, 2], got {tuple(self.points.shape)}")
-        layout = self.subpaths()
-        expected = sum(3 * s + (0 if c else 1) for _, s, c in layout)
-        if expected != self.points.shape[0]:
-            raise ValueError(
-                f"points has {self.points.shape[0]} rows but segments={self.segments} "
-                f"closed={self.closed} needs {expected} (3 per segment, +1 per open subpath)")
-
-    def subpaths(self) -> list[tuple[int, int, bool]]:
-        """[(first point index, number of segments, closed)] for each subpath."""
-        n = self.points.shape[0]
-        if self.segments is None:
-            closed = self.closed if isinstance(self.closed, bool) else bool(self.closed[0])
-            segs = (n // 3 if closed else (n - 1) // 3,)
-        else:
-            segs = tuple(int(s) for s in self.segments)
-        flags = (self.closed,) * len(segs) if isinstance(self.closed, bool) else tuple(self.closed)
-        if len(flags) != len(segs):
-            raise ValueError(f"closed has {len(flags)} flags for {len(segs)} subpaths")
-        out, start = [], 0
-        for s, c in zip(segs, flags):
-            if s < 1:
-                raise ValueError("every subpath needs at least one segment")
-            out.append((start, s, bool(c)))
-            start += 3 * s + (0 if c else 1)
-        return out
-
-    @property
-    def num_segments(self) -> int:
-        return sum(s for _, s, _ in self.subpaths())
-
-
-@dataclass
-class SVGScene:
-    """A canvas and its paths in paint order (first path at the bottom).
-
-    width, height: canvas size in pixels.
-    paths:         list of :class:`SVGPath`.
-    background:    [3] RGB colour or [H, W, 3] image in 0..1; None means white. May require grad.
-    """
-
-    width: int
-    height: int
-    paths: list[SVGPath] = field(default_factory=list)
-    background: Tensor | None = None
-
-    @property
-    def device(self) -> torch.device:
-        for p in self.paths:
-            return p.points.device
-        return self.background.device if self.background is not None else torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        for p in self.paths:
-            return p.points.dtype
-        return self.background.dtype if self.background is not None else torch.float32
-
-    def parameters(self, points: bool = True, colors: bool = True, widths: bool = False,
-                   background: bool = False) -> list[Tensor]:
-        """Tensors of the chosen kinds (only those that are tensors), e.g. for an optimiser."""
-        out: list[Tensor] = []
-        for p in self.paths:
-            if points:
-                out.append(p.points)
-            if colors:
-                out += [c for c in (p.fill, p.stroke) if c is not None]
-            if widths and isinstance(p.stroke_width, Tensor):
-                out.append(p.stroke_width)
-        if background and self.background is not None:
-            out.append(self.background)
-        return out
-
-    def requires_grad_(self, points: bool = True, colors: bool = True, widths: bool = False,
-                       background: bool = False) -> "SVGScene":
-        """Make the chosen parameters leaf tensors that require grad (stroke widths become tensors)."""
-        for p in self.paths:
-            if widths and not isinstance(p.stroke_width, Tensor):
-                p.stroke_width = torch.tensor(float(p.stroke_width), dtype=p.points.dtype,
-                                              device=p.points.device)
-        for t in self.parameters(points, colors, widths, background):
-            t.requires_grad_(True)
-        return self
-
-    @torch.no_grad()
-    def clamp_(self, min_width: float = 0.0) -> "SVGScene":
-        """Projection after an optimiser step: colours to [0, 1], stroke widths >= min_width."""
-        for p in self.paths:
-            for c in (p.fill, p.stroke):
-                if c is not None:
-                    c.clamp_(0.0, 1.0)
-            if isinstance(p.stroke_width, Tensor):
-                p.stroke_width.clamp_(min=min_width)
-        if self.background is not None:
-            self.background.clamp_(0.0, 1.0)
-        return self
-
-    def map_tensors(self, fn) -> "SVGScene":
-        """A new scene with ``fn`` applied to every tensor (detach, clone, to, ...)."""
-        def f(t):
-            return fn(t) if isinstance(t, Tensor) else t
-        paths = [replace(p, points=f(p.points), fill=f(p.fill), stroke=f(p.stroke),
-                         stroke_width=f(p.stroke_width)) for p in self.paths]
-        return SVGScene(self.width, self.height, paths, f(self.background))
-
-    def detach(self) -> "SVGScene":
-        return self.map_tensors(lambda t: t.detach())
-
-    def clone(self) -> "SVGScene":
-        return self.map_tensors(lambda t: t.detach().clone())
-
-    def to(self, device=None, dtype=None) -> "SVGScene":
-        return self.map_tensors(lambda t: t.to(device=device, dtype=dtype if t.is_floating_point() else None))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -706,7 +558,8 @@ def render(scene: SVGScene | Sequence[SVGScene], *, layout: str = "BHWC",
                          <= ``tolerance`` pixels.
     softness:            width of the anti-aliasing ramp in pixels (1 = box filter; >1 blurs edges
                          but widens the band that carries geometry gradients).
-    backend:             "torch" (this module) or "pydiffvg" (needs a compiled diffvg; 2×2 MSAA).
+    backend:             "torch" (this module) or "pydiffvg" (needs a compiled diffvg; 2×2 MSAA; see
+                         :mod:`.pydiffvg_bridge`).
     interrupt:           optional callable run before each path (raises to stop a long render).
     Returns RGB in 0..1, differentiable w.r.t. every tensor in the scene(s).  Untrusted scenes:
     call :func:`check_render` first (canvas, work and memory limits).
@@ -721,6 +574,8 @@ def render(scene: SVGScene | Sequence[SVGScene], *, layout: str = "BHWC",
     sizes = {(s.height, s.width) for s in scenes}
     if len(sizes) != 1:
         raise ValueError(f"all scenes of a batch must share one canvas size, got {sorted(sizes)}")
+    if backend == "pydiffvg":
+        from .pydiffvg_bridge import render_pydiffvg  # noqa: PLC0415 - the bridge builds on this module
     images = []
     for s in scenes:
         if backend == "pydiffvg":
@@ -741,110 +596,3 @@ def render_rgba(scene: SVGScene | Sequence[SVGScene], *, samples_per_segment: in
         alpha = pre[..., 3:]
         outs.append(torch.cat([pre[..., :3] / alpha.clamp_min(eps), alpha], dim=-1))
     return torch.stack(outs)
-
-
-# ----------------------------------------------------------------------------------------------
-# pydiffvg adapter (optional backend)
-# ----------------------------------------------------------------------------------------------
-def import_pydiffvg():
-    """Import a compiled pydiffvg lazily, with an error that says how to proceed."""
-    try:
-        import pydiffvg  # noqa: PLC0415 - optional, heavy, rarely installed
-    except ImportError as exc:
-        raise ImportError(
-            "backend='pydiffvg' needs the diffvg Python extension (module 'pydiffvg'), which is not on "
-            "PyPI and must be built from source (github.com/BachiLi/diffvg, with its git submodules, "
-            "CMake and a C++/CUDA toolchain matching your torch). The default backend='torch' needs "
-            "nothing extra and renders the same scenes.") from exc
-    return pydiffvg
-
-
-def to_pydiffvg(scene: SVGScene, pydiffvg=None):
-    """Convert to pydiffvg's ``(shapes, shape_groups)``; tensors stay linked to the scene for autograd.
-
-    One ``pydiffvg.Path`` per subpath (num_control_points = 2 for every cubic, ``stroke_width`` =
-    half width), one ``ShapeGroup`` per :class:`SVGPath` with an explicit ``use_even_odd_rule``.
-    """
-    pydiffvg = pydiffvg or import_pydiffvg()
-    shapes, groups = [], []
-    for path in scene.paths:
-        ids = []
-        half = _as_tensor(path.stroke_width, path.points) * 0.5
-        for start, s, closed in path.subpaths():
-            n = 3 * s + (0 if closed else 1)
-            shapes.append(pydiffvg.Path(
-                num_control_points=torch.full((s,), 2, dtype=torch.int32),
-                points=path.points[start:start + n], is_closed=closed, stroke_width=half))
-            ids.append(len(shapes) - 1)
-        groups.append(pydiffvg.ShapeGroup(
-            shape_ids=torch.tensor(ids, dtype=torch.int32), fill_color=path.fill,
-            use_even_odd_rule=path.fill_rule == "evenodd", stroke_color=path.stroke))
-    return shapes, groups
-
-
-def _cubic_from_mixed(num_control_points: Tensor, points: Tensor, closed: bool) -> Tensor:
-    """Elevate a pydiffvg path (lines / quadratics / cubics) to cubic control points [3S(+1), 2]."""
-    n_pts = points.shape[0]
-    out, i = [], 0
-    for ncp in num_control_points.tolist():
-        p0 = points[i % n_pts]
-        if ncp == 0:
-            p1 = points[(i + 1) % n_pts]
-            out += [p0, p0 + (p1 - p0) / 3, p0 + 2 * (p1 - p0) / 3]
-        elif ncp == 1:
-            c, p1 = points[(i + 1) % n_pts], points[(i + 2) % n_pts]
-            out += [p0, p0 + 2 * (c - p0) / 3, p1 + 2 * (c - p1) / 3]
-        elif ncp == 2:
-            out += [p0, points[(i + 1) % n_pts], points[(i + 2) % n_pts]]
-        else:
-            raise ValueError(f"num_control_points must be 0, 1 or 2, got {ncp}")
-        i += ncp + 1
-    if not closed:
-        out.append(points[i % n_pts])
-    return torch.stack(out)
-
-
-def from_pydiffvg(width: int, height: int, shapes, shape_groups, background: Tensor | None = None) -> SVGScene:
-    """Build an :class:`SVGScene` from pydiffvg ``Path`` shapes and ``ShapeGroup``s.
-
-    Only ``Path``-like shapes (with ``num_control_points`` and ``points``) are supported; each group's
-    ``shape_to_canvas`` affine is applied to the points; half widths become full widths.
-    """
-    paths = []
-    for g in shape_groups:
-        pts, segs, flags, width_t = [], [], [], None
-        for sid in g.shape_ids.tolist():
-            shp = shapes[sid]
-            if not hasattr(shp, "num_control_points"):
-                raise ValueError(f"from_pydiffvg supports Path shapes only, got {type(shp).__name__}")
-            closed = bool(shp.is_closed)
-            cubic = _cubic_from_mixed(shp.num_control_points, shp.points, closed)
-            pts.append(cubic)
-            segs.append(int(shp.num_control_points.numel()))
-            flags.append(closed)
-            if width_t is None:
-                width_t = _as_tensor(shp.stroke_width, shp.points).reshape(-1)[0] * 2
-        points = torch.cat(pts)
-        m = getattr(g, "shape_to_canvas", None)
-        if m is not None and not torch.equal(m.to(points.dtype), torch.eye(3, dtype=points.dtype)):
-            m = m.to(points.dtype)
-            points = points @ m[:2, :2].T + m[:2, 2]
-        fill = g.fill_color if isinstance(g.fill_color, Tensor) else None
-        stroke = g.stroke_color if isinstance(g.stroke_color, Tensor) else None
-        paths.append(SVGPath(points=points, fill=fill, stroke=stroke, stroke_width=width_t,
-                             fill_rule="evenodd" if g.use_even_odd_rule else "nonzero",
-                             segments=tuple(segs), closed=tuple(flags)))
-    return SVGScene(width, height, paths, background)
-
-
-def render_pydiffvg(scene: SVGScene, num_samples: int = 2, seed: int = 0) -> Tensor:
-    """Render with a real pydiffvg (MSAA), composited over the scene background -> [H, W, 3]."""
-    pydiffvg = import_pydiffvg()
-    shapes, groups = to_pydiffvg(scene, pydiffvg)
-    args = pydiffvg.RenderFunction.serialize_scene(scene.width, scene.height, shapes, groups)
-    rgba = pydiffvg.RenderFunction.apply(scene.width, scene.height, num_samples, num_samples, seed,
-                                        None, *args)
-    rgba = rgba.to(device=scene.device, dtype=scene.dtype)
-    bg = _background_image(scene, 3, rgba.dtype, rgba.device)
-    a = rgba[..., 3:]
-    return rgba[..., :3] * a + bg * (1 - a)

@@ -159,7 +159,7 @@ def test_dragbench_loader_node(N, tmp_path, monkeypatch):
     image, mask, prompt, points = run(drag.DreamDragBenchLoader, "DragBench/art_0")
     assert image.shape == (1, 24, 40, 3) and mask.shape == (1, 24, 40) and prompt == "a cat"
     assert float(mask[0, :, :20].min()) == 1.0 and float(mask[0, :, 20:].max()) == 0.0
-    from dreamsampler_pack.dreamsampler_core.drag import parse_drag_points
+    from dreamsampler_pack.dreamsampler_core.points import parse_drag_points
     assert parse_drag_points(points) == ([(5, 6)], [(9, 10)])
     assert drag.DreamDragBenchLoader.validate_inputs(item_folder="DragBench/art_0") is True
     with pytest.raises(common.InputError, match="not a folder in ComfyUI's input folder"):

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from dreamsampler_core import drag
+from dreamsampler_core import drag, points
 from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
+from dreamsampler_core.formats import dragbench
 from dreamsampler_core.schedule import Parameterization, scaled_linear_sigmas
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,14 +30,14 @@ VE = Parameterization("ve")
 # ----------------------------------------------------------------------------- points
 def test_parse_formats():
     kj = '[{"x": 10, "y": 20}, {"x": 30, "y": 25.5}, {"x": 1, "y": 2}, {"x": 3, "y": 4}]'
-    assert drag.parse_drag_points(kj) == ([(10, 20), (1, 2)], [(30, 25.5), (3, 4)])
-    assert drag.parse_drag_points("[[10, 20], [30, 25]]") == ([(10, 20)], [(30, 25)])
+    assert points.parse_drag_points(kj) == ([(10, 20), (1, 2)], [(30, 25.5), (3, 4)])
+    assert points.parse_drag_points("[[10, 20], [30, 25]]") == ([(10, 20)], [(30, 25)])
     bench = '{"source": [[10, 20]], "target": [[30, 25]], "prompt": "a cat"}'
-    assert drag.parse_drag_points(bench) == ([(10, 20)], [(30, 25)])
-    two = drag.parse_drag_points('[{"x": 1, "y": 2}]', '[{"x": 5, "y": 6}]')
+    assert points.parse_drag_points(bench) == ([(10, 20)], [(30, 25)])
+    two = points.parse_drag_points('[{"x": 1, "y": 2}]', '[{"x": 5, "y": 6}]')
     assert two == ([(1, 2)], [(5, 6)])
-    s = drag.format_points([(1, 2), (7, 8)], [(3.5, 4), (9, 10)])
-    assert drag.parse_drag_points(s) == ([(1, 2), (7, 8)], [(3.5, 4), (9, 10)])
+    s = points.format_points([(1, 2), (7, 8)], [(3.5, 4), (9, 10)])
+    assert points.parse_drag_points(s) == ([(1, 2), (7, 8)], [(3.5, 4), (9, 10)])
 
 
 @pytest.mark.parametrize("text, target, message", [
@@ -52,16 +53,16 @@ def test_parse_formats():
     ("[[1, 2, 3], [4, 5]]", "", "[x, y]"),
 ])
 def test_parse_errors_are_clear(text, target, message):
-    with pytest.raises(drag.PointsError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        drag.parse_drag_points(text, target)
+    with pytest.raises(points.PointsError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        points.parse_drag_points(text, target)
 
 
 def test_points_outside_image():
-    drag.check_points_inside([(0, 0), (511, 511)], 512, 512)
+    points.check_points_inside([(0, 0), (511, 511)], 512, 512)
     for p in [(512, 10), (-1, 3), (10, 600)]:
-        with pytest.raises(drag.PointsError, match="outside the 512x512 image"):
-            drag.check_points_inside([p], 512, 512)
-    assert drag.to_latent_points([(0, 0), (15.9, 8), (511, 7)], 8, 8) == [(0, 0), (1, 1), (63, 0)]
+        with pytest.raises(points.PointsError, match="outside the 512x512 image"):
+            points.check_points_inside([p], 512, 512)
+    assert points.to_latent_points([(0, 0), (15.9, 8), (511, 7)], 8, 8) == [(0, 0), (1, 1), (63, 0)]
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -146,7 +147,7 @@ def test_noop_drag_reconstructs_exactly_and_mask_keeps_black_region():
     assert float((moved[..., :5] - x0[..., :5]).abs().max()) > 1e-3
     m = drag.substep_count([(1, 2)], [(4, 5)], 2.0)
     assert m == 2 and len(calls) == 2 * m * (len(sig) - 1)
-    with pytest.raises(drag.PointsError, match="outside"):
+    with pytest.raises(points.PointsError, match="outside"):
         drag.sde_drag(den, x0, sig, VE, [(8, 0)], [(1, 1)])
     with pytest.raises(ValueError, match="sigma > 0"):
         drag.sde_drag(den, x0, torch.cat([sig, sig.new_zeros(1)]), VE, [(1, 1)], [(2, 2)])
@@ -165,12 +166,12 @@ def test_dragbench_prompt_json(tmp_path):
     _png(item / "mask.png", np.full((32, 48), 255, np.uint8))
     (item / "prompt.json").write_text(json.dumps({"source": [[5, 6], [7, 8]], "target": [[9, 10], [11, 12]],
                                                   "prompt": "a photo of a cat"}))
-    it = drag.load_dragbench_item(item)
+    it = dragbench.load_dragbench_item(item)
     assert it.prompt == "a photo of a cat" and it.sources == [(5, 6), (7, 8)] and it.targets == [(9, 10), (11, 12)]
     assert it.image_path.name == "origin_image.png" and it.mask_path.name == "mask.png"
     (item / "prompt.json").write_text('{"source": [[1, 2]], "target": []}')
-    with pytest.raises(drag.PointsError, match="1 source points but 0 target"):
-        drag.load_dragbench_item(item)
+    with pytest.raises(points.PointsError, match="1 source points but 0 target"):
+        dragbench.load_dragbench_item(item)
 
 
 def test_dragbench_meta_pkl_and_refusal(tmp_path):
@@ -181,25 +182,25 @@ def test_dragbench_meta_pkl_and_refusal(tmp_path):
     mask[4:8, 4:8] = 1
     meta = {"prompt": "a dog", "points": [np.array([1, 2]), np.array([3, 4]), [5, 6], (7.5, 8)], "mask": mask}
     (item / "meta_data.pkl").write_bytes(pickle.dumps(meta, protocol=2))
-    it = drag.load_dragbench_item(item)
+    it = dragbench.load_dragbench_item(item)
     assert it.prompt == "a dog" and it.sources == [(1, 2), (5, 6)] and it.targets == [(3, 4), (7.5, 8)]
     assert np.array_equal(it.mask, mask)
     (item / "meta_data.pkl").write_bytes(pickle.dumps(meta, protocol=4))
-    assert drag.load_dragbench_item(item).sources == [(1, 2), (5, 6)]
+    assert dragbench.load_dragbench_item(item).sources == [(1, 2), (5, 6)]
 
     class Evil:
         def __reduce__(self):
             return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
 
     (item / "meta_data.pkl").write_bytes(pickle.dumps({"prompt": "x", "points": [], "mask": Evil()}))
-    with pytest.raises(drag.PointsError, match="refusing to load"):
-        drag.load_dragbench_item(item)
+    with pytest.raises(points.PointsError, match="refusing to load"):
+        dragbench.load_dragbench_item(item)
     assert not (tmp_path / "pwned").exists()
-    with pytest.raises(drag.PointsError, match="neither prompt.json"):
+    with pytest.raises(points.PointsError, match="neither prompt.json"):
         (item / "meta_data.pkl").unlink()
-        drag.load_dragbench_item(item)
-    with pytest.raises(drag.PointsError, match="not a folder"):
-        drag.load_dragbench_item(tmp_path / "missing")
+        dragbench.load_dragbench_item(item)
+    with pytest.raises(points.PointsError, match="not a folder"):
+        dragbench.load_dragbench_item(tmp_path / "missing")
 
 
 # ----------------------------------------------------------------------------- editor format
@@ -213,7 +214,7 @@ def test_point_editor_serialization_round_trips_into_the_parser():
         pytest.skip("node.js is not installed; the editor format is also pinned by the literal below")
     script = (f"import * as f from {json.dumps(FORMAT_JS.as_uri())};\n"
               f"const clicks = {json.dumps(CLICKS)};\n"
-              f"const back = f.parsePoints({json.dumps(drag.format_points([(1, 2), (7.5, 8)], [(3, 4), (9, 10)]))});\n"
+              f"const back = f.parsePoints({json.dumps(points.format_points([(1, 2), (7.5, 8)], [(3, 4), (9, 10)]))});\n"
               "const view = f.fitImage(512, 256, 256, 256);\n"
               "console.log(JSON.stringify({s: f.serializePoints(clicks), back,\n"
               "  hit: f.canvasToImage(128, 128, view), miss: f.canvasToImage(5, 5, view)}));\n")
@@ -222,14 +223,14 @@ def test_point_editor_serialization_round_trips_into_the_parser():
     out = json.loads(res.stdout)
     # the dangling fifth click (a source without target) is not written; coordinates are rounded
     assert json.loads(out["s"]) == [{"x": 10, "y": 21}, {"x": 30, "y": 40}, {"x": 0, "y": 511}, {"x": 256, "y": 3}]
-    assert drag.parse_drag_points(out["s"]) == ([(10, 21), (0, 511)], [(30, 40), (256, 3)])
+    assert points.parse_drag_points(out["s"]) == ([(10, 21), (0, 511)], [(30, 40), (256, 3)])
     assert out["back"] == [{"x": 1, "y": 2}, {"x": 3, "y": 4}, {"x": 7.5, "y": 8}, {"x": 9, "y": 10}]
     assert out["hit"] == {"x": 256, "y": 128} and out["miss"] is None
 
 
 def test_point_editor_literal_format():
     # what JSON.stringify writes for the editor's points; must stay parseable by the node
-    assert drag.parse_drag_points('[{"x":10,"y":21},{"x":30,"y":40}]') == ([(10, 21)], [(30, 40)])
+    assert points.parse_drag_points('[{"x":10,"y":21},{"x":30,"y":40}]') == ([(10, 21)], [(30, 40)])
     js = FORMAT_JS.read_text()
     assert "JSON.stringify(points.slice(0, complete).map((p) => ({ x: Math.round(p.x), y: Math.round(p.y) })))" in js
 
@@ -253,10 +254,10 @@ def _meta(tmp_path, points, mask=None, protocol=2, prompt="a dog"):
 def test_meta_pkl_numpy_arrays_and_scalars_in_every_protocol(tmp_path, protocol):
     mask = np.arange(12, dtype=np.float64).reshape(3, 4)
     pts = [np.array([1, 2], np.int64), np.array([3.5, 4], np.float32), [np.int64(5), np.float32(6.5)], (7, 8)]
-    meta = drag.read_meta_pkl(_meta(tmp_path, pts, np.asfortranarray(mask), protocol))
+    meta = dragbench.read_meta_pkl(_meta(tmp_path, pts, np.asfortranarray(mask), protocol))
     assert meta["sources"] == [(1, 2), (5, 6.5)] and meta["targets"] == [(3.5, 4), (7, 8)]
     assert meta["mask"].dtype == np.float32 and np.array_equal(meta["mask"], mask)
-    big_endian = drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], mask.astype(">i4"), protocol))["mask"]
+    big_endian = dragbench.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], mask.astype(">i4"), protocol))["mask"]
     assert np.array_equal(big_endian, mask)
 
 
@@ -271,11 +272,11 @@ def test_meta_pkl_memory_bombs_and_uninitialised_arrays_are_refused(tmp_path):
         (_Reduce(os.system, ("echo pwned",)), "the global posix.system"),
     ]
     for (bomb, words), protocol in itertools.product(cases, (2, 4)):
-        with pytest.raises(drag.PointsError, match="refusing to load") as err:
-            drag.read_meta_pkl(_meta(tmp_path, bomb, protocol=protocol))
+        with pytest.raises(points.PointsError, match="refusing to load") as err:
+            dragbench.read_meta_pkl(_meta(tmp_path, bomb, protocol=protocol))
         assert words in str(err.value)
-    with pytest.raises(drag.PointsError, match="numeric arrays only"):
-        drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], np.array([["a"]], dtype=object)))
+    with pytest.raises(points.PointsError, match="numeric arrays only"):
+        dragbench.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], np.array([["a"]], dtype=object)))
 
 
 class _FakeArray:
@@ -291,44 +292,44 @@ class _FakeArray:
 
 def test_meta_pkl_array_data_must_match_its_shape(tmp_path):
     good = _FakeArray((1, (2, 2), np.dtype("u1"), False, b"\1\0\1\0"))
-    ok = drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], good))
+    ok = dragbench.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], good))
     assert ok["mask"].tolist() == [[1, 0], [1, 0]]
     for state in ((1, (4000, 4000, 4), np.dtype("u1"), False, b"\0"),          # 64 M elements announced
                   (1, (4, 2), np.dtype("f4"), False, b"\0" * 8),                # too little data
                   (1, (2, 2), np.dtype("u1"), False, [1, 2, 3, 4])):            # object-style list data
-        with pytest.raises(drag.PointsError, match="refusing to load"):
-            drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], _FakeArray(state)))
+        with pytest.raises(points.PointsError, match="refusing to load"):
+            dragbench.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], _FakeArray(state)))
 
 
 def test_meta_pkl_shape_and_size_errors_name_the_field(tmp_path):
-    with pytest.raises(drag.PointsError, match="'points' must be a list"):
-        drag.read_meta_pkl(_meta(tmp_path, 5))
-    with pytest.raises(drag.PointsError, match="'mask' rows have different lengths"):
-        drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], [[1, 2], [3]]))
-    with pytest.raises(drag.PointsError, match="at most 100 pairs"):
-        drag.read_meta_pkl(_meta(tmp_path, [[1, 2]] * 202, protocol=4))
-    with pytest.raises(drag.PointsError, match="'prompt' must be text"):
-        drag.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], prompt=[[["x"]]]))
+    with pytest.raises(points.PointsError, match="'points' must be a list"):
+        dragbench.read_meta_pkl(_meta(tmp_path, 5))
+    with pytest.raises(points.PointsError, match="'mask' rows have different lengths"):
+        dragbench.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], [[1, 2], [3]]))
+    with pytest.raises(points.PointsError, match="at most 100 pairs"):
+        dragbench.read_meta_pkl(_meta(tmp_path, [[1, 2]] * 202, protocol=4))
+    with pytest.raises(points.PointsError, match="'prompt' must be text"):
+        dragbench.read_meta_pkl(_meta(tmp_path, [[1, 2], [3, 4]], prompt=[[["x"]]]))
     big = tmp_path / "big.pkl"
-    big.write_bytes(b"\x80\x04" + b"\0" * (drag.MAX_META_PKL_BYTES + 1))
-    with pytest.raises(drag.PointsError, match="MB limit"):
-        drag.read_meta_pkl(big, "item/meta_data.pkl")
+    big.write_bytes(b"\x80\x04" + b"\0" * (dragbench.MAX_META_PKL_BYTES + 1))
+    with pytest.raises(points.PointsError, match="MB limit"):
+        dragbench.read_meta_pkl(big, "item/meta_data.pkl")
 
 
 def test_prompt_json_and_points_text_are_bounded(tmp_path):
     path = tmp_path / "prompt.json"
     path.write_text('{"source": ' + "[" * 50_000 + "]" * 50_000 + ', "target": []}')
-    with pytest.raises(drag.PointsError, match="nested more than 16 levels"):
-        drag.read_prompt_json(path, "x/prompt.json")
+    with pytest.raises(points.PointsError, match="nested more than 16 levels"):
+        dragbench.read_prompt_json(path, "x/prompt.json")
     path.write_text('{"source": 5, "target": 5}')
-    with pytest.raises(drag.PointsError, match="'source' must be a list"):
-        drag.read_prompt_json(path)
+    with pytest.raises(points.PointsError, match="'source' must be a list"):
+        dragbench.read_prompt_json(path)
     # brackets inside strings do not count as nesting
-    assert drag.json_depth('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[", "b": [[1]]}', 16) == 3
-    with pytest.raises(drag.PointsError, match="nested"):
-        drag.parse_drag_points("[" * 20_000 + "]" * 20_000)
-    with pytest.raises(drag.PointsError, match="characters long, at most"):
-        drag.parse_drag_points(json.dumps([{"x": 1, "y": 1}] * 10_000))
-    with pytest.raises(drag.PointsError, match="101 pairs"):
-        drag.parse_drag_points(json.dumps([[1, 1]] * 202))
-    assert len(drag.parse_drag_points(json.dumps([[1, 1]] * 200))[0]) == 100
+    assert points.json_depth('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[", "b": [[1]]}', 16) == 3
+    with pytest.raises(points.PointsError, match="nested"):
+        points.parse_drag_points("[" * 20_000 + "]" * 20_000)
+    with pytest.raises(points.PointsError, match="characters long, at most"):
+        points.parse_drag_points(json.dumps([{"x": 1, "y": 1}] * 10_000))
+    with pytest.raises(points.PointsError, match="101 pairs"):
+        points.parse_drag_points(json.dumps([[1, 1]] * 202))
+    assert len(points.parse_drag_points(json.dumps([[1, 1]] * 200))[0]) == 100

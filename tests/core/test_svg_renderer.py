@@ -1,6 +1,6 @@
-"""Tests of dreamsampler_core.svg.renderer and .init: parity with reference rasterisers,
-exact fill rules, finite-difference gradients, sparse vs dense compositing, batching, the pydiffvg
-adapter, a fit-by-Adam test, and the initialisers."""
+"""Tests of dreamsampler_core.svg.renderer (+ .scene, .pydiffvg_bridge) and .init: parity with reference
+rasterisers, exact fill rules, finite-difference gradients, sparse vs dense compositing, batching, the
+pydiffvg adapter, a fit-by-Adam test, and the initialisers."""
 from __future__ import annotations
 
 import io
@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from dreamsampler_core.svg import SVGPath, SVGScene, render, render_rgba, scene_to_svg  # noqa: E402
 from dreamsampler_core.svg import renderer as R  # noqa: E402
+from dreamsampler_core.svg import pydiffvg_bridge  # noqa: E402
 from dreamsampler_core.svg import init as I  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -382,13 +383,13 @@ def test_pydiffvg_adapter_conventions_and_round_trip():
     pyd = _fake_pydiffvg()
     scene = scene_evenodd_holes()
     scene.paths[1].stroke_width = torch.tensor(3.0, requires_grad=True)
-    shapes, groups = R.to_pydiffvg(scene, pyd)
+    shapes, groups = pydiffvg_bridge.to_pydiffvg(scene, pyd)
     assert len(shapes) == 2 + 2 + 1 + 1 and len(groups) == 4
     assert shapes[2].stroke_width.item() == 1.5                              # half width
     assert shapes[0].num_control_points.tolist() == [2, 2, 2, 2] and shapes[0].points.shape == (12, 2)
     assert [g.use_even_odd_rule for g in groups] == [True, False, True, False]
     assert groups[1].shape_ids.tolist() == [2, 3]
-    back = R.from_pydiffvg(128, 128, shapes, groups)
+    back = pydiffvg_bridge.from_pydiffvg(128, 128, shapes, groups)
     assert torch.equal(render(back), render(scene))
     render(back).sum().backward()
     assert scene.paths[1].stroke_width.grad is not None                     # autograd link kept
@@ -401,7 +402,7 @@ def test_pydiffvg_mixed_segments_and_transform():
     shp = pyd.Path(torch.tensor([0, 1, 2]), pts, True, torch.tensor(0.5))
     m = torch.tensor([[1.0, 0, 3], [0, 1, 2], [0, 0, 1]])
     grp = pyd.ShapeGroup(torch.tensor([0]), rgba(0, 0, 0, 1), False, None, m)
-    scene = R.from_pydiffvg(32, 32, [shp], [grp])
+    scene = pydiffvg_bridge.from_pydiffvg(32, 32, [shp], [grp])
     p = scene.paths[0].points
     assert p.shape == (9, 2)
     assert torch.allclose(p[0], torch.tensor([5.0, 4])) and torch.allclose(p[3], torch.tensor([23.0, 4]))

@@ -1,6 +1,6 @@
 // Pure helpers of the SDE-Drag point editor (no DOM, no ComfyUI), shared with the Python tests.
 // The points string is a JSON list of {"x", "y"} in image pixels (KJNodes' format), interleaved
-// source, target, source, target, ...; dreamsampler_core.drag.parse_drag_points reads it.
+// source, target, source, target, ...; dreamsampler_core.points.parse_drag_points reads it.
 
 export function serializePoints(points) {
   const complete = points.length - (points.length % 2); // a source waiting for its target is not written

@@ -1,0 +1,1 @@
+"""Readers of external file formats (DragBench items)."""
