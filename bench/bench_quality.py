@@ -68,7 +68,7 @@ def grids(quick: bool) -> dict:
             "unsampler": [dict(denoise=0.6, cfg=1.0, steps=8), dict(denoise=0.6, cfg=3.0, steps=8, neg="src")],
             "cyclediffusion": [dict(strength=0.6, cfg=3.0, steps=5)],
             "cycle_sde": [dict(t0=0.5, stage2=s, cfg=3.0, steps=4) for s in ("cycle_sde", "ode")],
-            "distill_edit": [dict(steps=8, n_max=5, strength=1.5, prox=1.0, tar_cfg=1.0, neg="src")],
+            "distill_edit": [dict(steps=8, n_max=5, strength=1.0, prox=1.3, tar_cfg=2.5, neg="src")],
             "inpaint_dream": [dict(preset=p, steps=8) for p in ("paper", "restore", "project")]
                              + [dict(preset="paper", steps=8, hole="grey")],
             "inpaint_core": [dict(cfg=3.0, steps=8)],
@@ -101,6 +101,9 @@ def grids(quick: bool) -> dict:
                          for st in (20, 28) for s in (1.25, 1.5, 2.0) for f in (0.3, 0.45, 0.6, 0.75)]
     g["distill_edit"] += [dict(steps=20, n_max=round(20 * f), strength=s, prox=s, tar_cfg=1.0, neg="src")
                           for s in (1.5, 2.0) for f in (0.45, 0.6, 0.75)]
+    # the node's defaults (the flow model's best: cfg 2.5 against the source, fidelity 1.3) at eps starts
+    g["distill_edit"] += [dict(steps=20, n_max=round(20 * f), strength=1.0, prox=1.3, tar_cfg=c, neg="src")
+                          for c in (2.5, 4.0) for f in (0.5, 0.75, 0.9, 1.0)]
     # the source's shape in the hole (inverted with it: an edit inside a mask) ...
     g["inpaint_dream"] = [dict(preset=p, steps=20) for p in ("paper", "restore", "project")]
     g["inpaint_dream"] += [dict(preset="restore", steps=20, strength=v) for v in (2.0, 4.0, 8.0)]
@@ -854,7 +857,7 @@ def flow_grids(quick: bool) -> dict:
                 "f_sdedit": [dict(steps=st, denoise=0.6, cfg=2.5)],
                 "f_cfg_edit": [dict(steps=st, strength=0.2, refine=0), dict(steps=st, strength=0.2, refine=0, source=True)],
                 "f_cfg_partial": [dict(steps=st, denoise=0.6, strength=0.2, refine=0)],
-                "distill_edit": [dict(steps=st, n_max=4, strength=1.5, prox=1.0, tar_cfg=1.0, neg="src")],
+                "distill_edit": [dict(steps=st, n_max=4, strength=1.0, prox=1.3, tar_cfg=2.5, neg="src")],
                 "f_recon": [dict(steps=st, method="dream", refine=1), dict(steps=st, method="fireflow")]}
     st = FLOW_STEPS
     dens = (0.3, 0.4, 0.5, 0.6, 0.7, 0.85)
@@ -882,6 +885,11 @@ def flow_grids(quick: bool) -> dict:
                           for s in (1.5, 2.0) for n in (16, 21)]
     g["distill_edit"] += [dict(steps=st, n_max=16, strength=2.5, prox=2.0, tar_cfg=1.0, neg="src"),
                           dict(steps=st, n_max=21, strength=1.25, prox=1.0, tar_cfg=1.5, neg="null")]
+    # the target guided against the source prompt (cfg on the prompt difference at the same latent),
+    # strength 1, a fidelity above 1: the node's defaults (n_max 14, cfg 2.5, fidelity 1.3) and around
+    g["distill_edit"] += [dict(steps=st, n_max=n, strength=1.0, prox=m, tar_cfg=c, neg="src")
+                          for c, m in ((1.5, 1.0), (1.5, 1.3), (2.0, 1.0), (2.0, 1.3), (2.0, 1.6), (2.5, 1.3),
+                                       (2.5, 1.6), (3.0, 2.0)) for n in (11, 14, 17, 21)]
     # reconstruction (null prompt both ways): the pack's inversion with refinement vs second-order solvers
     g["f_recon"] = [dict(steps=st, method="dream", refine=r) for r in (0, 1, 2, 3)]
     g["f_recon"] += [dict(steps=st, method=m) for m in ("euler", "fireflow", "rf_solver")]

@@ -6,8 +6,9 @@ against a baseline measured in the same run.
     python -m bench.report --arch sd15 --arch sdxl # + full-size UNets (random weights; for a GPU)
 
 Sections: DreamSampler vs core KSampler at equal model evaluations; editing cost vs the official
-pipeline's evaluation count; inpainting / super-resolution cost and peak memory; SVG renderer
-throughput; CSD cost vs number of particles.  Each benchmark runs in its own process
+pipeline's evaluation count; flow-model edits at equal quality (Dream Distill Edit vs FlowEdit,
+FireFlow, RF-Solver: rows and time); inpainting / super-resolution cost and peak memory; SVG
+renderer throughput; CSD cost vs number of particles.  Each benchmark runs in its own process
 (``python -m bench.bench_<name> --json``), one after the other, so they do not disturb each other.
 Every time is the median of the repeats (bench/timing.py).
 """
@@ -32,6 +33,7 @@ QUICK = {
     "inverse": ["--steps", "3", "--repeat", "1", "--threads", "1"],
     "renderer": ["--quick", "--threads", "1"],
     "csd": ["--ns", "1,2,4", "--iterations", "1", "--repeat", "1", "--kernel-ns", "4,16"],
+    "flow_edit": ["--batch", "4", "--repeat", "1", "--threads", "1"],
 }
 FULL = {
     "sampler": ["--steps", "10", "--repeat", "3"],
@@ -39,6 +41,7 @@ FULL = {
     "inverse": ["--steps", "6", "--repeat", "3"],
     "renderer": ["--threads", "1"],
     "csd": [],
+    "flow_edit": ["--threads", "1"],
 }
 
 
@@ -89,6 +92,18 @@ def markdown(res: dict, cmdline: str) -> str:
     lines += [f"| official: 200 NFE, batch-2 inversion + batch-2 edit (count) | 400 | {e['official_rows']} | | 1× |",
               f"| ours in ComfyUI at {e['ours_steps']} steps (step-count-invariant strength) | {2 * e['ours_steps']} | "
               f"{e['ours_rows']} | | **{e['ours_rows'] / e['official_rows']:.3f}×** rows |", ""]
+    fe = res.get("flow_edit")
+    if fe:
+        lines += [f"## Flow-model edits at equal quality (best setting at PSNR ≥ {fe['fidelity']:g} dB)", "",
+                  f"The learned rectified-flow shapes model (ModelSamplingSD3 shift 3, `simple`, 28 steps), a batch "
+                  f"of {fe['batch']} sources, {fe['statistic']}, {fe['threads']} thread(s); each method at the setting "
+                  "with its best success at this fidelity in the flow quality table (`bench/QUALITY.md`). Rows: batch "
+                  "rows through the model per edited image, counted by a wrapper.", "",
+                  "| method | setting | success | PSNR | rows per edit | time | vs FlowEdit |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['method']} | {r['setting']} | {r['success']:.2f} | {r['psnr_src']:.1f} dB | {r['rows_per_edit']} | "
+                  f"{fmt(r['time_s'])} | " + ("—" if r["ratio"] is None else f"**{r['ratio']:.2f}×**") + " |"
+                  for r in fe["rows"]]
+        lines.append("")
     v = res["inverse"]
     lines += [f"## Inpainting and super-resolution ({v['size']}×{v['size']} px, {v['steps']} steps, "
               f"median of {v['repeat']})",

@@ -7,7 +7,7 @@ node, FluxGuidance) and names its files with their download sources (tools.workf
 node ``properties.models``, what the frontend's missing-models dialog offers).  The flow families'
 edits (Flux.1-dev, SD3.5, Qwen-Image, Wan) are Dream Distill Edit, the inversion-free edit that won
 on the project's learned flow model (bench/QUALITY.md, issue 23), with its measured defaults (start
-0.6, strength 1.5) and the family's usual step count.
+0.5, strength 1, fidelity 1.3, cfg 2.5 against the source prompt) and the family's usual step count.
 
 ``FAMILY`` says which tiny family model CI runs each graph on: tests/support/families/stand_ins.py
 swaps the loaders for that family's tiny files (or the in-server model where ComfyUI's detection
@@ -38,17 +38,18 @@ def _save(i, images, prefix):
             "links": {"images": images}}
 
 
-def _distill(first, model, vae, pixels, prompts, steps, start=0.6, strength=1.5):
-    """Nodes first..first+2: VAE Encode -> Dream Distill Edit (source -> target, inversion-free, two
-    model calls per level over the last start x steps levels) -> decode.  ``prompts``: (source,
-    target) links.  The defaults measured on the project's flow and eps models (bench/QUALITY.md)."""
+def _distill(first, model, vae, pixels, prompts, steps, start=0.5, strength=1.0, fidelity=1.3, cfg=2.5):
+    """Nodes first..first+2: VAE Encode -> Dream Distill Edit (source -> target, inversion-free, three
+    model calls per level over the last start x steps levels, the target guided against the source)
+    -> decode.  ``prompts``: (source, target) links.  The node's defaults, the best measured on the
+    project's learned flow model at the ground-truth edit's fidelity (bench/QUALITY.md)."""
     source, target = prompts
     i = first
     return [
         {"id": i, "type": "VAEEncode", "links": {"pixels": pixels, "vae": vae}},
         {"id": i + 1, "type": "DreamDistillEdit",
          "widgets": {"seed": 0, "steps": steps, "scheduler": "simple", "start": start, "strength": strength,
-                     "fidelity": 1.0, "cfg": 1.0, "source_cfg": 1.0},
+                     "fidelity": fidelity, "cfg": cfg, "source_cfg": 1.0},
          "links": {"model": model, "source": source, "target": target, "latent_image": (i, 0)}},
         {"id": i + 2, "type": "VAEDecode", "links": {"samples": (i + 1, 0), "vae": vae}},
     ]
@@ -64,8 +65,8 @@ def _two_prompts(first, clip):
 
 
 def flux_dev_edit():
-    """Flux.1-dev (guidance-distilled): every prompt through FluxGuidance 3.5, the distilled model's
-    own guidance; DreamSampler at cfg 1; ModelSamplingFlux's shift for the working size."""
+    """Flux.1-dev (guidance-distilled): both prompts through FluxGuidance 3.5, the distilled model's
+    own guidance; Dream Distill Edit at cfg 1; ModelSamplingFlux's shift for the working size."""
     nodes = [
         {"id": 1, "type": "UNETLoader", "widgets": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
         {"id": 2, "type": "DualCLIPLoader",
@@ -80,7 +81,10 @@ def flux_dev_edit():
     for k, which in enumerate(("source", "target")):
         nodes.append({"id": 9 + k, "type": "FluxGuidance", "title": f"Flux guidance ({which} prompt)",
                       "widgets": {"guidance": 3.5}, "links": {"conditioning": (7 + k, 0)}})
-    nodes += _distill(11, (4, 0), (3, 0), (6, 0), ((9, 0), (10, 0)), steps=28)
+    # guidance-distilled: no real CFG; the cfg-1 form (strength on the whole direction), measured 0.73
+    # success at 19.9 dB on the learned flow model (bench/QUALITY.md)
+    nodes += _distill(11, (4, 0), (3, 0), (6, 0), ((9, 0), (10, 0)), steps=28, start=0.75, strength=1.25,
+                      fidelity=1.0, cfg=1.0)
     nodes.append(_save(14, (13, 0), "flux_edit"))
     return nodes
 
