@@ -954,7 +954,7 @@ def flow_build(family: str, p: dict, g: Graph, r: dict):
     if family == "flowedit":
         return [g.add("TestFlowEdit", model=m, source=r["src_c"], target=r["tgt_c"], negative=r["null"],
                       latent_image=r["x"], sigmas=sig(st, 1.0), n_max=p["n_max"], n_min=0, n_avg=1,
-                      source_cfg=p.get("src_cfg", 1.0), target_cfg=p["tar_cfg"], seed=0), 0]
+                      source_cfg=p.get("src_cfg", 1.0), target_cfg=p["tar_cfg"], seed=p.get("seed", 0)), 0]
     if family == "f_recon":
         if p["method"] == "dream":
             inv = g.add("DreamDDIMInversion", model=m, conditioning=r["null"], latent_image=r["x"], steps=st,
@@ -1002,7 +1002,7 @@ def distill_edit_node(g: Graph, model, r: dict, steps: int, scheduler: str, p: d
     """Dream Distill Edit (the shipped node) over the last ``n_max`` levels of a ``steps`` grid; the
     target guided against the null prompt (neg null) or the source prompt (neg src, no negative)."""
     extra = {"negative": r["null"]} if p["neg"] == "null" else {}
-    return g.add("DreamDistillEdit", model=model, source=r["src_c"], target=r["tgt_c"], latent_image=r["x"], seed=0,
+    return g.add("DreamDistillEdit", model=model, source=r["src_c"], target=r["tgt_c"], latent_image=r["x"], seed=p.get("seed", 0),
                  steps=steps, scheduler=scheduler, start=p["n_max"] / steps, strength=p["strength"],
                  fidelity=p["prox"], cfg=p["tar_cfg"], source_cfg=1.0, **extra)
 
@@ -1094,7 +1094,7 @@ def flow_section(res: dict, cmd: str) -> list:
     """The flow table (markdown lines, between FLOW_BEGIN / FLOW_END)."""
     rows = res["results"]
     truth = res["reference"]["truth"]["psnr_src"]
-    fids = [12, 14, 16] + [f for f in (round(truth), round(truth) + 4) if f not in (12, 14, 16)]
+    fids = [12, 14, 16] + [f for f in (round(truth), round(truth) + 2, round(truth) + 4) if f not in (12, 14, 16)]
     curves, recon = {}, [r for r in rows if r["family"] == "f_recon"]
     for r in rows:
         if r["family"] != "f_recon":

@@ -92,18 +92,7 @@ def markdown(res: dict, cmdline: str) -> str:
     lines += [f"| official: 200 NFE, batch-2 inversion + batch-2 edit (count) | 400 | {e['official_rows']} | | 1× |",
               f"| ours in ComfyUI at {e['ours_steps']} steps (step-count-invariant strength) | {2 * e['ours_steps']} | "
               f"{e['ours_rows']} | | **{e['ours_rows'] / e['official_rows']:.3f}×** rows |", ""]
-    fe = res.get("flow_edit")
-    if fe:
-        lines += [f"## Flow-model edits at equal quality (best setting at PSNR ≥ {fe['fidelity']:g} dB)", "",
-                  f"The learned rectified-flow shapes model (ModelSamplingSD3 shift 3, `simple`, 28 steps), a batch "
-                  f"of {fe['batch']} sources, {fe['statistic']}, {fe['threads']} thread(s); each method at the setting "
-                  "with its best success at this fidelity in the flow quality table (`bench/QUALITY.md`). Rows: batch "
-                  "rows through the model per edited image, counted by a wrapper.", "",
-                  "| method | setting | success | PSNR | rows per edit | time | vs FlowEdit |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['method']} | {r['setting']} | {r['success']:.2f} | {r['psnr_src']:.1f} dB | {r['rows_per_edit']} | "
-                  f"{fmt(r['time_s'])} | " + ("—" if r["ratio"] is None else f"**{r['ratio']:.2f}×**") + " |"
-                  for r in fe["rows"]]
-        lines.append("")
+    lines += flow_edit_section(res.get("flow_edit"))
     v = res["inverse"]
     lines += [f"## Inpainting and super-resolution ({v['size']}×{v['size']} px, {v['steps']} steps, "
               f"median of {v['repeat']})",
@@ -130,6 +119,22 @@ def markdown(res: dict, cmdline: str) -> str:
               + ", ".join(f"{fmt(k['time_s'], 'ms')} at N={k['n']}" for k in c["kernel"])
               + f" (d = {c['kernel_dim']}).", ""]
     return "\n".join(lines)
+
+
+def flow_edit_section(fe: dict | None) -> list:
+    """Flow-model edits at equal quality (bench_flow_edit): markdown lines, none without results."""
+    if not fe:
+        return []
+    lines = [f"## Flow-model edits at equal quality (best setting at PSNR ≥ {fe['fidelity']:g} dB)", "",
+             f"The learned rectified-flow shapes model (ModelSamplingSD3 shift 3, `simple`, 28 steps), a batch "
+             f"of {fe['batch']} sources, {fe['statistic']}, {fe['threads']} thread(s), device {fe['device']}; each "
+             "method at the setting with its best success at this fidelity in the flow quality table "
+             "(`bench/QUALITY.md`). Rows: batch rows through the model per edited image, counted by a wrapper.", "",
+             "| method | setting | success | PSNR | rows per edit | time | vs FlowEdit |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['setting']} | {r['success']:.2f} | {r['psnr_src']:.1f} dB | {r['rows_per_edit']} | "
+              f"{fmt(r['time_s'])} | " + ("—" if r["ratio"] is None else f"**{r['ratio']:.2f}×**") + " |"
+              for r in fe["rows"]]
+    return lines + [""]
 
 
 def plot(res: dict, path: Path):
