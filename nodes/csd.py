@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from . import host as C
 from .common import (CATEGORY, InputError, check_conditioning, check_image, check_model, check_number, first_error,
                      user_errors)
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core import csd
 
 log = logging.getLogger("DreamSampler")
@@ -82,8 +82,7 @@ class DreamCSDEdit(DreamNode):
                 io.Combo.Input("mode", options=list(csd.MODES), default="panorama",
                                tooltip="panorama: one large image, particles = overlapping windows; frames: an "
                                        "image batch, particles = frames."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the noise levels, the window subsets and the noise."),
+                seed_input("Seed of the noise levels, the window subsets and the noise."),
                 io.Int.Input("iterations", default=200, min=1, max=MAX_ITERATIONS,
                              tooltip="Optimization iterations (paper: 200 for images, 100 for video)."),
                 io.Float.Input("lr", default=2.0, min=0.0, max=100.0, step=0.05,

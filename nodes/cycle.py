@@ -10,7 +10,7 @@ from . import host as C
 from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_latent, check_model, check_number,
                      check_schedule, first_error, latent_mask, model_latent, require_schedule, scheduler_input,
                      user_errors)
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core import cycle
 
 log = logging.getLogger("DreamSampler")
@@ -18,6 +18,7 @@ log = logging.getLogger("DreamSampler")
 #: LATENT key holding the CycleCode written by DDPM Encode
 CYCLE_KEY = "dream_cycle"
 SUB = f"{CATEGORY}/cycle"
+SEED_TOOLTIP = "Seed of the forward noising (which stochastic latent represents the image)."
 
 
 def cycle_grid(model, scheduler: str, steps: int, strength: float, name: str = "strength") -> torch.Tensor:
@@ -78,11 +79,6 @@ def _validate(steps=None, strength=None, eta=None, cfg=None, source_cfg=None):
     )
 
 
-def _seed_input():
-    return io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                        tooltip="Seed of the forward noising (which stochastic latent represents the image).")
-
-
 def _decoder(code: cycle.CycleCode, mask=None) -> C.CoreSampler:
     """CycleDiffusion decoding of ``code`` with the guider's prompt (the node's mask, else the
     LATENT's noise_mask, keeps the rest on the source trajectory)."""
@@ -111,7 +107,7 @@ class DreamDDPMEncode(DreamNode):
                 io.Conditioning.Input("source", tooltip="Prompt describing the INPUT image (e.g. 'a photo of a cat')."),
                 io.Conditioning.Input("negative", tooltip="Negative / empty prompt, used when source_cfg != 1."),
                 io.Latent.Input("latent_image", tooltip="VAE-encoded image to encode."),
-                _seed_input(),
+                seed_input(SEED_TOOLTIP),
                 io.Int.Input("steps", default=40, min=1, max=MAX_STEPS,
                              tooltip="Steps actually run (as KSampler with denoise). 40 at strength 0.8 is "
                                      "the 50-step grid of diffusers' CycleDiffusion."),
@@ -278,7 +274,7 @@ class DreamCycleSDEEdit(DreamNode):
                 io.Conditioning.Input("target", tooltip="Prompt describing the EDITED image."),
                 io.Conditioning.Input("negative", tooltip="Negative / empty prompt for both guidances."),
                 io.Latent.Input("latent_image", tooltip="VAE-encoded image to edit."),
-                _seed_input(),
+                seed_input(SEED_TOOLTIP),
                 io.Int.Input("steps", default=35, min=1, max=MAX_STEPS,
                              tooltip="Steps actually run (35 at t0 = 0.7 is the paper's 50-step grid). Cycle-SDE "
                                      "costs twice as many model calls (noise recovery)."),

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from . import host as C
 from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_model, check_number, check_schedule,
                      first_error, mask_input, model_latent, require_schedule, user_errors)
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
 from .svg import SVGParams, check_image, check_render_size, check_svg, render_image, svg_output, svg_texts
 from ..dreamsampler_core.distill import (METHODS, WEIGHTINGS, FitConfig, ImageGenerator, LatentGenerator, PixelDataTerm,
                                          RandomLevels, SVGGenerator, dds, dream_distill, sds)
@@ -111,8 +111,7 @@ class DreamScoreDistill(DreamNode):
                                tooltip="'dreamsampler': DreamSampler distillation (Algorithm 2: reverse sampling "
                                        "schedule, fit + renoise each step); 'sds': Score Distillation Sampling "
                                        "(VectorFusion); 'dds': Delta Denoising Score (needs 'source')."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the noise (start latent, renoise, SDS levels)."),
+                seed_input("Seed of the noise (start latent, renoise, SDS levels)."),
                 io.Int.Input("iterations", default=50, min=1, max=MAX_STEPS,
                              tooltip="Model calls. 'dreamsampler': the reverse steps of the noise schedule; 'sds' / "
                                      "'dds': iterations at one random noise level each (VectorFusion runs 1000)."),

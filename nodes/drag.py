@@ -10,7 +10,7 @@ from comfy_api.latest import io, ui
 from . import host as C
 from .common import (CATEGORY, MAX_STEPS, InputError, check_cdata_end, check_conditioning, check_image, check_model,
                      check_number, check_schedule, first_error, latent_mask, scheduler_input, user_errors)
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
 from .cycle import cycle_grid
 from ..dreamsampler_core import drag
 from ..dreamsampler_core.formats.dragbench import load_dragbench_item
@@ -66,7 +66,8 @@ class DreamSDEDrag(DreamNode):
                                         "format), interleaved source, target, source, target... Written by the "
                                         "point editor below; also accepts {\"source\": [[x, y]], \"target\": "
                                         "[[x, y]]} (DragBench prompt.json)."),
-                _seed_def(),
+                seed_input("Seed of the forward noising and the source re-noising (results depend on it).",
+                           default=1234),
                 io.Int.Input("steps", default=60, min=1, max=MAX_STEPS,
                              tooltip="Steps per sub-drag actually run (as denoise does). 60 at t0 = 0.6 is the "
                                      "official 100-step grid."),
@@ -152,11 +153,6 @@ class DreamSDEDrag(DreamNode):
         result = C.vae_decode(vae, out)
         preview = ui.PreviewImage(pixels, cls=None).values
         return io.NodeOutput(result, {"samples": C.to_intermediate(out)}, ui={EDITOR_UI_KEY: preview})
-
-
-def _seed_def():
-    return io.Int.Input("seed", default=1234, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                        tooltip="Seed of the forward noising and the source re-noising (results depend on it).")
 
 
 def _item_path(item_folder) -> str:

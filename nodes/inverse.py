@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from . import host as C
 from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_image,
                      check_latent, check_number, extend, first_error, mask_input, user_errors)
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, downscale_factor, feather
 from ..dreamsampler_core.operators import (CG_MAX_ITERS, OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator,
@@ -350,8 +350,7 @@ class DreamDegrade(DreamNode):
             + operator_inputs() + [
                 io.Float.Input("sigma_y", default=0.01, min=0.0, max=1.0, step=0.001,
                                tooltip="Measurement noise std in [-1, 1] pixel units (official 0.01)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the measurement noise."),
+                seed_input("Seed of the measurement noise."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="For 'inpainting': the pixels to remove, white (1) = missing; the image's size."),
             ],

@@ -8,7 +8,7 @@ from . import host as C
 from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_conditioning, check_model, check_number,
                      check_schedule, first_error, model_latent, require_schedule, scheduler_input,
                      user_errors)
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
 REFINE_TOOLTIP = (
@@ -104,8 +104,7 @@ class DreamDDIMInversion(DreamNode):
 def _sampling_inputs():
     return [
         io.Model.Input("model", tooltip="The diffusion model (it is not modified)."),
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                     tooltip="Seed for the initial noise (unless the latent comes from inversion) and for eta noise."),
+        seed_input("Seed for the initial noise (unless the latent comes from inversion) and for eta noise."),
         io.Int.Input("steps", default=50, min=1, max=MAX_STEPS, tooltip="Reverse steps (model evaluations per prompt)."),
         io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                        tooltip="Classifier-free guidance of the base (positive vs negative) prediction. For editing "

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from . import host as C
 from .common import CATEGORY, InputError, check_cdata_end, check_image, check_number, check_text, first_error
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.svg import (SVGError, SVGScene, parse_svg, random_scenes, render, scale_scene, traced_scenes,
                                      scene_to_svg)
 from ..dreamsampler_core.svg.io import MAX_SVG_BYTES
@@ -109,8 +109,7 @@ class DreamSVGInit(DreamNode):
                 io.Combo.Input("trace", options=list(TRACE_METHODS), default="kmeans",
                                tooltip="Tracer of 'image' mode: 'kmeans' (built in) or 'vtracer' (optional package; "
                                        "pip install vtracer)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the random positions and colours."),
+                seed_input("Seed of the random positions and colours."),
                 io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
                              tooltip="Independent random scenes ('random' mode; 'image' mode makes one per image)."),
                 io.Image.Input("image", optional=True,
