@@ -10,6 +10,7 @@ from . import host as C
 from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_model, check_number, check_schedule,
                      first_error, mask_input, model_latent, require_schedule, user_errors)
 from .common import DreamNode, schema, seed_input
+from .inverse import Degradation, degradation_of
 from .svg import SVGParams, check_image, check_render_size, check_svg, render_image, svg_output, svg_texts
 from ..dreamsampler_core.distill import (METHODS, WEIGHTINGS, FitConfig, ImageGenerator, LatentGenerator, PixelDataTerm,
                                          RandomLevels, SVGGenerator, dds, dream_distill, sds)
@@ -48,10 +49,8 @@ def build_data_term(measurement, mask, degradation, canvas_hw, batch: int, weigh
     h, w = canvas_hw
     image_shape = (batch, 3, h, w)
     if degradation is not None:
-        op = getattr(degradation, "op", None)
-        if op is None or not hasattr(op, "A"):
-            raise InputError("'degradation' must come from a Dream Degrade node")
-        shape = tuple(getattr(degradation, "image_shape", image_shape))
+        info = degradation_of(degradation)
+        op, shape = info.op, tuple(info.image_shape)
         if tuple(shape[-2:]) != (h, w):
             raise InputError(f"the degradation was made for {shape[-1]}x{shape[-2]} images but the canvas is {w}x{h}; "
                              "initialise the SVG at the clean image's size")
@@ -171,10 +170,9 @@ class DreamScoreDistill(DreamNode):
                 io.Mask.Input("mask", optional=True,
                               tooltip="Restoration: the measurement's missing pixels (white = missing), at the "
                                       "measurement's size."),
-                io.Custom("DREAM_DEGRADATION").Input(
-                    "degradation", optional=True,
-                    tooltip="Restoration: a Dream Degrade operator (blur, super-resolution, colorization, ...) "
-                            "instead of the mask / size rule."),
+                Degradation.Input("degradation", optional=True,
+                                  tooltip="Restoration: a Dream Degrade operator (blur, super-resolution, "
+                                          "colorization, ...) instead of the mask / size rule."),
             ],
             outputs=[
                 SVGParams.Output(display_name="svg", tooltip="The optimized SVG scene(s) (empty for an image or latent "

@@ -46,6 +46,13 @@ class DegradationInfo:
     sigma_y: float
 
 
+def degradation_of(degradation) -> DegradationInfo:
+    """A connected 'degradation' input (DREAM_DEGRADATION): what Dream Degrade made, or an InputError."""
+    if not isinstance(degradation, DegradationInfo):
+        raise InputError("'degradation' must come from a Dream Degrade node")
+    return degradation
+
+
 # ----------------------------------------------------------------------------- helpers
 def image_to_pixels(image, name: str) -> torch.Tensor:
     """ComfyUI IMAGE [B, H, W, C] in [0, 1] -> [B, 3, H, W] in [-1, 1], with checks."""
@@ -303,8 +310,7 @@ class DreamDataConsistency(DreamNode):
             codec = C.VAECodec(vae, "data consistency", video=True)
         y = image_to_pixels(measurement, "measurement")
         if degradation is not None:
-            if not isinstance(degradation, DegradationInfo):
-                raise InputError("'degradation' must come from a Dream Degrade node")
+            degradation = degradation_of(degradation)
             op = degradation.op
             expected = op.measurement_shape(degradation.image_shape)
             if tuple(y.shape[-2:]) != tuple(expected[-2:]):
