@@ -7,8 +7,8 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_latent, check_model, check_number,
-                     check_schedule, first_error, latent_mask, model_latent, require_schedule, scheduler_input,
+from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_latent, check_model, check_schedule,
+                     first_error, latent_mask, model_latent, require_schedule, scheduler_input,
                      user_errors)
 from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core import cycle
@@ -65,16 +65,12 @@ def describe(code: cycle.CycleCode) -> str:
             f"(about 2 x steps x latent size), kept with the cached output.")
 
 
-def _validate(steps=None, strength=None, eta=None, cfg=None, source_cfg=None):
+def _validate(steps=None, strength=None, eta=None):
+    """Dream DDPM Encode's checks beyond each input's declared range (DreamNode.validate_inputs checks those first)."""
     return first_error(
-        check_number(steps, "steps", 1, MAX_STEPS, integer=True),
-        check_number(strength, "strength", 0.0, 1.0),
         "strength must be greater than 0" if strength is not None and strength <= 0 else None,
-        check_number(eta, "eta", 0.0, 1.0),
         "eta must be greater than 0: a deterministic sampler has no noise to encode (use DDIM inversion)"
         if eta is not None and eta <= 0 else None,
-        check_number(cfg, "cfg", 0.0, 100.0),
-        check_number(source_cfg, "source_cfg", 0.0, 100.0),
         check_schedule(steps, strength, "steps", "strength"),
     )
 
@@ -130,8 +126,8 @@ class DreamDDPMEncode(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, strength=0.8, eta=0.1, source_cfg=1.0, coupling="posterior"):
-        err = _validate(steps=steps, strength=strength, eta=eta, source_cfg=source_cfg)
+    def check_inputs(cls, steps=1, strength=0.8, eta=0.1, coupling="posterior"):
+        err = _validate(steps=steps, strength=strength, eta=eta)
         if err is True and coupling not in cycle.COUPLINGS:
             return f"coupling must be one of {cycle.COUPLINGS}, got {coupling!r}"
         if err is True and coupling == "markov" and eta != 1.0:
@@ -194,10 +190,6 @@ class DreamDDPMDecode(DreamNode):
             ],
             outputs=[io.Latent.Output(display_name="latent", tooltip="Edited latent.")],
         )
-
-    @classmethod
-    def check_inputs(cls, cfg=3.0):
-        return _validate(cfg=cfg)
 
     @classmethod
     def execute(cls, model, target, negative, encoded, cfg, mask=None) -> io.NodeOutput:
@@ -294,10 +286,8 @@ class DreamCycleSDEEdit(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, t0=0.7, cfg=7.5, source_cfg=7.5):
-        return first_error(_validate(steps=steps, cfg=cfg, source_cfg=source_cfg),
-                           check_number(t0, "t0", 0.0, 1.0),
-                           "t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,
+    def check_inputs(cls, steps=1, t0=0.7):
+        return first_error("t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,
                            check_schedule(steps, t0, "steps", "t0"))
 
     @classmethod

@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_model, check_number, check_schedule,
+from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_model, check_schedule,
                      first_error, mask_input, model_latent, require_schedule, user_errors)
 from .common import DreamNode, schema, seed_input
 from .inverse import Degradation, degradation_of
@@ -185,22 +185,11 @@ class DreamScoreDistill(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, method=None, seed=None, iterations=None, inner_steps=None, cfg=None, denoise=None, min_t=None,
-                        eta=None, point_lr=None, color_lr=None, width_lr=None, data_weight=None):
-        # a linked input is not passed (None): only the widget values are checked here
+    def check_inputs(cls, method=None, iterations=None, denoise=None, min_t=None):
+        # a linked input is not passed (None): only the widget values are checked here (their declared ranges
+        # before this, by DreamNode.validate_inputs)
         return first_error(
             f"method must be one of {METHODS}, got {method!r}" if method is not None and method not in METHODS else None,
-            check_number(seed, "seed", 0, 0xFFFFFFFFFFFFFFFF, integer=True),
-            check_number(iterations, "iterations", 1, MAX_STEPS, integer=True),
-            check_number(inner_steps, "inner_steps", 1, MAX_INNER, integer=True),
-            check_number(cfg, "cfg", 0.0, 200.0),
-            check_number(denoise, "denoise", 0.0, 1.0),
-            check_number(min_t, "min_t", 0.0, 1.0),
-            check_number(eta, "eta", 0.0, 1.0),
-            check_number(point_lr, "point_lr", 0.0, 100.0),
-            check_number(color_lr, "color_lr", 0.0, 1.0),
-            check_number(width_lr, "width_lr", 0.0, 10.0),
-            check_number(data_weight, "data_weight", 0.0, 1000.0),
             "denoise must be greater than 0 (0 would do nothing)"
             if isinstance(denoise, (int, float)) and denoise <= 0 else None,
             f"min_t ({min_t}) must not exceed denoise ({denoise}), the largest noise level SDS / DDS sample"

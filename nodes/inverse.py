@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from . import host as C
 from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_image,
-                     check_latent, check_number, extend, first_error, mask_input, user_errors)
+                     check_latent, extend, first_error, mask_input, user_errors)
 from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, downscale_factor, feather
@@ -111,22 +111,18 @@ def operator_inputs():
     ]
 
 
-def validate_operator(operator=None, scale=None, blur_sigma=None, kernel_size=None, motion_angle=None):
-    """Range checks of the operator widgets (ComfyUI skips its own for inputs validate_inputs declares,
-    the combo check included)."""
+def validate_operator(operator=None, scale=None, kernel_size=None):
+    """Checks of the operator widgets beyond each one's declared range (DreamNode.validate_inputs checks
+    those first): the scales super-resolution takes, an odd uniform blur."""
     sr = operator in ("sr_avgpool", "sr_bicubic")
     return [
         f"operator must be one of {OPERATOR_NAMES}, got {operator!r}"
         if operator is not None and operator not in OPERATOR_NAMES else None,
-        check_number(scale, "scale", 2, 8, integer=True),
         f"scale must be one of {SR_SCALES} for super-resolution, got {scale}"
         if sr and isinstance(scale, int) and scale not in SR_SCALES else None,
-        check_number(blur_sigma, "blur_sigma", 0.1, 50.0),
-        check_number(kernel_size, "kernel_size", 0, 255, integer=True),
         "kernel_size must be odd (or 0) for the uniform blur"
         if operator == "deblur_uniform" and isinstance(kernel_size, int) and kernel_size > 0 and kernel_size % 2 == 0
         else None,
-        check_number(motion_angle, "motion_angle", -180.0, 180.0),
     ]
 
 
@@ -186,12 +182,6 @@ class DreamMaskInpaint(DreamNode):
             ] + optional,
             outputs=[Regularizers.Output(display_name="regularizers")],
         )
-
-    @classmethod
-    def check_inputs(cls, strength=1.0, feather=0, keep=1.0):
-        return first_error(check_number(strength, "strength", 0.0, 10.0),
-                           check_number(feather, "feather", 0, 256, integer=True),
-                           check_number(keep, "keep", 0.0, 1.0))
 
     @classmethod
     def execute(cls, mask, strength, preset, feather, overlap, keep, target=None, source=None,
@@ -294,14 +284,8 @@ class DreamDataConsistency(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, strength=1.0,
-                        sigma_y=0.01, mu=1e-4, cg_iters=10, dps=0.0):
-        return first_error(*validate_operator(operator, scale, blur_sigma, kernel_size, motion_angle),
-                           check_number(strength, "strength", 0.0, 10.0),
-                           check_number(sigma_y, "sigma_y", 0.0, 1.0),
-                           check_number(mu, "mu", 1e-8, 1e4),
-                           check_number(cg_iters, "cg_iters", 1, 1000, integer=True),
-                           check_number(dps, "dps", 0.0, 10.0))
+    def check_inputs(cls, operator=None, scale=4, kernel_size=0):
+        return first_error(*validate_operator(operator, scale, kernel_size))
 
     @classmethod
     def execute(cls, vae, measurement, operator, scale, blur_sigma, kernel_size, motion_angle, strength, sigma_y,
@@ -370,11 +354,8 @@ class DreamDegrade(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, sigma_y=0.01,
-                        seed=0):
-        return first_error(*validate_operator(operator, scale, blur_sigma, kernel_size, motion_angle),
-                           check_number(sigma_y, "sigma_y", 0.0, 1.0),
-                           check_number(seed, "seed", 0, 0xFFFFFFFFFFFFFFFF, integer=True))
+    def check_inputs(cls, operator=None, scale=4, kernel_size=0):
+        return first_error(*validate_operator(operator, scale, kernel_size))
 
     @classmethod
     def execute(cls, image, operator, scale, blur_sigma, kernel_size, motion_angle, sigma_y, seed,

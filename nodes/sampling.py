@@ -5,9 +5,8 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_conditioning, check_model, check_number,
-                     check_schedule, first_error, model_latent, require_schedule, scheduler_input,
-                     user_errors)
+from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_conditioning, check_model, check_schedule,
+                     first_error, model_latent, require_schedule, scheduler_input, user_errors)
 from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
@@ -25,16 +24,11 @@ def _check_choice(value, name, options):
     return f"{name} must be one of {', '.join(map(str, options))}; got {value!r}"
 
 
-def _validate_sampling(steps=None, denoise=None, eta=None, cfg=None, refine_steps=None, scheduler=None,
-                       eta_schedule=None):
+def _validate_sampling(steps=None, denoise=None, scheduler=None, eta_schedule=None):
+    """The checks beyond each input's declared range (DreamNode.validate_inputs checks those first)."""
     return first_error(
         _check_choice(scheduler, "scheduler", C.SCHEDULER_NAMES),
         _check_choice(eta_schedule, "eta_schedule", ETA_SCHEDULES),
-        check_number(steps, "steps", 1, MAX_STEPS, integer=True),
-        check_number(denoise, "denoise", 0.0, 1.0),
-        check_number(eta, "eta", 0.0, 1.0),
-        check_number(cfg, "cfg", 0.0, 100.0),
-        check_number(refine_steps, "refine_steps", 0, 50, integer=True),
         "denoise must be greater than 0 (0 would do nothing)" if denoise is not None and denoise <= 0 else None,
         check_schedule(steps, denoise),
     )
@@ -80,8 +74,8 @@ class DreamDDIMInversion(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, denoise=1.0, refine_steps=0, scheduler=None):
-        return _validate_sampling(steps=steps, denoise=denoise, refine_steps=refine_steps, scheduler=scheduler)
+    def check_inputs(cls, steps=1, denoise=1.0, scheduler=None):
+        return _validate_sampling(steps=steps, denoise=denoise, scheduler=scheduler)
 
     @classmethod
     def execute(cls, model, conditioning, latent_image, steps, scheduler, denoise, refine_steps) -> io.NodeOutput:
@@ -152,9 +146,8 @@ class DreamSampler(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, cfg=1.0, denoise=1.0, eta=0.0, scheduler=None, eta_schedule=None):
-        return _validate_sampling(steps=steps, cfg=cfg, denoise=denoise, eta=eta, scheduler=scheduler,
-                                  eta_schedule=eta_schedule)
+    def check_inputs(cls, steps=1, denoise=1.0, scheduler=None, eta_schedule=None):
+        return _validate_sampling(steps=steps, denoise=denoise, scheduler=scheduler, eta_schedule=eta_schedule)
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta,
@@ -228,8 +221,8 @@ class DreamSamplerSelect(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, eta=0.0, eta_schedule=None):
-        return _validate_sampling(eta=eta, eta_schedule=eta_schedule)
+    def check_inputs(cls, eta_schedule=None):
+        return _validate_sampling(eta_schedule=eta_schedule)
 
     @classmethod
     def execute(cls, eta, eta_schedule) -> io.NodeOutput:
@@ -250,10 +243,6 @@ class DreamInversionSampler(DreamNode):
             inputs=[io.Int.Input("refine_steps", default=0, min=0, max=50, tooltip=REFINE_TOOLTIP)],
             outputs=[io.Sampler.Output()],
         )
-
-    @classmethod
-    def check_inputs(cls, refine_steps=0):
-        return _validate_sampling(refine_steps=refine_steps)
 
     @classmethod
     def execute(cls, refine_steps) -> io.NodeOutput:
@@ -280,10 +269,6 @@ class DreamGuiderNode(DreamNode):
             ],
             outputs=[io.Guider.Output()],
         )
-
-    @classmethod
-    def check_inputs(cls, cfg=1.0):
-        return _validate_sampling(cfg=cfg)
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, regularizers=None) -> io.NodeOutput:
