@@ -128,18 +128,12 @@ class DreamCSDEdit(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, mode="panorama", lr_schedule="step", window=512, stride=128, t_min=0.02, t_max=0.5,
-                     kernel_feature="noisy", vae_tile_size=1024):
+    def check_inputs(cls, window=512, stride=128, t_min=0.02, t_max=0.5, vae_tile_size=1024):
         return first_error(
-            None if mode is None or mode in csd.MODES else f"mode must be one of {csd.MODES}, got {mode!r}",
-            None if lr_schedule is None or lr_schedule in csd.LR_SCHEDULES
-            else f"lr_schedule must be one of {csd.LR_SCHEDULES}, got {lr_schedule!r}",
             f"stride ({stride}) must be at most the window ({window}), or some pixels would never be edited"
             if isinstance(window, int) and isinstance(stride, int) and stride > window else None,
             f"t_min ({t_min}) must be <= t_max ({t_max})"
             if isinstance(t_min, (int, float)) and isinstance(t_max, (int, float)) and t_min > t_max else None,
-            None if kernel_feature is None or kernel_feature in csd.FEATURES
-            else f"kernel_feature must be one of {csd.FEATURES}, got {kernel_feature!r}",
             "vae_tile_size must be 0 (off) or at least 64 pixels"
             if isinstance(vae_tile_size, int) and 0 < vae_tile_size < 64 else None,
         )

@@ -187,9 +187,8 @@ class DreamScoreDistill(DreamNode):
     @classmethod
     def check_inputs(cls, method=None, iterations=None, denoise=None, min_t=None):
         # a linked input is not passed (None): only the widget values are checked here (their declared ranges
-        # before this, by DreamNode.validate_inputs)
+        # and options before this, by DreamNode.validate_inputs)
         return first_error(
-            f"method must be one of {METHODS}, got {method!r}" if method is not None and method not in METHODS else None,
             "denoise must be greater than 0 (0 would do nothing)"
             if isinstance(denoise, (int, float)) and denoise <= 0 else None,
             f"min_t ({min_t}) must not exceed denoise ({denoise}), the largest noise level SDS / DDS sample"

@@ -112,12 +112,10 @@ def operator_inputs():
 
 
 def validate_operator(operator=None, scale=None, kernel_size=None):
-    """Checks of the operator widgets beyond each one's declared range (DreamNode.validate_inputs checks
-    those first): the scales super-resolution takes, an odd uniform blur."""
+    """Checks of the operator widgets beyond each one's declared range and options (DreamNode.validate_inputs
+    checks those first): the scales super-resolution takes, an odd uniform blur."""
     sr = operator in ("sr_avgpool", "sr_bicubic")
     return [
-        f"operator must be one of {OPERATOR_NAMES}, got {operator!r}"
-        if operator is not None and operator not in OPERATOR_NAMES else None,
         f"scale must be one of {SR_SCALES} for super-resolution, got {scale}"
         if sr and isinstance(scale, int) and scale not in SR_SCALES else None,
         "kernel_size must be odd (or 0) for the uniform blur"

@@ -48,10 +48,8 @@ class DreamCFGEdit(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, start=1.0, end=0.0, schedule=None):
-        return first_error(None if schedule is None or schedule in EDIT_SCHEDULES else
-                           f"schedule must be one of {', '.join(EDIT_SCHEDULES)}; got {schedule!r}",
-                           f"start ({start}) must be >= end ({end}): the edit runs from start (noisy) down to end"
+    def check_inputs(cls, start=1.0, end=0.0):
+        return first_error(f"start ({start}) must be >= end ({end}): the edit runs from start (noisy) down to end"
                            if start is not None and end is not None and start < end else None)
 
     @classmethod

@@ -18,17 +18,10 @@ REFINE_TOOLTIP = (
     "otherwise that step stays plain. The log says how many iterations helped.")
 
 
-def _check_choice(value, name, options):
-    if value is None or value in options:
-        return None
-    return f"{name} must be one of {', '.join(map(str, options))}; got {value!r}"
-
-
-def _validate_sampling(steps=None, denoise=None, scheduler=None, eta_schedule=None):
-    """The checks beyond each input's declared range (DreamNode.validate_inputs checks those first)."""
+def _validate_sampling(steps=None, denoise=None):
+    """The checks beyond each input's declared range and options (DreamNode.validate_inputs checks those
+    first): denoise 0 does nothing, and the schedule ComfyUI would build must fit."""
     return first_error(
-        _check_choice(scheduler, "scheduler", C.SCHEDULER_NAMES),
-        _check_choice(eta_schedule, "eta_schedule", ETA_SCHEDULES),
         "denoise must be greater than 0 (0 would do nothing)" if denoise is not None and denoise <= 0 else None,
         check_schedule(steps, denoise),
     )
@@ -74,8 +67,8 @@ class DreamDDIMInversion(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, denoise=1.0, scheduler=None):
-        return _validate_sampling(steps=steps, denoise=denoise, scheduler=scheduler)
+    def check_inputs(cls, steps=1, denoise=1.0):
+        return _validate_sampling(steps=steps, denoise=denoise)
 
     @classmethod
     def execute(cls, model, conditioning, latent_image, steps, scheduler, denoise, refine_steps) -> io.NodeOutput:
@@ -146,8 +139,8 @@ class DreamSampler(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, denoise=1.0, scheduler=None, eta_schedule=None):
-        return _validate_sampling(steps=steps, denoise=denoise, scheduler=scheduler, eta_schedule=eta_schedule)
+    def check_inputs(cls, steps=1, denoise=1.0):
+        return _validate_sampling(steps=steps, denoise=denoise)
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta,
@@ -219,10 +212,6 @@ class DreamSamplerSelect(DreamNode):
             ],
             outputs=[io.Sampler.Output()],
         )
-
-    @classmethod
-    def check_inputs(cls, eta_schedule=None):
-        return _validate_sampling(eta_schedule=eta_schedule)
 
     @classmethod
     def execute(cls, eta, eta_schedule) -> io.NodeOutput:
