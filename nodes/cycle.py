@@ -128,6 +128,8 @@ class DreamDDPMEncode(DreamNode):
     @classmethod
     def check_inputs(cls, steps=1, strength=0.8, eta=0.1, coupling="posterior"):
         err = _validate(steps=steps, strength=strength, eta=eta)
+        # repeats the combo's options but, unlike the schema check, also refuses a linked coupling (None here);
+        # kept so that validation behaves as before
         if err is True and coupling not in cycle.COUPLINGS:
             return f"coupling must be one of {cycle.COUPLINGS}, got {coupling!r}"
         if err is True and coupling == "markov" and eta != 1.0:
