@@ -83,6 +83,16 @@ def scheduler_input():
                                   "(at 200 steps: t = 996, 991, ..., 1). Use the same one for inversion and sampling.")
 
 
+#: largest seed ComfyUI's seed widgets take (64-bit unsigned)
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def seed_input(tooltip: str, default: int = 0):
+    """The seed widget of a pack node (0..2^64-1, randomized / incremented after each run as
+    KSampler's): one declaration, each node's own tooltip."""
+    return io.Int.Input("seed", default=default, min=0, max=MAX_SEED, control_after_generate=True, tooltip=tooltip)
+
+
 def latent_mask(mask, samples: torch.Tensor, name: str = "mask"):
     """A MASK input (white = editable) on the latent grid of ``samples`` (binary, bicubic resize as the
     official code), or None when not connected; InputError when it cannot be used.  On a video latent

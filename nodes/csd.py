@@ -7,9 +7,9 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import (CATEGORY, InputError, check_conditioning, check_image, check_model, check_number, first_error,
+from .common import (CATEGORY, InputError, check_conditioning, check_image, check_model, first_error,
                      user_errors)
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core import csd
 
 log = logging.getLogger("DreamSampler")
@@ -82,8 +82,7 @@ class DreamCSDEdit(DreamNode):
                 io.Combo.Input("mode", options=list(csd.MODES), default="panorama",
                                tooltip="panorama: one large image, particles = overlapping windows; frames: an "
                                        "image batch, particles = frames."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the noise levels, the window subsets and the noise."),
+                seed_input("Seed of the noise levels, the window subsets and the noise."),
                 io.Int.Input("iterations", default=200, min=1, max=MAX_ITERATIONS,
                              tooltip="Optimization iterations (paper: 200 for images, 100 for video)."),
                 io.Float.Input("lr", default=2.0, min=0.0, max=100.0, step=0.05,
@@ -129,29 +128,12 @@ class DreamCSDEdit(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, mode="panorama", iterations=200, lr=2.0, lr_schedule="step", text_cfg=7.5,
-                        image_cfg=5.0, particles=16, window=512, stride=128, t_min=0.02, t_max=0.5,
-                        kernel_feature="noisy", vae_tile_size=1024):
+    def check_inputs(cls, window=512, stride=128, t_min=0.02, t_max=0.5, vae_tile_size=1024):
         return first_error(
-            None if mode is None or mode in csd.MODES else f"mode must be one of {csd.MODES}, got {mode!r}",
-            check_number(iterations, "iterations", 1, MAX_ITERATIONS, integer=True),
-            check_number(lr, "lr", 0.0, 100.0),
-            None if lr_schedule is None or lr_schedule in csd.LR_SCHEDULES
-            else f"lr_schedule must be one of {csd.LR_SCHEDULES}, got {lr_schedule!r}",
-            check_number(text_cfg, "text_cfg", 0.0, 100.0),
-            check_number(image_cfg, "image_cfg", 0.0, 100.0),
-            check_number(particles, "particles", 0, 1024, integer=True),
-            check_number(window, "window", 8, MAX_PIXELS, integer=True),
-            check_number(stride, "stride", 8, MAX_PIXELS, integer=True),
             f"stride ({stride}) must be at most the window ({window}), or some pixels would never be edited"
             if isinstance(window, int) and isinstance(stride, int) and stride > window else None,
-            check_number(t_min, "t_min", 0.001, 0.999),
-            check_number(t_max, "t_max", 0.001, 0.999),
             f"t_min ({t_min}) must be <= t_max ({t_max})"
             if isinstance(t_min, (int, float)) and isinstance(t_max, (int, float)) and t_min > t_max else None,
-            None if kernel_feature is None or kernel_feature in csd.FEATURES
-            else f"kernel_feature must be one of {csd.FEATURES}, got {kernel_feature!r}",
-            check_number(vae_tile_size, "vae_tile_size", 0, MAX_PIXELS, integer=True),
             "vae_tile_size must be 0 (off) or at least 64 pixels"
             if isinstance(vae_tile_size, int) and 0 < vae_tile_size < 64 else None,
         )

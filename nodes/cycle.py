@@ -7,10 +7,10 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_latent, check_model, check_number,
-                     check_schedule, first_error, latent_mask, model_latent, require_schedule, scheduler_input,
+from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_latent, check_model, check_schedule,
+                     first_error, latent_mask, model_latent, require_schedule, scheduler_input,
                      user_errors)
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core import cycle
 
 log = logging.getLogger("DreamSampler")
@@ -18,6 +18,7 @@ log = logging.getLogger("DreamSampler")
 #: LATENT key holding the CycleCode written by DDPM Encode
 CYCLE_KEY = "dream_cycle"
 SUB = f"{CATEGORY}/cycle"
+SEED_TOOLTIP = "Seed of the forward noising (which stochastic latent represents the image)."
 
 
 def cycle_grid(model, scheduler: str, steps: int, strength: float, name: str = "strength") -> torch.Tensor:
@@ -64,23 +65,14 @@ def describe(code: cycle.CycleCode) -> str:
             f"(about 2 x steps x latent size), kept with the cached output.")
 
 
-def _validate(steps=None, strength=None, eta=None, cfg=None, source_cfg=None):
+def _validate(steps=None, strength=None, eta=None):
+    """Dream DDPM Encode's checks beyond each input's declared range (DreamNode.validate_inputs checks those first)."""
     return first_error(
-        check_number(steps, "steps", 1, MAX_STEPS, integer=True),
-        check_number(strength, "strength", 0.0, 1.0),
         "strength must be greater than 0" if strength is not None and strength <= 0 else None,
-        check_number(eta, "eta", 0.0, 1.0),
         "eta must be greater than 0: a deterministic sampler has no noise to encode (use DDIM inversion)"
         if eta is not None and eta <= 0 else None,
-        check_number(cfg, "cfg", 0.0, 100.0),
-        check_number(source_cfg, "source_cfg", 0.0, 100.0),
         check_schedule(steps, strength, "steps", "strength"),
     )
-
-
-def _seed_input():
-    return io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                        tooltip="Seed of the forward noising (which stochastic latent represents the image).")
 
 
 def _decoder(code: cycle.CycleCode, mask=None) -> C.CoreSampler:
@@ -111,7 +103,7 @@ class DreamDDPMEncode(DreamNode):
                 io.Conditioning.Input("source", tooltip="Prompt describing the INPUT image (e.g. 'a photo of a cat')."),
                 io.Conditioning.Input("negative", tooltip="Negative / empty prompt, used when source_cfg != 1."),
                 io.Latent.Input("latent_image", tooltip="VAE-encoded image to encode."),
-                _seed_input(),
+                seed_input(SEED_TOOLTIP),
                 io.Int.Input("steps", default=40, min=1, max=MAX_STEPS,
                              tooltip="Steps actually run (as KSampler with denoise). 40 at strength 0.8 is "
                                      "the 50-step grid of diffusers' CycleDiffusion."),
@@ -134,8 +126,10 @@ class DreamDDPMEncode(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, strength=0.8, eta=0.1, source_cfg=1.0, coupling="posterior"):
-        err = _validate(steps=steps, strength=strength, eta=eta, source_cfg=source_cfg)
+    def check_inputs(cls, steps=1, strength=0.8, eta=0.1, coupling="posterior"):
+        err = _validate(steps=steps, strength=strength, eta=eta)
+        # repeats the combo's options but, unlike the schema check, also refuses a linked coupling (None here);
+        # kept so that validation behaves as before
         if err is True and coupling not in cycle.COUPLINGS:
             return f"coupling must be one of {cycle.COUPLINGS}, got {coupling!r}"
         if err is True and coupling == "markov" and eta != 1.0:
@@ -198,10 +192,6 @@ class DreamDDPMDecode(DreamNode):
             ],
             outputs=[io.Latent.Output(display_name="latent", tooltip="Edited latent.")],
         )
-
-    @classmethod
-    def check_inputs(cls, cfg=3.0):
-        return _validate(cfg=cfg)
 
     @classmethod
     def execute(cls, model, target, negative, encoded, cfg, mask=None) -> io.NodeOutput:
@@ -278,7 +268,7 @@ class DreamCycleSDEEdit(DreamNode):
                 io.Conditioning.Input("target", tooltip="Prompt describing the EDITED image."),
                 io.Conditioning.Input("negative", tooltip="Negative / empty prompt for both guidances."),
                 io.Latent.Input("latent_image", tooltip="VAE-encoded image to edit."),
-                _seed_input(),
+                seed_input(SEED_TOOLTIP),
                 io.Int.Input("steps", default=35, min=1, max=MAX_STEPS,
                              tooltip="Steps actually run (35 at t0 = 0.7 is the paper's 50-step grid). Cycle-SDE "
                                      "costs twice as many model calls (noise recovery)."),
@@ -298,10 +288,8 @@ class DreamCycleSDEEdit(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, t0=0.7, cfg=7.5, source_cfg=7.5):
-        return first_error(_validate(steps=steps, cfg=cfg, source_cfg=source_cfg),
-                           check_number(t0, "t0", 0.0, 1.0),
-                           "t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,
+    def check_inputs(cls, steps=1, t0=0.7):
+        return first_error("t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,
                            check_schedule(steps, t0, "steps", "t0"))
 
     @classmethod

@@ -7,9 +7,10 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_model, check_number, check_schedule,
+from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_model, check_schedule,
                      first_error, mask_input, model_latent, require_schedule, user_errors)
-from .common import DreamNode, schema
+from .common import DreamNode, schema, seed_input
+from .inverse import Degradation, degradation_of
 from .svg import SVGParams, check_image, check_render_size, check_svg, render_image, svg_output, svg_texts
 from ..dreamsampler_core.distill import (METHODS, WEIGHTINGS, FitConfig, ImageGenerator, LatentGenerator, PixelDataTerm,
                                          RandomLevels, SVGGenerator, dds, dream_distill, sds)
@@ -48,10 +49,8 @@ def build_data_term(measurement, mask, degradation, canvas_hw, batch: int, weigh
     h, w = canvas_hw
     image_shape = (batch, 3, h, w)
     if degradation is not None:
-        op = getattr(degradation, "op", None)
-        if op is None or not hasattr(op, "A"):
-            raise InputError("'degradation' must come from a Dream Degrade node")
-        shape = tuple(getattr(degradation, "image_shape", image_shape))
+        info = degradation_of(degradation)
+        op, shape = info.op, tuple(info.image_shape)
         if tuple(shape[-2:]) != (h, w):
             raise InputError(f"the degradation was made for {shape[-1]}x{shape[-2]} images but the canvas is {w}x{h}; "
                              "initialise the SVG at the clean image's size")
@@ -111,8 +110,7 @@ class DreamScoreDistill(DreamNode):
                                tooltip="'dreamsampler': DreamSampler distillation (Algorithm 2: reverse sampling "
                                        "schedule, fit + renoise each step); 'sds': Score Distillation Sampling "
                                        "(VectorFusion); 'dds': Delta Denoising Score (needs 'source')."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the noise (start latent, renoise, SDS levels)."),
+                seed_input("Seed of the noise (start latent, renoise, SDS levels)."),
                 io.Int.Input("iterations", default=50, min=1, max=MAX_STEPS,
                              tooltip="Model calls. 'dreamsampler': the reverse steps of the noise schedule; 'sds' / "
                                      "'dds': iterations at one random noise level each (VectorFusion runs 1000)."),
@@ -172,10 +170,9 @@ class DreamScoreDistill(DreamNode):
                 io.Mask.Input("mask", optional=True,
                               tooltip="Restoration: the measurement's missing pixels (white = missing), at the "
                                       "measurement's size."),
-                io.Custom("DREAM_DEGRADATION").Input(
-                    "degradation", optional=True,
-                    tooltip="Restoration: a Dream Degrade operator (blur, super-resolution, colorization, ...) "
-                            "instead of the mask / size rule."),
+                Degradation.Input("degradation", optional=True,
+                                  tooltip="Restoration: a Dream Degrade operator (blur, super-resolution, "
+                                          "colorization, ...) instead of the mask / size rule."),
             ],
             outputs=[
                 SVGParams.Output(display_name="svg", tooltip="The optimized SVG scene(s) (empty for an image or latent "
@@ -188,22 +185,10 @@ class DreamScoreDistill(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, method=None, seed=None, iterations=None, inner_steps=None, cfg=None, denoise=None, min_t=None,
-                        eta=None, point_lr=None, color_lr=None, width_lr=None, data_weight=None):
-        # a linked input is not passed (None): only the widget values are checked here
+    def check_inputs(cls, method=None, iterations=None, denoise=None, min_t=None):
+        # a linked input is not passed (None): only the widget values are checked here (their declared ranges
+        # and options before this, by DreamNode.validate_inputs)
         return first_error(
-            f"method must be one of {METHODS}, got {method!r}" if method is not None and method not in METHODS else None,
-            check_number(seed, "seed", 0, 0xFFFFFFFFFFFFFFFF, integer=True),
-            check_number(iterations, "iterations", 1, MAX_STEPS, integer=True),
-            check_number(inner_steps, "inner_steps", 1, MAX_INNER, integer=True),
-            check_number(cfg, "cfg", 0.0, 200.0),
-            check_number(denoise, "denoise", 0.0, 1.0),
-            check_number(min_t, "min_t", 0.0, 1.0),
-            check_number(eta, "eta", 0.0, 1.0),
-            check_number(point_lr, "point_lr", 0.0, 100.0),
-            check_number(color_lr, "color_lr", 0.0, 1.0),
-            check_number(width_lr, "width_lr", 0.0, 10.0),
-            check_number(data_weight, "data_weight", 0.0, 1000.0),
             "denoise must be greater than 0 (0 would do nothing)"
             if isinstance(denoise, (int, float)) and denoise <= 0 else None,
             f"min_t ({min_t}) must not exceed denoise ({denoise}), the largest noise level SDS / DDS sample"

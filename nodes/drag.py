@@ -9,8 +9,8 @@ from comfy_api.latest import io, ui
 
 from . import host as C
 from .common import (CATEGORY, MAX_STEPS, InputError, check_cdata_end, check_conditioning, check_image, check_model,
-                     check_number, check_schedule, first_error, latent_mask, scheduler_input, user_errors)
-from .common import DreamNode, schema
+                     check_schedule, first_error, latent_mask, scheduler_input, user_errors)
+from .common import DreamNode, schema, seed_input
 from .cycle import cycle_grid
 from ..dreamsampler_core import drag
 from ..dreamsampler_core.formats.dragbench import load_dragbench_item
@@ -66,7 +66,8 @@ class DreamSDEDrag(DreamNode):
                                         "format), interleaved source, target, source, target... Written by the "
                                         "point editor below; also accepts {\"source\": [[x, y]], \"target\": "
                                         "[[x, y]]} (DragBench prompt.json)."),
-                _seed_def(),
+                seed_input("Seed of the forward noising and the source re-noising (results depend on it).",
+                           default=1234),
                 io.Int.Input("steps", default=60, min=1, max=MAX_STEPS,
                              tooltip="Steps per sub-drag actually run (as denoise does). 60 at t0 = 0.6 is the "
                                      "official 100-step grid."),
@@ -100,14 +101,9 @@ class DreamSDEDrag(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=60, t0=0.6, cfg=3.0, alpha=1.1, beta=0.3, radius=5, step_size=2.0,
-                        points=None, target_points=None):
-        err = first_error(
-            check_number(steps, "steps", 1, MAX_STEPS, integer=True),
-            check_number(t0, "t0", 0.0, 1.0), "t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,
-            check_number(cfg, "cfg", 0.0, 100.0), check_number(alpha, "alpha", 0.0, 10.0),
-            check_number(beta, "beta", 0.0, 1.0), check_number(radius, "radius", 1, 64, integer=True),
-            check_number(step_size, "step_size", 0.1, 64.0), check_schedule(steps, t0, "steps", "t0"))
+    def check_inputs(cls, steps=60, t0=0.6, points=None, target_points=None):
+        err = first_error("t0 must be greater than 0" if t0 is not None and t0 <= 0 else None,
+                          check_schedule(steps, t0, "steps", "t0"))
         err = first_error(err, check_cdata_end(points, "points"), check_cdata_end(target_points, "target_points"))
         if err is True and isinstance(points, str):
             try:
@@ -152,11 +148,6 @@ class DreamSDEDrag(DreamNode):
         result = C.vae_decode(vae, out)
         preview = ui.PreviewImage(pixels, cls=None).values
         return io.NodeOutput(result, {"samples": C.to_intermediate(out)}, ui={EDITOR_UI_KEY: preview})
-
-
-def _seed_def():
-    return io.Int.Input("seed", default=1234, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                        tooltip="Seed of the forward noising and the source re-noising (results depend on it).")
 
 
 def _item_path(item_folder) -> str:

@@ -9,8 +9,8 @@ from comfy_api.latest import io
 
 from . import host as C
 from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_image,
-                     check_latent, check_number, extend, first_error, mask_input, user_errors)
-from .common import DreamNode, schema
+                     check_latent, extend, first_error, mask_input, user_errors)
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, downscale_factor, feather
 from ..dreamsampler_core.operators import (CG_MAX_ITERS, OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator,
@@ -44,6 +44,13 @@ class DegradationInfo:
     op: LinearOperator
     image_shape: tuple
     sigma_y: float
+
+
+def degradation_of(degradation) -> DegradationInfo:
+    """A connected 'degradation' input (DREAM_DEGRADATION): what Dream Degrade made, or an InputError."""
+    if not isinstance(degradation, DegradationInfo):
+        raise InputError("'degradation' must come from a Dream Degrade node")
+    return degradation
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -104,22 +111,16 @@ def operator_inputs():
     ]
 
 
-def validate_operator(operator=None, scale=None, blur_sigma=None, kernel_size=None, motion_angle=None):
-    """Range checks of the operator widgets (ComfyUI skips its own for inputs validate_inputs declares,
-    the combo check included)."""
+def validate_operator(operator=None, scale=None, kernel_size=None):
+    """Checks of the operator widgets beyond each one's declared range and options (DreamNode.validate_inputs
+    checks those first): the scales super-resolution takes, an odd uniform blur."""
     sr = operator in ("sr_avgpool", "sr_bicubic")
     return [
-        f"operator must be one of {OPERATOR_NAMES}, got {operator!r}"
-        if operator is not None and operator not in OPERATOR_NAMES else None,
-        check_number(scale, "scale", 2, 8, integer=True),
         f"scale must be one of {SR_SCALES} for super-resolution, got {scale}"
         if sr and isinstance(scale, int) and scale not in SR_SCALES else None,
-        check_number(blur_sigma, "blur_sigma", 0.1, 50.0),
-        check_number(kernel_size, "kernel_size", 0, 255, integer=True),
         "kernel_size must be odd (or 0) for the uniform blur"
         if operator == "deblur_uniform" and isinstance(kernel_size, int) and kernel_size > 0 and kernel_size % 2 == 0
         else None,
-        check_number(motion_angle, "motion_angle", -180.0, 180.0),
     ]
 
 
@@ -179,12 +180,6 @@ class DreamMaskInpaint(DreamNode):
             ] + optional,
             outputs=[Regularizers.Output(display_name="regularizers")],
         )
-
-    @classmethod
-    def check_inputs(cls, strength=1.0, feather=0, keep=1.0):
-        return first_error(check_number(strength, "strength", 0.0, 10.0),
-                           check_number(feather, "feather", 0, 256, integer=True),
-                           check_number(keep, "keep", 0.0, 1.0))
 
     @classmethod
     def execute(cls, mask, strength, preset, feather, overlap, keep, target=None, source=None,
@@ -287,14 +282,8 @@ class DreamDataConsistency(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, strength=1.0,
-                        sigma_y=0.01, mu=1e-4, cg_iters=10, dps=0.0):
-        return first_error(*validate_operator(operator, scale, blur_sigma, kernel_size, motion_angle),
-                           check_number(strength, "strength", 0.0, 10.0),
-                           check_number(sigma_y, "sigma_y", 0.0, 1.0),
-                           check_number(mu, "mu", 1e-8, 1e4),
-                           check_number(cg_iters, "cg_iters", 1, 1000, integer=True),
-                           check_number(dps, "dps", 0.0, 10.0))
+    def check_inputs(cls, operator=None, scale=4, kernel_size=0):
+        return first_error(*validate_operator(operator, scale, kernel_size))
 
     @classmethod
     def execute(cls, vae, measurement, operator, scale, blur_sigma, kernel_size, motion_angle, strength, sigma_y,
@@ -303,8 +292,7 @@ class DreamDataConsistency(DreamNode):
             codec = C.VAECodec(vae, "data consistency", video=True)
         y = image_to_pixels(measurement, "measurement")
         if degradation is not None:
-            if not isinstance(degradation, DegradationInfo):
-                raise InputError("'degradation' must come from a Dream Degrade node")
+            degradation = degradation_of(degradation)
             op = degradation.op
             expected = op.measurement_shape(degradation.image_shape)
             if tuple(y.shape[-2:]) != tuple(expected[-2:]):
@@ -350,8 +338,7 @@ class DreamDegrade(DreamNode):
             + operator_inputs() + [
                 io.Float.Input("sigma_y", default=0.01, min=0.0, max=1.0, step=0.001,
                                tooltip="Measurement noise std in [-1, 1] pixel units (official 0.01)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the measurement noise."),
+                seed_input("Seed of the measurement noise."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="For 'inpainting': the pixels to remove, white (1) = missing; the image's size."),
             ],
@@ -365,11 +352,8 @@ class DreamDegrade(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, operator=None, scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, sigma_y=0.01,
-                        seed=0):
-        return first_error(*validate_operator(operator, scale, blur_sigma, kernel_size, motion_angle),
-                           check_number(sigma_y, "sigma_y", 0.0, 1.0),
-                           check_number(seed, "seed", 0, 0xFFFFFFFFFFFFFFFF, integer=True))
+    def check_inputs(cls, operator=None, scale=4, kernel_size=0):
+        return first_error(*validate_operator(operator, scale, kernel_size))
 
     @classmethod
     def execute(cls, image, operator, scale, blur_sigma, kernel_size, motion_angle, sigma_y, seed,

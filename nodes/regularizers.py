@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .common import CATEGORY, RegularizerSpec, Regularizers, check_conditioning, check_number, extend, first_error
+from .common import CATEGORY, RegularizerSpec, Regularizers, check_conditioning, extend, first_error
 from .common import DreamNode, schema
 from ..dreamsampler_core.regularizers import EDIT_SCHEDULES, CFGEdit
 
@@ -48,12 +48,8 @@ class DreamCFGEdit(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, strength=0.2, start=1.0, end=0.0, schedule=None):
-        return first_error(None if schedule is None or schedule in EDIT_SCHEDULES else
-                           f"schedule must be one of {', '.join(EDIT_SCHEDULES)}; got {schedule!r}",
-                           check_number(strength, "strength", 0.0, 50.0),
-                           check_number(start, "start", 0.0, 1.0), check_number(end, "end", 0.0, 1.0),
-                           f"start ({start}) must be >= end ({end}): the edit runs from start (noisy) down to end"
+    def check_inputs(cls, start=1.0, end=0.0):
+        return first_error(f"start ({start}) must be >= end ({end}): the edit runs from start (noisy) down to end"
                            if start is not None and end is not None and start < end else None)
 
     @classmethod

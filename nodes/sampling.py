@@ -5,10 +5,9 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_conditioning, check_model, check_number,
-                     check_schedule, first_error, model_latent, require_schedule, scheduler_input,
-                     user_errors)
-from .common import DreamNode, schema
+from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_conditioning, check_model, check_schedule,
+                     first_error, model_latent, require_schedule, scheduler_input, user_errors)
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
 REFINE_TOOLTIP = (
@@ -19,22 +18,10 @@ REFINE_TOOLTIP = (
     "otherwise that step stays plain. The log says how many iterations helped.")
 
 
-def _check_choice(value, name, options):
-    if value is None or value in options:
-        return None
-    return f"{name} must be one of {', '.join(map(str, options))}; got {value!r}"
-
-
-def _validate_sampling(steps=None, denoise=None, eta=None, cfg=None, refine_steps=None, scheduler=None,
-                       eta_schedule=None):
+def _validate_sampling(steps=None, denoise=None):
+    """The checks beyond each input's declared range and options (DreamNode.validate_inputs checks those
+    first): denoise 0 does nothing, and the schedule ComfyUI would build must fit."""
     return first_error(
-        _check_choice(scheduler, "scheduler", C.SCHEDULER_NAMES),
-        _check_choice(eta_schedule, "eta_schedule", ETA_SCHEDULES),
-        check_number(steps, "steps", 1, MAX_STEPS, integer=True),
-        check_number(denoise, "denoise", 0.0, 1.0),
-        check_number(eta, "eta", 0.0, 1.0),
-        check_number(cfg, "cfg", 0.0, 100.0),
-        check_number(refine_steps, "refine_steps", 0, 50, integer=True),
         "denoise must be greater than 0 (0 would do nothing)" if denoise is not None and denoise <= 0 else None,
         check_schedule(steps, denoise),
     )
@@ -80,8 +67,8 @@ class DreamDDIMInversion(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, denoise=1.0, refine_steps=0, scheduler=None):
-        return _validate_sampling(steps=steps, denoise=denoise, refine_steps=refine_steps, scheduler=scheduler)
+    def check_inputs(cls, steps=1, denoise=1.0):
+        return _validate_sampling(steps=steps, denoise=denoise)
 
     @classmethod
     def execute(cls, model, conditioning, latent_image, steps, scheduler, denoise, refine_steps) -> io.NodeOutput:
@@ -104,8 +91,7 @@ class DreamDDIMInversion(DreamNode):
 def _sampling_inputs():
     return [
         io.Model.Input("model", tooltip="The diffusion model (it is not modified)."),
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                     tooltip="Seed for the initial noise (unless the latent comes from inversion) and for eta noise."),
+        seed_input("Seed for the initial noise (unless the latent comes from inversion) and for eta noise."),
         io.Int.Input("steps", default=50, min=1, max=MAX_STEPS, tooltip="Reverse steps (model evaluations per prompt)."),
         io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                        tooltip="Classifier-free guidance of the base (positive vs negative) prediction. For editing "
@@ -153,9 +139,8 @@ class DreamSampler(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=1, cfg=1.0, denoise=1.0, eta=0.0, scheduler=None, eta_schedule=None):
-        return _validate_sampling(steps=steps, cfg=cfg, denoise=denoise, eta=eta, scheduler=scheduler,
-                                  eta_schedule=eta_schedule)
+    def check_inputs(cls, steps=1, denoise=1.0):
+        return _validate_sampling(steps=steps, denoise=denoise)
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta,
@@ -229,10 +214,6 @@ class DreamSamplerSelect(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, eta=0.0, eta_schedule=None):
-        return _validate_sampling(eta=eta, eta_schedule=eta_schedule)
-
-    @classmethod
     def execute(cls, eta, eta_schedule) -> io.NodeOutput:
         return io.NodeOutput(C.dream_sampler(eta=eta, eta_schedule=eta_schedule))
 
@@ -251,10 +232,6 @@ class DreamInversionSampler(DreamNode):
             inputs=[io.Int.Input("refine_steps", default=0, min=0, max=50, tooltip=REFINE_TOOLTIP)],
             outputs=[io.Sampler.Output()],
         )
-
-    @classmethod
-    def check_inputs(cls, refine_steps=0):
-        return _validate_sampling(refine_steps=refine_steps)
 
     @classmethod
     def execute(cls, refine_steps) -> io.NodeOutput:
@@ -281,10 +258,6 @@ class DreamGuiderNode(DreamNode):
             ],
             outputs=[io.Guider.Output()],
         )
-
-    @classmethod
-    def check_inputs(cls, cfg=1.0):
-        return _validate_sampling(cfg=cfg)
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, regularizers=None) -> io.NodeOutput:

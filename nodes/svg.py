@@ -8,8 +8,8 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import CATEGORY, InputError, check_cdata_end, check_image, check_number, check_text, first_error
-from .common import DreamNode, schema
+from .common import CATEGORY, InputError, check_cdata_end, check_image, check_text
+from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.svg import (SVGError, SVGScene, parse_svg, random_scenes, render, scale_scene, traced_scenes,
                                      scene_to_svg)
 from ..dreamsampler_core.svg.io import MAX_SVG_BYTES
@@ -109,8 +109,7 @@ class DreamSVGInit(DreamNode):
                 io.Combo.Input("trace", options=list(TRACE_METHODS), default="kmeans",
                                tooltip="Tracer of 'image' mode: 'kmeans' (built in) or 'vtracer' (optional package; "
                                        "pip install vtracer)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the random positions and colours."),
+                seed_input("Seed of the random positions and colours."),
                 io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
                              tooltip="Independent random scenes ('random' mode; 'image' mode makes one per image)."),
                 io.Image.Input("image", optional=True,
@@ -121,19 +120,6 @@ class DreamSVGInit(DreamNode):
                                                                   "Distill, Dream SVG Render or Dream SVG to SVG File."),
                      io.Image.Output(display_name="image", tooltip="The scene(s) rendered.")],
         )
-
-    @classmethod
-    def check_inputs(cls, width=None, height=None, num_paths=None, num_segments=None, radius=None,
-                        stroke_width=None, num_colors=None, seed=None, batch_size=None):
-        return first_error(check_number(width, "width", 16, MAX_CANVAS, integer=True),
-                           check_number(height, "height", 16, MAX_CANVAS, integer=True),
-                           check_number(num_paths, "num_paths", 1, 1024, integer=True),
-                           check_number(num_segments, "num_segments", 1, 32, integer=True),
-                           check_number(radius, "radius", 0.0, 1024.0),
-                           check_number(stroke_width, "stroke_width", 0.0, 64.0),
-                           check_number(num_colors, "num_colors", 1, 64, integer=True),
-                           check_number(seed, "seed", 0, 0xFFFFFFFFFFFFFFFF, integer=True),
-                           check_number(batch_size, "batch_size", 1, MAX_BATCH, integer=True))
 
     @classmethod
     def execute(cls, mode, width, height, num_paths, num_segments, radius, stroke_width, num_colors, trace, seed,
@@ -179,10 +165,6 @@ class DreamSVGRender(DreamNode):
             ],
             outputs=[io.Image.Output(display_name="image", tooltip="The rendered scene(s) over their background.")],
         )
-
-    @classmethod
-    def check_inputs(cls, scale=None):
-        return first_error(check_number(scale, "scale", 0.05, 16.0))
 
     @classmethod
     def execute(cls, svg, scale) -> io.NodeOutput:
@@ -319,10 +301,6 @@ class DreamSVGToFile(DreamNode):
             ],
             outputs=[io.SVG.Output(display_name="svg_file", tooltip="One SVG document per scene (core SVG type).")],
         )
-
-    @classmethod
-    def check_inputs(cls, precision=None):
-        return first_error(check_number(precision, "precision", 0, 8, integer=True))
 
     @classmethod
     def execute(cls, svg, precision) -> io.NodeOutput:
