@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from . import host as C
 from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_model, first_error, latent_mask,
-                     model_latent, scheduler_input, user_errors)
+                     model_latent, scheduler_input, seed_input, user_errors)
 from .common import DreamNode, schema
 from ..dreamsampler_core.distill import distill_edit
 
@@ -56,8 +56,7 @@ class DreamDistillEdit(DreamNode):
                 io.Conditioning.Input("target", tooltip="Prompt describing the EDITED image (the same text with "
                                                         "the change works best)."),
                 io.Latent.Input("latent_image", tooltip="VAE-encoded image (or video) to edit."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the fresh noise shared by both predictions at each level."),
+                seed_input("Seed of the fresh noise shared by both predictions at each level."),
                 io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=MAX_STEPS,
                              tooltip="Steps of the full grid; the edit runs its last round(steps x start) "
                                      "levels, two model calls each."),

@@ -545,8 +545,8 @@ FUZZ_RAW_TEXT = RAW_TEXT + ("not supported between", "object has no attribute", 
 
 def _fuzz_bases(server, tiny_ckpt, item_folder):
     """class_type -> (API prompt that runs, node id of that class) for every pack node: the first
-    SD1.5 shipped workflow holding it (CI settings), plus hand-built graphs for the two that no
-    shipped workflow uses."""
+    SD1.5 shipped workflow holding it (CI settings), plus hand-built graphs for the three that no
+    SD1.5 shipped workflow uses."""
     from tools.workflow_specs import sd15_workflows
     bases = {}
     for path in sd15_workflows(REPO / "example_workflows"):
@@ -572,6 +572,18 @@ def _fuzz_bases(server, tiny_ckpt, item_folder):
                                                                   "latent_image": [enc, 0]}}})
     prompt[vae_decode]["inputs"]["samples"] = ["904", 0]
     bases["DreamCycleDiffusionSampler"] = (prompt, "900")
+    # Dream Distill Edit ships in the flow families' workflows only: on the SD1.5 editing graph, in place
+    # of its inversion + DreamSampler (the same prompts, model and latent)
+    prompt = json.loads(json.dumps(bases["DreamCFGEdit"][0]))
+    edit = next(v["inputs"] for v in prompt.values() if v["class_type"] == "DreamCFGEdit")
+    inv = next(v["inputs"] for v in prompt.values() if v["class_type"] == "DreamDDIMInversion")
+    vae_decode = next(k for k, v in prompt.items() if v["class_type"] == "VAEDecode")
+    prompt["910"] = {"class_type": "DreamDistillEdit", "inputs": {
+        "model": inv["model"], "source": edit.get("source", inv["conditioning"]), "target": edit["target"],
+        "latent_image": inv["latent_image"], "seed": 0, "steps": 4, "scheduler": inv["scheduler"], "start": 0.5,
+        "strength": 1.0, "fidelity": 1.3, "cfg": 2.5, "source_cfg": 1.0}}
+    prompt[vae_decode]["inputs"]["samples"] = ["910", 0]
+    bases["DreamDistillEdit"] = (prompt, "910")
     return bases
 
 
