@@ -15,6 +15,7 @@ SECTIONS = (
     "## Inpainting and super-resolution",
     "## SVG renderer throughput",
     "## CSD cost vs number of particles",
+    "## Flow-model edits at equal quality",
 )
 
 
@@ -45,6 +46,12 @@ def test_quick_report_has_every_section_ratio_and_plot(tmp_path):
     assert len(res["renderer"]["rows"]) >= 2 and all(r["mpp_per_s"] > 0 for r in res["renderer"]["rows"])
     c = res["csd"]
     assert [r["n"] for r in c["rows"]] == [1, 2, 4] and c["rows"][0]["ratio"] == 1.0
+
+    fe = {r["method"]: r for r in res["flow_edit"]["rows"]}
+    assert set(fe) == {"Dream Distill Edit", "FlowEdit", "FireFlow", "RF-Solver"}
+    assert fe["FlowEdit"]["ratio"] == 1.0 and all(r["time_s"] > 0 for r in fe.values())
+    # rows counted through the model wrapper equal the table's (one source there, a batch here)
+    assert all(r["rows_per_edit"] == r["table_rows"] for r in fe.values()), fe
 
     img = Image.open(tmp_path / "report.png")
     assert img.format == "PNG" and img.width >= 1000 and img.height >= 600
