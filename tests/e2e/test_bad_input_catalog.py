@@ -167,6 +167,27 @@ def test_bad_widget_input(server, tiny_ckpt, caught, case, stem, cls, change, wo
     caught.add(server, case, *_expect_clear_error(server, prompt, node_id, words, raised_by))
 
 
+DISTILL_EDIT_CASES = [
+    ("distill-edit-source-cfg-without-negative", {"source_cfg": 2.0}, ["source_cfg", "negative"]),
+    ("distill-edit-no-level", {"steps": 1, "start": 0.2}, ["start", "edits no level"]),
+    ("distill-edit-mask-all-black", "black", ["mask", "no white"]),
+]
+
+
+@pytest.mark.parametrize("case,change,words", DISTILL_EDIT_CASES, ids=[c[0] for c in DISTILL_EDIT_CASES])
+def test_bad_distill_edit_settings(server, caught, fuzz_bases, case, change, words):
+    """Dream Distill Edit's own cross-input checks: a source guidance with nothing to guide against, a
+    grid with no edited level, a mask that edits nothing."""
+    base, node_id = fuzz_bases["DreamDistillEdit"]
+    prompt = json.loads(json.dumps(base))
+    if change == "black":
+        prompt["990"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}
+        prompt[node_id]["inputs"]["mask"] = ["990", 0]
+    else:
+        prompt[node_id]["inputs"].update(change)
+    caught.add(server, case, *_expect_clear_error(server, prompt, node_id, words))
+
+
 def test_tiny_denoise_from_a_link_is_refused_quickly(server, tiny_ckpt, caught):
     """denoise from a Float primitive is not seen by validate_inputs: execute refuses it before
     building the 10^9-step schedule."""
@@ -574,7 +595,7 @@ def _fuzz_bases(server, tiny_ckpt, item_folder):
     bases["DreamCycleDiffusionSampler"] = (prompt, "900")
     # Dream Distill Edit ships in the flow families' workflows only: on the SD1.5 editing graph, in place
     # of its inversion + DreamSampler (the same prompts, model and latent)
-    prompt = json.loads(json.dumps(bases["DreamCFGEdit"][0]))
+    prompt = _prompt(server, tiny_ckpt, "real_image_editing")
     edit = next(v["inputs"] for v in prompt.values() if v["class_type"] == "DreamCFGEdit")
     inv = next(v["inputs"] for v in prompt.values() if v["class_type"] == "DreamDDIMInversion")
     vae_decode = next(k for k, v in prompt.items() if v["class_type"] == "VAEDecode")
