@@ -26,3 +26,29 @@ def test_inpaint_bench_small_version_through_the_server(tmp_path):
     assert rows["LanPaint N=5 cfg 3"]["model_rows"] > 2 * STEPS
     assert rows["Dream Mask Inpaint paper strength 2 grey hole"]["model_rows"] == 3 * STEPS
     assert rows["from noise, restore strength 3, eta 1"]["model_rows"] == 2 * STEPS
+
+
+def test_inpaint_bench_flow_small_version_through_the_server(tmp_path):
+    """--flow: every family runs on the rectified-flow model (ModelSamplingSD3 shift 3, simple), keeps
+    the left half exactly, gives finite scores, and the rows are what each method evaluates."""
+    grid = {"f_core": [dict(cfg=3.0, steps=STEPS)],
+            "f_lanpaint": [dict(cfg=3.0, steps=STEPS, n=5)],
+            "f_dream": [dict(preset="paper", steps=STEPS, strength=2.0, refine=1, hole="grey")],
+            "f_distill": [dict(steps=STEPS, start=0.5, cfg=2.5, strength=1.0, fidelity=1.3),
+                          dict(steps=STEPS, start=0.5, cfg=1.0, strength=1.5, fidelity=1.0)]}
+    res = B.run(list(grid), n=4, pairs=B.Q.PAIRS[:1], extra=grid, log=None, server_dir=tmp_path, flow=True)
+    assert res["model"] == "flow" and set(res["timings"]) == set(grid)
+    rows = {r["label"]: r for r in res["results"]}
+    assert len(rows) == sum(len(v) for v in grid.values())
+    assert {r["family"] for r in res["results"]} == set(grid)
+    for r in rows.values():
+        assert r["finite"] and r["psnr_kept"] >= 60, (r["label"], r["psnr_kept"])
+        assert 0.0 <= r["success"] <= 1.0 and r["psnr_truth"] > 0
+    assert rows["core noise mask cfg 3"]["model_rows"] == 2 * STEPS
+    assert rows["LanPaint N=5 cfg 3"]["model_rows"] > 2 * STEPS
+    # Distill Edit over round(8 x 0.5) = 4 levels: source + target (+ the source as the target's
+    # negative at cfg 2.5) per level
+    assert rows["Dream Distill Edit start 0.5 strength 1.5 fidelity 1 cfg 1"]["model_rows"] == 2 * 4
+    assert rows["Dream Distill Edit start 0.5 strength 1 fidelity 1.3 cfg 2.5 vs source"]["model_rows"] == 3 * 4
+    dream = rows["Dream Mask Inpaint paper strength 2 grey hole, refine 1"]["model_rows"]
+    assert dream > 2 * STEPS + STEPS          # the sampler's base + target rows, and a refined inversion
