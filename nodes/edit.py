@@ -47,7 +47,8 @@ class DreamDistillEdit(DreamNode):
                         "distillation step with the identity generator, on the sampler's own grid. At each level "
                         "the source image and the edit are noised with the same fresh noise, and the edit moves "
                         "by strength x (target prediction - source prediction), pulled back to the source by "
-                        "fidelity (strength = fidelity = 1 is FlowEdit). Two model calls per level, no inversion. "
+                        "fidelity (strength = fidelity = 1 is FlowEdit). The defaults guide the target against the "
+                        "source prompt (cfg 2.5): three model calls per level (two at cfg 1), no inversion. "
                         "Works for flow (Flux, SD3.5, Qwen-Image, Wan), eps and v models, images and video. "
                         "An optional mask keeps the rest of the latent exactly.",
             inputs=[
