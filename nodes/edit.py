@@ -96,7 +96,7 @@ class DreamDistillEdit(DreamNode):
     def check_inputs(cls, steps=DEFAULT_STEPS, start=DEFAULT_START, source_cfg=1.0, **_):
         return first_error(
             f"start: steps={steps} with start={start} edits no level (round(steps x start) = 0); raise start or steps."
-            if round(steps * start) < 1 else None)
+            if isinstance(steps, int) and isinstance(start, (int, float)) and round(steps * start) < 1 else None)
 
     @classmethod
     def execute(cls, model, source, target, latent_image, seed, steps, scheduler, start, strength, fidelity, cfg,
