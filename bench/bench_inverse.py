@@ -73,7 +73,7 @@ def memory_case(case: str, args):
     from tools.host import load_pack
     load_pack()
     import comfy.sd
-    from dreamsampler_pack.nodes import inverse, sampling
+    from dreamsampler_pack.nodes import restoration, sampling
     from tools.tiny_models import fake_conditioning, tiny_sd15_checkpoint
     size = args.size
     with torch.inference_mode():
@@ -83,11 +83,11 @@ def memory_case(case: str, args):
         image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0))
         mask = torch.zeros(1, size, size)
         mask[:, size // 8: size // 2, size // 4: 3 * size // 4] = 1
-        y, deg, init = inverse.DreamDegrade.execute(image, "inpainting", 4, 3.0, 0, 0.0, 0.01, 0, mask).result
+        y, deg, init = restoration.DreamDegrade.execute(image, "inpainting", 4, 3.0, 0, 0.0, 0.01, 0, mask).result
         latent = {"samples": vae.encode(init)}
         regs = None
         if case != "plain":
-            regs = inverse.DreamDataConsistency.execute(
+            regs = restoration.DreamDataConsistency.execute(
                 vae, y, "inpainting", 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4, "restore" if case == "dc" else "paper", "auto",
                 10, 1.0 if case == "dps" else 0.0, mask, deg).result[0]
         print(peak_memory_mib(lambda: sampling.DreamSampler.execute(
@@ -111,7 +111,7 @@ def main():
     from tools.host import load_pack
     load_pack()
     import comfy.sd
-    from dreamsampler_pack.nodes import inverse, regularizers, sampling
+    from dreamsampler_pack.nodes import regularizers, restoration, sampling
     from tools.tiny_models import tiny_sd15_checkpoint
 
     import nodes as core
@@ -126,26 +126,26 @@ def main():
         mask = torch.zeros(1, size, size)
         mask[:, size // 8: size // 2, size // 4: 3 * size // 4] = 1
 
-        y_inp, deg_inp, init_inp = inverse.DreamDegrade.execute(image, "inpainting", 4, 3.0, 0, 0.0, 0.01, 0,
-                                                               mask).result
-        y_sr, deg_sr, init_sr = inverse.DreamDegrade.execute(image, "sr_bicubic", 4, 3.0, 0, 0.0, 0.01, 0).result
+        y_inp, deg_inp, init_inp = restoration.DreamDegrade.execute(image, "inpainting", 4, 3.0, 0, 0.0, 0.01, 0,
+                                                                   mask).result
+        y_sr, deg_sr, init_sr = restoration.DreamDegrade.execute(image, "sr_bicubic", 4, 3.0, 0, 0.0, 0.01, 0).result
         inv = {}
         for name, init in (("edit", image), ("inpaint", init_inp), ("sr", init_sr)):
             lat = {"samples": vae.encode(init)}
             inv[name] = sampling.DreamDDIMInversion.execute(model, null, lat, n, "ddim_uniform", 1.0, 0).result[0]
 
         def dc(y, deg, op, preset_name="restore", dps=0.0, regs=None):
-            return inverse.DreamDataConsistency.execute(vae, y, op, 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4, preset_name,
-                                                        "auto", 10, dps, mask if op == "inpainting" else None, deg,
-                                                        regs).result[0]
+            return restoration.DreamDataConsistency.execute(vae, y, op, 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4, preset_name,
+                                                            "auto", 10, dps, mask if op == "inpainting" else None, deg,
+                                                            regs).result[0]
 
         edit = regularizers.DreamCFGEdit.execute(tgt, 0.2, "invariant", 1.0, 0.0).result[0]
-        inpaint = inverse.DreamMaskInpaint.execute(mask, 1.0, "restore", 4, "average", 1.0, tgt,
-                                                   regularizers=dc(y_inp, deg_inp, "inpainting")).result[0]
-        inpaint_paper = inverse.DreamMaskInpaint.execute(
+        inpaint = restoration.DreamMaskInpaint.execute(mask, 1.0, "restore", 4, "average", 1.0, tgt,
+                                                       regularizers=dc(y_inp, deg_inp, "inpainting")).result[0]
+        inpaint_paper = restoration.DreamMaskInpaint.execute(
             mask, 1.0, "paper", 0, "average", 1.0, tgt,
             regularizers=dc(y_inp, deg_inp, "inpainting", "paper")).result[0]
-        inpaint_dps = inverse.DreamMaskInpaint.execute(
+        inpaint_dps = restoration.DreamMaskInpaint.execute(
             mask, 1.0, "paper", 0, "average", 1.0, tgt,
             regularizers=dc(y_inp, deg_inp, "inpainting", "paper", dps=1.0)).result[0]
         sr = dc(y_sr, deg_sr, "sr_bicubic")

@@ -617,7 +617,7 @@ _CG_SLACK = 1e-3      # relative rise of the CG objective taken as divergence, n
 #: CG defaults: run to the tolerance, at most CG_MAX_ITERS iterations.  The official solver stops
 #: after 10 (tol 1e-4), which at mu = 1e-4 on a 15 px motion blur (condition ~1e4) leaves 66 % of
 #: the correction to the exact proximal solution undone; tol 1e-5 stops after ~220 iterations
-#: there, 0.3 % from it (tests/core/test_inverse.py).
+#: there, 0.3 % from it (tests/core/test_restoration.py).
 CG_MAX_ITERS = 500
 CG_TOL = 1e-5
 

@@ -54,7 +54,7 @@ def eta_at(eta: float, schedule: str, ctx: StepContext) -> float:
 
 def step_eta(eta: float, schedule: str, ctx: StepContext, regularizers=()) -> float:
     """This step's fresh-noise fraction: the sampler's ``eta_at``, raised to the largest a
-    regularizer asks for (``Regularizer.renoise_eta``; inverse.py); 0 at a final step to sigma 0."""
+    regularizer asks for (``Regularizer.renoise_eta``; restoration.py); 0 at a final step to sigma 0."""
     if float(ctx.sigma_next) == 0.0:
         return 0.0
     eta_i = eta_at(eta, schedule, ctx)

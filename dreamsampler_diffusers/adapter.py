@@ -2,7 +2,7 @@
 
 The adapter only translates conventions, then calls the same core functions as the ComfyUI nodes
 (``inversion.ddim_invert``, ``sampler.dream_sample`` with ``regularizers.CFGEdit`` or
-``inverse.MaskInpaint`` / ``inverse.DataConsistency``, ``cycle.dpm_encode`` / ``cycle.cycle_decode``,
+``restoration.MaskInpaint`` / ``restoration.DataConsistency``, ``cycle.dpm_encode`` / ``cycle.cycle_decode``,
 ``drag.sde_drag``).  There is no second implementation of the math here.
 
 Conventions (spec dreamsampler §6, csd §0):
@@ -235,7 +235,7 @@ def plain_denoiser(model: UNetDenoiser, prompt: Prompt):
 
 # ----------------------------------------------------------------------------- VAE codec
 class DiffusersVAECodec:
-    """The pipeline's VAE as the codec of ``inverse.DataConsistency``: VAE-space latent (unscaled)
+    """The pipeline's VAE as the codec of ``restoration.DataConsistency``: VAE-space latent (unscaled)
     [B, C, h, w] <-> pixels [B, 3, H, W] in [-1, 1]; encode returns the posterior mean."""
 
     def __init__(self, vae):
@@ -484,11 +484,11 @@ class DreamPipeline:
         alone).
 
         mask: one mask, or a list of masks with ``prompt`` a list of the same length (one prompt per
-        region; ``overlap`` says how overlapping regions share).  preset: ``inverse.PRESETS``
+        region; ``overlap`` says how overlapping regions share).  preset: ``restoration.PRESETS``
         ("paper" = the official data-consistency schedule and fresh noise, "restore" = every step).
         dps: the opt-in DPS step (backpropagates through the UNet and the decoder).
         """
-        from dreamsampler_core.inverse import DataConsistency, MaskInpaint, preset as get_preset
+        from dreamsampler_core.restoration import DataConsistency, MaskInpaint, preset as get_preset
         from dreamsampler_core.masks import feather as feather_mask, union
         from dreamsampler_core.operators import make_operator
         sched = get_preset(preset)
@@ -526,7 +526,7 @@ class DreamPipeline:
         low resolution).  operator: an ``operators.LinearOperator`` or a name of
         ``operators.OPERATOR_NAMES`` built with scale / blur_sigma / kernel_size / motion_angle.
         """
-        from dreamsampler_core.inverse import DataConsistency, preset as get_preset
+        from dreamsampler_core.restoration import DataConsistency, preset as get_preset
         from dreamsampler_core.operators import LinearOperator, make_operator
         op = operator if isinstance(operator, LinearOperator) else make_operator(
             operator, scale=scale, blur_sigma=blur_sigma, kernel_size=kernel_size, motion_angle=motion_angle)

@@ -10,7 +10,7 @@ from . import host as C
 from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_model, check_schedule,
                      first_error, mask_input, model_latent, require_schedule, user_errors)
 from .common import DreamNode, schema, seed_input
-from .inverse import Degradation, degradation_of
+from .restoration import Degradation, degradation_of
 from .svg import SVGParams, check_image, check_render_size, check_svg, render_image, svg_output, svg_texts
 from ..dreamsampler_core.distill import (METHODS, WEIGHTINGS, FitConfig, ImageGenerator, LatentGenerator, PixelDataTerm,
                                          RandomLevels, SVGGenerator, dds, dream_distill, sds)

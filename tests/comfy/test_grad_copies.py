@@ -21,9 +21,9 @@ VAE_KEYS = ("encoder.conv_in.weight", "decoder.conv_out.weight")
 
 @pytest.fixture(scope="module")
 def N(pack):
-    from dreamsampler_pack.nodes import inverse, sampling
+    from dreamsampler_pack.nodes import restoration, sampling
     from dreamsampler_pack.nodes.host import vae as host_vae
-    return sampling, inverse, host_vae
+    return sampling, restoration, host_vae
 
 
 def _delta(shape, seed):
@@ -72,13 +72,13 @@ def _offload_during_sampling(patcher):
 
 
 def _dps_sample(N, model, vae, seed=0):
-    sampling, inverse, _ = N
+    sampling, restoration, _ = N
     image = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():
         latent = {"samples": vae.encode(image)}
-        y, deg, _ = inverse.DreamDegrade.execute(image, "colorization", 4, 1.0, 0, 0.0, 0.0, 0).result
-        (regs,) = inverse.DreamDataConsistency.execute(vae, y, "colorization", 4, 3.0, 0, 0.0, 1.0, 0.0, 1e-4,
-                                                       "paper", "auto", 10, 1.0, degradation=deg).result
+        y, deg, _ = restoration.DreamDegrade.execute(image, "colorization", 4, 1.0, 0, 0.0, 0.0, 0).result
+        (regs,) = restoration.DreamDataConsistency.execute(vae, y, "colorization", 4, 3.0, 0, 0.0, 1.0, 0.0, 1e-4,
+                                                           "paper", "auto", 10, 1.0, degradation=deg).result
         null = fake_conditioning(0)
         out, _ = sampling.DreamSampler.execute(model, 0, STEPS, 1.0, "ddim_uniform", null, null, latent, 1.0, 0.0,
                                                "constant", regs).result

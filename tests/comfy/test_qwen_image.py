@@ -98,16 +98,16 @@ def test_image_only_nodes_run_on_qwen_image(N, qwen):
 def test_dps_gradients_pass_qwen_images_latent_format(N, qwen, pack):
     """DPS differentiates through the model's process_latent_out: Qwen-Image's per-channel mean / std
     were built in inference mode as the model loaded (host.differentiable)."""
-    from dreamsampler_pack.nodes import inverse, sampling
+    from dreamsampler_pack.nodes import restoration, sampling
     model, vae, pos, neg = qwen
     img = images(1)
     with torch.inference_mode():
         z = N["host"].vae_encode(vae, img)
-        meas, _, _ = inverse.DreamDegrade.execute(img, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0).result
+        meas, _, _ = restoration.DreamDegrade.execute(img, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0).result
         outs = []
         for dps in (0.0, 1.0):
-            (regs,) = inverse.DreamDataConsistency.execute(vae, meas, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
-                                                           "paper", "auto", 10, dps).result
+            (regs,) = restoration.DreamDataConsistency.execute(vae, meas, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
+                                                               "paper", "auto", 10, dps).result
             out, _ = sampling.DreamSampler.execute(model, 0, 3, 1.0, "simple", neg, neg, {"samples": z}, 1.0, 0.0,
                                                    "constant", regs).result      # DPS on steps 1, 2
             outs.append(out["samples"])

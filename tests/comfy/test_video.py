@@ -11,11 +11,11 @@ LATENT = (1, 16, 2, SIZE // 8, SIZE // 8)
 
 @pytest.fixture(scope="module")
 def N(pack):
-    from dreamsampler_pack.dreamsampler_core import inverse as core_inverse, operators
-    from dreamsampler_pack.nodes import common, csd, cycle, drag, distill, inverse, sampling
+    from dreamsampler_pack.dreamsampler_core import operators, restoration as core_restoration
+    from dreamsampler_pack.nodes import common, csd, cycle, drag, distill, restoration, sampling
     from dreamsampler_pack.nodes import host
-    return {"common": common, "csd": csd, "cycle": cycle, "drag": drag, "distill": distill, "inverse": inverse,
-            "sampling": sampling, "host": host, "O": operators, "core_inverse": core_inverse}
+    return {"common": common, "csd": csd, "cycle": cycle, "drag": drag, "distill": distill, "restoration": restoration,
+            "sampling": sampling, "host": host, "O": operators, "core_restoration": core_restoration}
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +88,16 @@ def test_video_codec_round_trips_frames_through_comfy_vae(N, wan):
 # ----------------------------------------------------------------------------- data consistency
 def test_data_consistency_measures_every_frame(N, wan):
     model, vae, pos, neg, _ = wan
-    inverse, ops = N["inverse"], N["O"]
+    restoration, ops = N["restoration"], N["O"]
     image = frames()
     z = encode(vae, image)
     one = image[:1].expand(FRAMES, -1, -1, -1).contiguous()  # the first frame on every frame
 
     def dc(y, preset="restore", dps=0.0):
-        return run(inverse.DreamDataConsistency, vae, y, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
+        return run(restoration.DreamDataConsistency, vae, y, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
                    preset, "auto", 10, dps)[0]
-    (meas, deg, _) = run(inverse.DreamDegrade, one, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
-    (meas1, _, _) = run(inverse.DreamDegrade, one[:1], "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
+    (meas, deg, _) = run(restoration.DreamDegrade, one, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
+    (meas1, _, _) = run(restoration.DreamDegrade, one[:1], "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
     assert tuple(meas.shape) == (FRAMES, SIZE // 2, SIZE // 2, 3)
     start = {"samples": z}
     plain = sample(N, model, neg, neg, start, steps=2)
@@ -117,12 +117,12 @@ def test_data_consistency_measures_every_frame(N, wan):
     g = torch.Generator().manual_seed(3)
     x_hat = torch.randn(2, 3, FRAMES, 8, 8, generator=g)
     y = torch.randn(FRAMES, 3, 4, 4, generator=g)
-    reg = N["core_inverse"].DataConsistency(op=op, y=y, sigma_y=0.05)
+    reg = N["core_restoration"].DataConsistency(op=op, y=y, sigma_y=0.05)
     flat = x_hat.movedim(2, 1).reshape(2 * FRAMES, 3, 8, 8)
     want = ops.prox(op, y.repeat(2, 1, 1, 1), flat, 1e-4, 0.05).reshape(2, FRAMES, 3, 8, 8).movedim(1, 2)
     assert torch.allclose(reg.solve(x_hat), want, atol=1e-6)
     with pytest.raises(ops.OperatorError, match="3 frames but the video has 5 frames"):
-        N["core_inverse"].DataConsistency(op=op, y=y[:3]).solve(x_hat)
+        N["core_restoration"].DataConsistency(op=op, y=y[:3]).solve(x_hat)
 
 
 # ----------------------------------------------------------------------------- masks
@@ -142,12 +142,12 @@ def test_masks_follow_the_video_frames(N, wan):
 
 def test_mask_inpaint_and_cycle_sde_keep_the_black_region_on_every_frame(N, wan):
     model, vae, pos, neg, alt = wan
-    inverse, cycle = N["inverse"], N["cycle"]
+    restoration, cycle = N["restoration"], N["cycle"]
     z = encode(vae, frames())
     mask = torch.zeros(1, SIZE, SIZE)
     mask[:, :, : SIZE // 2] = 1                                   # left half editable: latent columns 0-1
     keep, edit = (..., slice(2, None)), (..., slice(0, 2))
-    (regs,) = run(inverse.DreamMaskInpaint, mask, 1.0, "restore", 0, "average", 1.0, target=alt,
+    (regs,) = run(restoration.DreamMaskInpaint, mask, 1.0, "restore", 0, "average", 1.0, target=alt,
                   source={"samples": z})
     out = sample(N, model, neg, neg, invert(N, model, neg, z), regs=regs)
     assert tuple(out.shape) == LATENT

@@ -5,7 +5,10 @@
 * on a model whose sigma = 1 map is expansive (support/expansive.py) the plain loop runs away to
   NaN, the guarded one stays finite, never has a larger reverse-step residual than the plain step,
   and the round trip is better than plain inversion;
-* NaN predictions are discarded per batch item.
+* NaN predictions are discarded per batch item;
+* DDIM inversion + eta=0 reconstruction is exact up to float error once each inversion step is
+  solved (fixed-point refinement), and the DreamSampler loop with no regularizer is that same DDIM;
+  plain DDIM inversion is not, and refinement lowers its error (from test_dream_math.py).
 """
 import pytest
 import torch
@@ -13,6 +16,7 @@ import torch
 from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
 from dreamsampler_core.inversion import (RefineStats, ddim_invert, ddim_reconstruct, invert_step, refine_gain,
                                          step_residual)
+from dreamsampler_core.sampler import dream_sample
 from dreamsampler_core.schedule import Parameterization, ddim_uniform, scaled_linear_sigmas
 from support import expansive
 
@@ -41,6 +45,11 @@ def unguarded(den, x_lo, s_lo, s_hi, p, iters):
 @pytest.fixture(scope="module")
 def gm():
     return GaussianMixture.two_class(64, sep=3.0, std=0.5)
+
+
+@pytest.fixture(scope="module")
+def x0(gm):
+    return gm.sample(16, torch.Generator().manual_seed(1), cls_index=0)
 
 
 @pytest.mark.parametrize("kind", ["ve", "flow"])
@@ -121,3 +130,31 @@ def test_non_finite_predictions_are_discarded_per_batch_item(gm):
     assert torch.equal(out[1], invert_step(den, x, s_lo, s_hi, p)[1])          # item 1: the plain step
     assert torch.equal(out[0], unguarded(den, x, s_lo, s_hi, p, 4)[0])         # item 0: fully refined
     assert stats.non_finite == 1 and stats.helped == 4
+
+
+@pytest.mark.parametrize("kind", ["ve", "flow"])
+def test_refined_inversion_round_trip_is_exact_in_float64(gm, x0, kind):
+    p = Parameterization(kind)
+    sig = grid(kind, 50)
+    den = mixture_denoiser(gm, p)
+    plain = ddim_reconstruct(den, ddim_invert(den, x0, sig, p), sig, p)
+    exact = ddim_reconstruct(den, ddim_invert(den, x0, sig, p, refine=12), sig, p)
+    err_plain = float((plain - x0).abs().max())
+    err_exact = float((exact - x0).abs().max())
+    assert err_exact < 1e-8, err_exact          # float64 round trip
+    assert err_plain > 1e3 * err_exact           # plain DDIM inversion is only approximate
+    # the DreamSampler loop with no regularizer and eta=0 is that same DDIM
+    xt = ddim_invert(den, x0, sig, p, refine=12)
+    loop = dream_sample(den, xt, sig, p)
+    assert torch.allclose(loop, exact, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["ve", "flow"])
+def test_refinement_lowers_round_trip_error_at_equal_steps(gm, x0, kind):
+    p = Parameterization(kind)
+    den = mixture_denoiser(gm, p)
+    for steps in (10, 25):
+        sig = grid(kind, steps)
+        errs = [float((ddim_reconstruct(den, ddim_invert(den, x0, sig, p, refine=r), sig, p) - x0).norm())
+                for r in (0, 1, 3)]
+        assert errs[0] > errs[1] > errs[2], errs

@@ -7,8 +7,8 @@ from dreamsampler_core import masks as M
 from dreamsampler_core import operators as O
 from dreamsampler_core.analytic import GaussianMixture
 from dreamsampler_core.denoiser import Host
-from dreamsampler_core.inverse import PRESETS, DataConsistency, IdentityCodec, InverseSchedule, MaskInpaint, preset
 from dreamsampler_core.regularizers import StepContext
+from dreamsampler_core.restoration import PRESETS, DataConsistency, IdentityCodec, InverseSchedule, MaskInpaint, preset
 from dreamsampler_core.sampler import dream_sample
 from dreamsampler_core.schedule import Parameterization, ddim_uniform, scaled_linear_sigmas
 

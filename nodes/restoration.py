@@ -1,5 +1,5 @@
 """Inpainting and image-restoration nodes: mask/text regularizer, data consistency, degradation
-(spec dreamsampler §2.3, §4 "Inpainting", §6; the math is in dreamsampler_core.inverse)."""
+(spec dreamsampler §2.3, §4 "Inpainting", §6; the math is in dreamsampler_core.restoration)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ from . import host as C
 from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_image,
                      check_latent, extend, first_error, mask_input, user_errors)
 from .common import DreamNode, schema, seed_input
-from ..dreamsampler_core.inverse import PRESETS, DataConsistency, MaskInpaint, preset
+from ..dreamsampler_core.restoration import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, downscale_factor, feather
 from ..dreamsampler_core.operators import (CG_MAX_ITERS, OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator,
                                            OperatorError, degrade, make_operator)

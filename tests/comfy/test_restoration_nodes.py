@@ -6,7 +6,7 @@ import torch
 
 from dreamsampler_pack.dreamsampler_core import operators as O
 from dreamsampler_pack.dreamsampler_core.analytic import GaussianMixture
-from dreamsampler_pack.dreamsampler_core.inverse import DataConsistency, IdentityCodec, preset
+from dreamsampler_pack.dreamsampler_core.restoration import DataConsistency, IdentityCodec, preset
 from support.inprocess import run
 
 LATENT = (1, 4, 8, 8)
@@ -14,8 +14,8 @@ LATENT = (1, 4, 8, 8)
 
 @pytest.fixture(scope="module")
 def N(pack):
-    from dreamsampler_pack.nodes import common, inverse, sampling
-    return sampling, inverse, common
+    from dreamsampler_pack.nodes import common, restoration, sampling
+    return sampling, restoration, common
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_oracle_data_consistency_residual_falls_to_noise_level(N, gm, kind):
 @pytest.mark.parametrize("kind", ["eps", "flow"])
 def test_oracle_mask_inpaint_node_keeps_source_and_follows_text(N, gm, kind):
     from tools.tiny_models import class_conditioning, oracle_model
-    sampling, inverse, _ = N
+    sampling, restoration, _ = N
     model = oracle_model(gm, kind)
     null, target = class_conditioning(None), class_conditioning(1)
     src = gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(LATENT).float()
@@ -71,9 +71,9 @@ def test_oracle_mask_inpaint_node_keeps_source_and_follows_text(N, gm, kind):
     mask[:, :, :4] = 1                                             # repaint the left half (latent-size mask)
     sched = "ddim_uniform" if kind != "flow" else "simple"
     (inv,) = run(sampling.DreamDDIMInversion, model, null, {"samples": src}, 20, sched, 1.0, 2)
-    (regs,) = run(inverse.DreamMaskInpaint, mask, 1.0, "restore", 0, "average", 1.0, target=target,
+    (regs,) = run(restoration.DreamMaskInpaint, mask, 1.0, "restore", 0, "average", 1.0, target=target,
                   source={"samples": src})
-    (keep_only,) = run(inverse.DreamMaskInpaint, mask, 1.0, "restore", 0, "average", 1.0, source={"samples": src})
+    (keep_only,) = run(restoration.DreamMaskInpaint, mask, 1.0, "restore", 0, "average", 1.0, source={"samples": src})
     out = _sample(N, model, null, inv, steps=20, regs=regs, sched=sched)
     plain = _sample(N, model, null, inv, steps=20, regs=keep_only, sched=sched)
     known = (mask == 0)[:, None].expand(LATENT)
@@ -85,7 +85,7 @@ def test_oracle_mask_inpaint_node_keeps_source_and_follows_text(N, gm, kind):
 
 def test_oracle_zero_strength_is_exactly_the_unregularized_sampler(N, gm):
     from tools.tiny_models import class_conditioning, oracle_model
-    inverse = N[1]
+    restoration = N[1]
     model = oracle_model(gm, "eps")
     null, target = class_conditioning(None), class_conditioning(1)
     src = gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(LATENT).float()
@@ -95,7 +95,7 @@ def test_oracle_zero_strength_is_exactly_the_unregularized_sampler(N, gm):
     mask[:, 2:6, 2:6] = 1
     empty = {"samples": torch.zeros(LATENT)}
     regs = _identity_dc(N, op, y, strength=0.0, schedule=preset("paper"), dps=1.0)
-    (regs,) = run(inverse.DreamMaskInpaint, mask, 0.0, "paper", 2, "average", 0.0, target=target,
+    (regs,) = run(restoration.DreamMaskInpaint, mask, 0.0, "paper", 2, "average", 0.0, target=target,
                   source={"samples": src}, regularizers=regs)
     base = _sample(N, model, null, empty, steps=12, eta=0.5)
     assert torch.equal(_sample(N, model, null, empty, steps=12, eta=0.5, regs=regs), base)
@@ -107,17 +107,17 @@ def test_restoration_graph_on_tiny_model(N, tiny_vae, opname, kind):
     """Degrade -> VAE encode(initial) -> Data Consistency -> DreamSampler on ComfyUI's VAE class,
     for each parameterization."""
     from tools.tiny_models import fake_conditioning, tiny_model
-    _, inverse, _ = N
+    _, restoration, _ = N
     model = tiny_model(kind)
     cond = fake_conditioning(0)
     mask = torch.zeros(1, 32, 32)
     mask[:, 8:20, 4:28] = 1
-    y, deg, initial = run(inverse.DreamDegrade, _image(), opname, 4, 1.5, 0, 20.0, 0.01, 0, mask=mask)
+    y, deg, initial = run(restoration.DreamDegrade, _image(), opname, 4, 1.5, 0, 20.0, 0.01, 0, mask=mask)
     assert initial.shape == (1, 32, 32, 3)
     assert y.shape == ((1, 8, 8, 3) if opname == "sr_bicubic" else (1, 32, 32, 3))
     with torch.inference_mode():
         latent = {"samples": tiny_vae.encode(initial)}
-    (regs,) = run(inverse.DreamDataConsistency, tiny_vae, y, "sr_bicubic", 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
+    (regs,) = run(restoration.DreamDataConsistency, tiny_vae, y, "sr_bicubic", 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
                   "restore", "auto", 10, 0.0, degradation=deg)
     out = _sample(N, model, cond, latent, steps=1, regs=regs)
     plain = _sample(N, model, cond, latent, steps=1)
@@ -129,16 +129,16 @@ def test_dps_backprops_through_an_inference_mode_model(N, sd15, tiny_vae):
     """The checkpoint's weights are inference tensors (loaded under inference_mode, as in ComfyUI):
     DPS must run through the compat layer's deep copies, and change the result."""
     from tools.tiny_models import fake_conditioning
-    _, inverse, _ = N
+    _, restoration, _ = N
     model = sd15[0]
     assert next(model.model.diffusion_model.parameters()).is_inference()
     null = fake_conditioning(0)
     with torch.inference_mode():
         latent = {"samples": tiny_vae.encode(_image(seed=1))}
-    y, deg, _ = run(inverse.DreamDegrade, _image(seed=1), "colorization", 4, 1.0, 0, 0.0, 0.0, 0)
+    y, deg, _ = run(restoration.DreamDegrade, _image(seed=1), "colorization", 4, 1.0, 0, 0.0, 0.0, 0)
     outs = []
     for dps in (0.0, 1.0):
-        (regs,) = run(inverse.DreamDataConsistency, tiny_vae, y, "colorization", 4, 3.0, 0, 0.0, 1.0, 0.0, 1e-4,
+        (regs,) = run(restoration.DreamDataConsistency, tiny_vae, y, "colorization", 4, 3.0, 0, 0.0, 1.0, 0.0, 1e-4,
                       "paper", "auto", 10, dps, degradation=deg)
         outs.append(_sample(N, model, null, latent, steps=3, regs=regs))
     assert all(torch.isfinite(o).all() for o in outs)
@@ -147,21 +147,21 @@ def test_dps_backprops_through_an_inference_mode_model(N, sd15, tiny_vae):
 
 def test_two_masks_with_their_own_prompts(N, tiny_vae):
     from tools.tiny_models import fake_conditioning, tiny_model
-    _, inverse, _ = N
+    _, restoration, _ = N
     model = tiny_model("eps")
     null, a, b = fake_conditioning(0), fake_conditioning(1), fake_conditioning(2)
     m1, m2 = torch.zeros(1, 32, 32), torch.zeros(1, 32, 32)
     m1[:, 4:12, 4:28] = 1
     m2[:, 18:26, 8:24] = 1
-    y, deg, initial = run(inverse.DreamDegrade, _image(), "inpainting", 4, 1.0, 0, 0.0, 0.01, 0,
+    y, deg, initial = run(restoration.DreamDegrade, _image(), "inpainting", 4, 1.0, 0, 0.0, 0.01, 0,
                           mask=torch.maximum(m1, m2))
     with torch.inference_mode():
         latent = {"samples": tiny_vae.encode(initial)}
-    (dc,) = run(inverse.DreamDataConsistency, tiny_vae, y, "inpainting", 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
+    (dc,) = run(restoration.DreamDataConsistency, tiny_vae, y, "inpainting", 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
                 "restore", "auto", 10, 0.0, degradation=deg)
-    (two,) = run(inverse.DreamMaskInpaint, m1, 1.0, "restore", 2, "average", 1.0, target=a, mask_2=m2,
+    (two,) = run(restoration.DreamMaskInpaint, m1, 1.0, "restore", 2, "average", 1.0, target=a, mask_2=m2,
                  target_2=b, regularizers=dc)
-    (swapped,) = run(inverse.DreamMaskInpaint, m1, 1.0, "restore", 2, "average", 1.0, target=b, mask_2=m2,
+    (swapped,) = run(restoration.DreamMaskInpaint, m1, 1.0, "restore", 2, "average", 1.0, target=b, mask_2=m2,
                      target_2=a, regularizers=dc)
     assert len(two) == 2 and two[1].core.predictions() == ("target", "target_2")
     out_two = _sample(N, model, null, latent, steps=2, regs=two)
@@ -172,53 +172,53 @@ def test_two_masks_with_their_own_prompts(N, tiny_vae):
 
 # ----------------------------------------------------------------------------- bad inputs
 def test_bad_inputs_give_clear_errors(N, tiny_vae):
-    _, inverse, common = N
+    _, restoration, common = N
     InputError = common.InputError
     img = _image()
     zero = torch.zeros(1, 32, 32)
     mask = torch.zeros(1, 32, 32)
     mask[:, :8] = 1
     with pytest.raises(InputError, match="all zero"):
-        run(inverse.DreamMaskInpaint, zero, 1.0, "paper", 0, "average", 1.0)
+        run(restoration.DreamMaskInpaint, zero, 1.0, "paper", 0, "average", 1.0)
     with pytest.raises(InputError, match="resize the mask"):
-        run(inverse.DreamMaskInpaint, torch.ones(1, 40, 32), 1.0, "paper", 0, "average", 1.0,
+        run(restoration.DreamMaskInpaint, torch.ones(1, 40, 32), 1.0, "paper", 0, "average", 1.0,
             source={"samples": torch.zeros(1, 4, 4, 4)})
     with pytest.raises(InputError, match="all masks must have the image's size"):
-        run(inverse.DreamMaskInpaint, mask, 1.0, "paper", 0, "average", 1.0, mask_2=torch.ones(1, 16, 16))
+        run(restoration.DreamMaskInpaint, mask, 1.0, "paper", 0, "average", 1.0, mask_2=torch.ones(1, 16, 16))
     with pytest.raises(InputError, match="'target_3' is connected but 'mask_3' is not"):
-        run(inverse.DreamMaskInpaint, mask, 1.0, "paper", 0, "average", 1.0, target_3=[[torch.zeros(1, 1, 768), {}]])
+        run(restoration.DreamMaskInpaint, mask, 1.0, "paper", 0, "average", 1.0, target_3=[[torch.zeros(1, 1, 768), {}]])
     with pytest.raises(InputError, match="multiples of 4"):
-        run(inverse.DreamDegrade, _image(30), "sr_bicubic", 4, 1.0, 0, 0.0, 0.01, 0)
+        run(restoration.DreamDegrade, _image(30), "sr_bicubic", 4, 1.0, 0, 0.0, 0.01, 0)
     with pytest.raises(InputError, match="needs a mask"):
-        run(inverse.DreamDegrade, img, "inpainting", 4, 1.0, 0, 0.0, 0.01, 0)
+        run(restoration.DreamDegrade, img, "inpainting", 4, 1.0, 0, 0.0, 0.01, 0)
     with pytest.raises(InputError, match="mask is 16x16 pixels but the image is 32x32"):
-        run(inverse.DreamDegrade, img, "inpainting", 4, 1.0, 0, 0.0, 0.01, 0, mask=torch.ones(1, 16, 16))
+        run(restoration.DreamDegrade, img, "inpainting", 4, 1.0, 0, 0.0, 0.01, 0, mask=torch.ones(1, 16, 16))
     with pytest.raises(InputError, match="all zero"):
-        run(inverse.DreamDegrade, img, "inpainting", 4, 1.0, 0, 0.0, 0.01, 0, mask=zero)
+        run(restoration.DreamDegrade, img, "inpainting", 4, 1.0, 0, 0.0, 0.01, 0, mask=zero)
     nan = img.clone()
     nan[0, 3, 3, 0] = float("nan")
     dc_args = ("sr_bicubic", 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4, "restore", "auto", 10, 0.0)
     with pytest.raises(InputError, match="NaN"):
-        run(inverse.DreamDataConsistency, tiny_vae, nan, *dc_args)
+        run(restoration.DreamDataConsistency, tiny_vae, nan, *dc_args)
     with pytest.raises(InputError, match="not a valid VAE"):
-        run(inverse.DreamDataConsistency, object(), img, *dc_args)
-    y, deg, _ = run(inverse.DreamDegrade, img, "sr_bicubic", 4, 1.0, 0, 0.0, 0.01, 0)
+        run(restoration.DreamDataConsistency, object(), img, *dc_args)
+    y, deg, _ = run(restoration.DreamDegrade, img, "sr_bicubic", 4, 1.0, 0, 0.0, 0.01, 0)
     with pytest.raises(InputError, match="degradation makes 8x8 measurements"):
-        run(inverse.DreamDataConsistency, tiny_vae, img, *dc_args, degradation=deg)
+        run(restoration.DreamDataConsistency, tiny_vae, img, *dc_args, degradation=deg)
     with pytest.raises(InputError, match="mask is 16x16 pixels but the image is 32x32"):
-        run(inverse.DreamDataConsistency, tiny_vae, img, "inpainting", *dc_args[1:], mask=torch.ones(1, 16, 16))
+        run(restoration.DreamDataConsistency, tiny_vae, img, "inpainting", *dc_args[1:], mask=torch.ones(1, 16, 16))
     with pytest.raises(InputError, match="not a multiple of the VAE's factor 8"):
-        run(inverse.DreamDataConsistency, tiny_vae, _image(13), "sr_avgpool", 2, *dc_args[2:])
+        run(restoration.DreamDataConsistency, tiny_vae, _image(13), "sr_avgpool", 2, *dc_args[2:])
     # a measurement that fits the operator but not the sampled latent: refused while sampling
     from tools.tiny_models import fake_conditioning, tiny_model
-    (regs,) = run(inverse.DreamDataConsistency, tiny_vae, y, *dc_args, degradation=deg)   # a 32x32 image
+    (regs,) = run(restoration.DreamDataConsistency, tiny_vae, y, *dc_args, degradation=deg)   # a 32x32 image
     with pytest.raises(O.OperatorError, match="does not fit the sr_bicubic x4 operator"):
         _sample(N, tiny_model("eps"), fake_conditioning(0), {"samples": torch.zeros(1, 4, 8, 8)}, steps=1, regs=regs)
 
 
 def test_validate_inputs_checks_ranges_and_combos(N):
-    inverse = N[1]
-    DC, DG, MI = inverse.DreamDataConsistency, inverse.DreamDegrade, inverse.DreamMaskInpaint
+    restoration = N[1]
+    DC, DG, MI = restoration.DreamDataConsistency, restoration.DreamDegrade, restoration.DreamMaskInpaint
     assert DC.validate_inputs() is True and DG.validate_inputs() is True and MI.validate_inputs() is True
     assert "scale must be one of" in DC.validate_inputs(operator="sr_bicubic", scale=3)
     assert DC.validate_inputs(operator="deblur_gauss", scale=3) is True
@@ -232,13 +232,13 @@ def test_validate_inputs_checks_ranges_and_combos(N):
 
 
 def test_schemas_follow_pack_conventions(N):
-    inverse = N[1]
-    assert [n.define_schema().node_id for n in inverse.NODES] == ["DreamMaskInpaint", "DreamDataConsistency",
+    restoration = N[1]
+    assert [n.define_schema().node_id for n in restoration.NODES] == ["DreamMaskInpaint", "DreamDataConsistency",
                                                                  "DreamDegrade"]
-    for node in inverse.NODES:
+    for node in restoration.NODES:
         s = node.define_schema()
         assert s.node_id.startswith("Dream") and s.category.startswith("DreamSampler/") and s.description
         for inp in s.inputs:
             assert inp.tooltip, f"{s.node_id}.{inp.id} has no tooltip"
-    dps = next(i for i in inverse.DreamDataConsistency.define_schema().inputs if i.id == "dps")
+    dps = next(i for i in restoration.DreamDataConsistency.define_schema().inputs if i.id == "dps")
     assert "backward" in dps.tooltip and "memory" in dps.tooltip

@@ -1,0 +1,64 @@
+"""The sampler loop (``dreamsampler_core.sampler``) on an analytic Gaussian-mixture oracle
+(float64, no host): the eta noise is seeded, and the eta schedules do what the tooltip says.
+(From test_dream_math.py; the eta=0 loop equal to DDIM is checked in test_inversion.py.)
+"""
+import pytest
+import torch
+
+from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
+from dreamsampler_core.inversion import ddim_invert
+from dreamsampler_core.regularizers import StepContext
+from dreamsampler_core.sampler import dream_sample
+from dreamsampler_core.schedule import Parameterization, ddim_uniform, scaled_linear_sigmas
+
+TABLE = scaled_linear_sigmas()
+
+
+def grid(kind, steps):
+    if kind == "ve":
+        return ddim_uniform(TABLE, steps)
+    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def gm():
+    return GaussianMixture.two_class(64, sep=3.0, std=0.5)
+
+
+@pytest.fixture(scope="module")
+def x0(gm):
+    return gm.sample(16, torch.Generator().manual_seed(1), cls_index=0)
+
+
+def test_eta_noise_is_seeded_and_changes_the_sample(gm, x0):
+    p = Parameterization("ve")
+    sig = grid("ve", 20)
+    den = mixture_denoiser(gm, p)
+    xt = ddim_invert(den, x0, sig, p)
+    run = lambda seed, eta: dream_sample(den, xt, sig, p, eta=eta,
+                                         generator=torch.Generator().manual_seed(seed))
+    a, b, c = run(1, 0.5), run(1, 0.5), run(2, 0.5)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert torch.allclose(run(1, 0.0), run(2, 0.0))
+
+
+def test_eta_schedules_do_what_the_tooltip_says(gm, x0):
+    """'constant' eta = 1 replaces the base noise entirely: the next latent is the Tweedie estimate
+    plus fresh noise, whatever the current latent's noise; 'ddim' eta = 1 is the DDPM posterior:
+    fresh fraction sigma_{t->s}^2 / (1 - abar_s) = (1 - abar_t / abar_s) / (1 - abar_t), and eta = 0
+    is deterministic DDIM."""
+    from dreamsampler_core.sampler import eta_at
+    p = Parameterization("ve")
+    sig = grid("ve", 10)
+    den = mixture_denoiser(gm, p)
+    xi = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4), dtype=x0.dtype)
+    x = x0 + sig[2] * torch.randn(x0.shape, generator=torch.Generator().manual_seed(5), dtype=x0.dtype)
+    step = lambda x_, eta, sched: dream_sample(den, x_, sig[2:4], p, eta=eta,
+                                               eta_schedule=sched, noise_fn=lambda i, ctx: xi)
+    assert torch.allclose(step(x, 1.0, "constant"), den(x, sig[2]) + sig[3] * xi, atol=1e-12)
+    ctx = StepContext(i=0, n=1, sigma=sig[2], sigma_next=sig[3], x=x, base=None, eps=None, preds={}, param=p,
+                      span=0.1)
+    a_t, a_s = ctx.alpha_bar, ctx.alpha_bar_next
+    assert eta_at(1.0, "ddim", ctx) == pytest.approx((1 - a_t / a_s) / (1 - a_t))
+    assert 0.0 < eta_at(1.0, "ddim", ctx) < 0.9 and eta_at(0.0, "ddim", ctx) == 0.0   # keeps base noise
