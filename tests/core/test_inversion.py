@@ -13,18 +13,13 @@
 import pytest
 import torch
 
-from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
+from dreamsampler_core.analytic import mixture_denoiser
 from dreamsampler_core.inversion import (RefineStats, ddim_invert, ddim_reconstruct, invert_step, refine_gain,
                                          step_residual)
 from dreamsampler_core.sampler import dream_sample
-from dreamsampler_core.schedule import Parameterization, ddim_uniform, scaled_linear_sigmas
+from dreamsampler_core.schedule import Parameterization
 from support import expansive
-
-
-def grid(kind, steps):
-    if kind == "ve":
-        return ddim_uniform(scaled_linear_sigmas(), steps)
-    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+from support.oracle_grids import grid
 
 
 def levels(sigmas):
@@ -40,16 +35,6 @@ def unguarded(den, x_lo, s_lo, s_hi, p, iters):
     for _ in range(iters):
         x = x - c * step_residual(den, x, x_lo, s_lo, s_hi, p)
     return x
-
-
-@pytest.fixture(scope="module")
-def gm():
-    return GaussianMixture.two_class(64, sep=3.0, std=0.5)
-
-
-@pytest.fixture(scope="module")
-def x0(gm):
-    return gm.sample(16, torch.Generator().manual_seed(1), cls_index=0)
 
 
 @pytest.mark.parametrize("kind", ["ve", "flow"])

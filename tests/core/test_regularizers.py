@@ -11,38 +11,12 @@ Claims checked (spec dreamsampler §1.3, §2.1, §2.2):
 import pytest
 import torch
 
-from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
+from dreamsampler_core.analytic import mixture_denoiser
 from dreamsampler_core.inversion import ddim_invert
 from dreamsampler_core.regularizers import REFERENCE_SPAN, CFGEdit, StepContext
 from dreamsampler_core.sampler import dream_sample
-from dreamsampler_core.schedule import (Parameterization, ddim_uniform, discrete_timestep, normalized_times,
-                                        scaled_linear_sigmas)
-
-TABLE = scaled_linear_sigmas()
-
-
-def grid(kind, steps):
-    if kind == "ve":
-        return ddim_uniform(TABLE, steps)
-    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-
-
-def time_grid(kind, sigmas):
-    if kind == "ve":
-        t = normalized_times(sigmas, lambda s: discrete_timestep(TABLE, s)) / 999.0
-    else:
-        t = normalized_times(sigmas, lambda s: torch.as_tensor(s, dtype=torch.float64))
-    return t[:-1] - t[1:], t[:-1]
-
-
-@pytest.fixture(scope="module")
-def gm():
-    return GaussianMixture.two_class(64, sep=3.0, std=0.5)
-
-
-@pytest.fixture(scope="module")
-def x0(gm):
-    return gm.sample(16, torch.Generator().manual_seed(1), cls_index=0)
+from dreamsampler_core.schedule import Parameterization
+from support.oracle_grids import grid, time_grid
 
 
 @pytest.mark.parametrize("kind", ["ve", "flow"])

@@ -5,29 +5,12 @@
 import pytest
 import torch
 
-from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
+from dreamsampler_core.analytic import mixture_denoiser
 from dreamsampler_core.inversion import ddim_invert
 from dreamsampler_core.regularizers import StepContext
 from dreamsampler_core.sampler import dream_sample
-from dreamsampler_core.schedule import Parameterization, ddim_uniform, scaled_linear_sigmas
-
-TABLE = scaled_linear_sigmas()
-
-
-def grid(kind, steps):
-    if kind == "ve":
-        return ddim_uniform(TABLE, steps)
-    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-
-
-@pytest.fixture(scope="module")
-def gm():
-    return GaussianMixture.two_class(64, sep=3.0, std=0.5)
-
-
-@pytest.fixture(scope="module")
-def x0(gm):
-    return gm.sample(16, torch.Generator().manual_seed(1), cls_index=0)
+from dreamsampler_core.schedule import Parameterization
+from support.oracle_grids import grid
 
 
 def test_eta_noise_is_seeded_and_changes_the_sample(gm, x0):
