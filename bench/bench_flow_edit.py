@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from . import bench_quality as Q
 from .timing import median_times, statistic, write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,10 +74,10 @@ def main(argv=None):
 
     def call(family, p, m):
         if family == "distill_edit":
-            extra = {"negative": null} if p.get("neg") == "null" else {}
-            return lambda: run(DreamDistillEdit, m, c_src, c_tgt, lat, seed=0, steps=p["steps"], scheduler="simple",
-                               start=p["n_max"] / p["steps"], strength=p["strength"], fidelity=p["prox"],
-                               cfg=p["tar_cfg"], source_cfg=1.0, **extra)
+            w = Q.distill_edit_inputs(p)
+            if w.pop("negative", False):
+                w["negative"] = null
+            return lambda: run(DreamDistillEdit, m, c_src, c_tgt, lat, scheduler="simple", **w)
         if family == "flowedit":
             sg = sigmas(m, p["steps"])
             return lambda: P.TestFlowEdit().edit(m, c_src, c_tgt, null, lat, sg, p["n_max"], 0, 1,

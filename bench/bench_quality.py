@@ -998,13 +998,22 @@ def flow_build(family: str, p: dict, g: Graph, r: dict):
     raise KeyError(family)
 
 
+def distill_edit_inputs(p: dict) -> dict:
+    """Dream Distill Edit's widgets for a setting: the last ``n_max`` levels of a ``steps`` grid; the
+    target guided against the null prompt (neg null: ``negative`` is the null prompt, returned as
+    True) or the source prompt (neg src: no negative)."""
+    return {"seed": p.get("seed", 0), "steps": p["steps"], "start": p["n_max"] / p["steps"],
+            "strength": p["strength"], "fidelity": p["prox"], "cfg": p["tar_cfg"], "source_cfg": 1.0,
+            **({"negative": True} if p["neg"] == "null" else {})}
+
+
 def distill_edit_node(g: Graph, model, r: dict, steps: int, scheduler: str, p: dict) -> str:
-    """Dream Distill Edit (the shipped node) over the last ``n_max`` levels of a ``steps`` grid; the
-    target guided against the null prompt (neg null) or the source prompt (neg src, no negative)."""
-    extra = {"negative": r["null"]} if p["neg"] == "null" else {}
-    return g.add("DreamDistillEdit", model=model, source=r["src_c"], target=r["tgt_c"], latent_image=r["x"], seed=p.get("seed", 0),
-                 steps=steps, scheduler=scheduler, start=p["n_max"] / steps, strength=p["strength"],
-                 fidelity=p["prox"], cfg=p["tar_cfg"], source_cfg=1.0, **extra)
+    """Dream Distill Edit (the shipped node) for a setting (``distill_edit_inputs``)."""
+    w = distill_edit_inputs(dict(p, steps=steps))
+    if w.pop("negative", False):
+        w["negative"] = r["null"]
+    return g.add("DreamDistillEdit", model=model, source=r["src_c"], target=r["tgt_c"], latent_image=r["x"],
+                 scheduler=scheduler, **w)
 
 
 def flow_rows(server, family: str, settings: list) -> list:

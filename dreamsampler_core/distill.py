@@ -498,6 +498,7 @@ def distill_edit(target: Denoiser, source: Denoiser, x_src: Tensor, sigmas: Tens
         raise ValueError(f"strength must be finite and fidelity >= 0, got {strength}, {fidelity}")
     n = len(sigmas) - 1
     x_src = _plain(x_src)
+    mask = None if mask is None else mask.to(x_src)
     z = x_src.clone()
     for i in range(n):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
@@ -512,7 +513,7 @@ def distill_edit(target: Denoiser, source: Denoiser, x_src: Tensor, sigmas: Tens
         w = distill_edit_weight(sigma, sigma_next)
         z = z + w * strength * (x0_tar - x0_src) - min(w * fidelity, 1.0) * (z - x_src)
         if mask is not None:
-            z = x_src + mask.to(z) * (z - x_src)
+            z = x_src + mask * (z - x_src)
         if callback is not None:
             callback(i, n, x0_tar, z)
     return z

@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_model, first_error, latent_mask,
+from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_model, latent_mask,
                      model_latent, scheduler_input, seed_input, user_errors)
 from .common import DreamNode, schema
 from ..dreamsampler_core.distill import distill_edit
@@ -24,15 +24,22 @@ DEFAULT_FIDELITY = 1.3
 DEFAULT_CFG = 2.5
 
 
+def no_level_error(steps, start) -> str | None:
+    """The message when ``steps`` and ``start`` leave no level to edit (None: they leave one, or one of
+    them is not a literal number yet: a link)."""
+    if isinstance(steps, int) and isinstance(start, (int, float)) and round(steps * start) < 1:
+        return f"start: steps={steps} with start={start} edits no level (round(steps x start) = 0); raise start or steps."
+    return None
+
+
 def edit_grid(model, scheduler: str, steps: int, start: float) -> torch.Tensor:
     """The last round(steps * start) levels of the model's ``steps``-step grid (FlowEdit's n_max of
     T), ending at 0."""
-    levels = round(steps * start)
-    if levels < 1:
-        raise InputError(f"steps={steps} with start={start} edits no level (round(steps x start) = 0); "
-                         "raise start or steps.")
+    err = no_level_error(steps, start)
+    if err:
+        raise InputError(err)
     sigmas = C.calculate_sigmas(model, scheduler, steps, 1.0)
-    return sigmas[len(sigmas) - 1 - levels:]
+    return sigmas[len(sigmas) - 1 - round(steps * start):]
 
 
 class DreamDistillEdit(DreamNode):
@@ -93,10 +100,8 @@ class DreamDistillEdit(DreamNode):
         )
 
     @classmethod
-    def check_inputs(cls, steps=DEFAULT_STEPS, start=DEFAULT_START, source_cfg=1.0, **_):
-        return first_error(
-            f"start: steps={steps} with start={start} edits no level (round(steps x start) = 0); raise start or steps."
-            if isinstance(steps, int) and isinstance(start, (int, float)) and round(steps * start) < 1 else None)
+    def check_inputs(cls, steps=DEFAULT_STEPS, start=DEFAULT_START, **_):
+        return no_level_error(steps, start)
 
     @classmethod
     def execute(cls, model, source, target, latent_image, seed, steps, scheduler, start, strength, fidelity, cfg,
@@ -112,13 +117,13 @@ class DreamDistillEdit(DreamNode):
         m = latent_mask(mask, samples)
         sigmas = edit_grid(model, scheduler, steps, start)
         guider = C.new_guider(model, target, source if negative is None else negative, cfg)
-        guider.add_branch("source", source, source_cfg if negative is not None else 1.0)
+        guider.add_branch("source", source, source_cfg)          # source_cfg is 1 without a negative (above)
         levels = len(sigmas) - 1
 
         def run(job):
             rng = torch.Generator(device="cpu").manual_seed(int(seed))
             return distill_edit(job.model, job.branches["source"], job.latent, job.sigmas, job.param,
-                                strength=strength, fidelity=fidelity, mask=None if m is None else m.to(job.latent),
+                                strength=strength, fidelity=fidelity, mask=m,
                                 rng=rng, callback=lambda i, n, x0, z: job.step(z, z), interrupt=job.host.interrupt)
 
         with user_errors():

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from support.families import Prompt, all_files, families
+from support.graphs import node_adder
 from tools.server import ComfyServer
 
 NODES = Path(__file__).resolve().parents[1] / "support" / "server_nodes"
@@ -362,13 +363,7 @@ def test_shipped_masked_edit_keeps_every_unmasked_pixel(matrix_server, tmp_path,
     ui, prompt = prepare_prompt(matrix_server, Path(__file__).resolve().parents[2] / "example_workflows"
                                 / f"{stem}.json", None, fast=True, test_overrides=test_overrides())
     on_tiny_family(prompt, family)
-    by_title = {v.get("_meta", {}).get("title"): k for k, v in prompt.items()}
-    ids = iter(range(30_000, 30_100))
-
-    def add(class_type, **inputs):
-        nid = str(next(ids))
-        prompt[nid] = {"class_type": class_type, "inputs": inputs}
-        return [nid, 0]
+    add, by_title = node_adder(prompt)
 
     def save(image, name):
         add("SaveImage", images=image, filename_prefix=f"check/{name}")

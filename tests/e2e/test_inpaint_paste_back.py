@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from support.graphs import node_adder
 from tools.workflow_specs import inverse
 from tools.workflow_specs import test_overrides as workflow_overrides
 from tools.workflows import prepare_prompt
@@ -24,13 +25,7 @@ def _png(path):
 def test_inpainting_keeps_every_pixel_outside_the_feathered_hole(server, tiny_ckpt, tmp_path, stem):
     ui, prompt = prepare_prompt(server, REPO / "example_workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
                                 test_overrides=workflow_overrides())
-    by_title = {v.get("_meta", {}).get("title"): k for k, v in prompt.items()}
-    ids = iter(range(30_000, 30_100))
-
-    def add(class_type, **inputs):
-        nid = str(next(ids))
-        prompt[nid] = {"class_type": class_type, "inputs": inputs}
-        return [nid, 0]
+    add, by_title = node_adder(prompt)
 
     add("SaveImage", images=[by_title[inverse.WORKING_IMAGE], 0], filename_prefix="check/source")
     support = add("ThresholdMask", mask=[by_title[inverse.COMPOSITE_MASK], 0], value=0.0)    # 1 where mask > 0

@@ -54,3 +54,16 @@ def noise_mask_prompt(edit_prompt, value, where):
     dec = next(k for k, v in p.items() if v["class_type"] == "VAEDecode")
     p[dec]["inputs"]["samples"] = ["806", 0]
     return p, "806", "noise_mask"
+
+
+def node_adder(prompt: dict, first: int = 30_000):
+    """``add(class_type, **inputs) -> [node id, 0]``: appends nodes to an API prompt (ids from
+    ``first``), and the prompt's node ids by title, for checks added to a shipped workflow."""
+    ids = iter(range(first, first + 1000))
+
+    def add(class_type, **inputs):
+        nid = str(next(ids))
+        prompt[nid] = {"class_type": class_type, "inputs": inputs}
+        return [nid, 0]
+    return add, {v.get("_meta", {}).get("title"): k for k, v in prompt.items()}
+
