@@ -154,10 +154,14 @@ def _soft_mask(g, mask, f: int):
 def flow_label(family: str, p: dict) -> str:
     if family == "f_confirm":
         return flow_label(p["of"], p) + f" (seed {p.get('seed', 0)})"
+    if family == "f_dreamx":
+        return p["name"]
+    vs = " vs the source prompt" if p.get("neg") == "src_c" else ""
     if family == "f_core":
-        return f"core noise mask cfg {p['cfg']:g}"
+        return (f"core noise mask cfg {p['cfg']:g}" + (f" {p['sampler']}" if p.get("sampler", "euler") != "euler" else "")
+                + vs)
     if family == "f_lanpaint":
-        return label("lanpaint", p)
+        return label("lanpaint", p) + vs
     if family == "f_dream":
         return label("dream", p) + (f", refine {p['refine']}" if p.get("refine") != FLOW_REFINE else "")
     if family == "f_distill":
@@ -186,13 +190,14 @@ def build_flow(family: str, p: dict, g, r):
     st, m = p["steps"], r["model"]
     if family == "f_core":
         masked = g.once("noisemask", "SetLatentNoiseMask", samples=r["x"], mask=[mask, 0])
-        return [g.add("KSampler", model=m, seed=p.get("seed", 0), steps=st, cfg=p["cfg"], sampler_name="euler",
-                      scheduler=FLOW_SCHED, positive=r["tgt_c"], negative=r["null"], latent_image=[masked, 0],
+        return [g.add("KSampler", model=m, seed=p.get("seed", 0), steps=st, cfg=p["cfg"],
+                      sampler_name=p.get("sampler", "euler"), scheduler=FLOW_SCHED, positive=r["tgt_c"],
+                      negative=r[p.get("neg", "null")], latent_image=[masked, 0],
                       denoise=1.0), 0]
     if family == "f_lanpaint":
         masked = g.once("noisemask", "SetLatentNoiseMask", samples=r["x"], mask=[mask, 0])
         return [g.add("TestLanPaintKSampler", model=m, seed=p.get("seed", 0), steps=st, cfg=p["cfg"],
-                      sampler_name="euler", scheduler=FLOW_SCHED, positive=r["tgt_c"], negative=r["null"],
+                      sampler_name="euler", scheduler=FLOW_SCHED, positive=r["tgt_c"], negative=r[p.get("neg", "null")],
                       latent_image=[masked, 0], thinking_steps=p["n"], lam=p.get("lam", 5.0),
                       step_size=p.get("step_size", 0.2), beta=1.0, prompt_mode=p.get("mode", "Image First"),
                       early_stop=1), 0]
@@ -211,6 +216,20 @@ def build_flow(family: str, p: dict, g, r):
         return [g.add("DreamSampler", model=m, seed=p.get("seed", 0), steps=st, cfg=1.0, scheduler=FLOW_SCHED,
                       positive=r["null"], negative=r["null"], latent_image=[inv, 0], denoise=1.0, eta=0.0,
                       eta_schedule="constant", regularizers=[reg, 0]), 0]
+    if family == "f_dreamx":                 # Dream Mask Inpaint from noise or a plain inversion, with eta
+        start = r["x"]
+        if p.get("invert"):
+            start = [g.once(("finv", st, p.get("refine", 0), "x"), "DreamDDIMInversion", model=m,
+                            conditioning=r["null"], latent_image=r["x"], steps=st, scheduler=FLOW_SCHED,
+                            denoise=1.0, refine_steps=p.get("refine", 0)), 0]
+        tgt = dict(target=r["tgt_c"]) if p.get("mask_target", True) else {}
+        reg = g.add("DreamMaskInpaint", mask=[mask, 0], strength=p["strength"], preset=p["preset"], feather=0,
+                    overlap="average", keep=1.0, source=r["x"], **tgt)
+        base = r["tgt_c"] if p.get("base") == "tgt" else r["null"]
+        return [g.add("DreamSampler", model=m, seed=p.get("seed", 0), steps=st, cfg=p.get("cfg", 1.0),
+                      scheduler=FLOW_SCHED, positive=base, negative=r[p.get("neg", "null")], latent_image=start, denoise=1.0,
+                      eta=p.get("eta", 0.0), eta_schedule=p.get("eta_schedule", "constant"),
+                      regularizers=[reg, 0]), 0]
     if family == "f_distill":                # the hole as the mask (1 = may change), negative unconnected
         return [g.add("DreamDistillEdit", model=m, source=r["src_c"], target=r["tgt_c"], latent_image=r["x"],
                       seed=p.get("seed", 0), steps=st, scheduler=FLOW_SCHED, start=p["start"],
