@@ -108,7 +108,7 @@ def dream_sample(model: Denoiser, x: Tensor, sigmas: Tensor, param: Parameteriza
                  eta_schedule: str = "constant", spans: Tensor | None = None,
                  times: Tensor | None = None, noise_fn: NoiseFn | None = None,
                  generator: torch.Generator | None = None, callback=None, host: Host | None = None,
-                 post_step=None) -> Tensor:
+                 post_step=None, resample: int = 0) -> Tensor:
     """Run the DreamSampler reverse process.
 
     model(x, sigma) -> x0: the base branch; ``extras``: the named predictions the regularizers
@@ -121,6 +121,11 @@ def dream_sample(model: Denoiser, x: Tensor, sigmas: Tensor, param: Parameteriza
     callback(i, denoised, x): after each step's proximal update (for previews / progress).
     post_step(i, x_next) -> x_next: optional, after each renoise step (not a final step to sigma 0),
         e.g. Cycle-SDE's reset of the unedited region to a reference trajectory (spec csd §3.3).
+    resample: after a step's proximal update (not on a final step to sigma 0), this many times put
+        the estimate back at the *same* level with fresh noise, x = a(σ) z + s(σ) ξ, and take the step
+        again (model call and regularizers): RePaint's resampling with a jump of zero steps.  One more
+        model evaluation per step each; with a mask it lets the hole agree with the kept part
+        (bench/INPAINTING_FLOW.md).  0 = the plain sampler.
     """
     n = len(sigmas) - 1
     uniform_spans, uniform_times = default_grid(n)
@@ -131,6 +136,11 @@ def dream_sample(model: Denoiser, x: Tensor, sigmas: Tensor, param: Parameteriza
         ctx = step_context(model, extras, x, i, sigmas, param, spans, times, regularizers=regularizers, eta=eta,
                            eta_schedule=eta_schedule, generator=generator, host=host)
         z = apply_regularizers(ctx.base, ctx, regularizers)   # proximal step: z_bar
+        for _ in range(resample if float(ctx.sigma_next) > 0.0 else 0):
+            x_again = param.compose(z, noise_fn(i, ctx), ctx.sigma)
+            ctx = step_context(model, extras, x_again, i, sigmas, param, spans, times, regularizers=regularizers,
+                               eta=eta, eta_schedule=eta_schedule, generator=generator, host=host)
+            z = apply_regularizers(ctx.base, ctx, regularizers)
         if callback is not None:
             callback(i, z, x)
         if float(ctx.sigma_next) == 0.0:

@@ -10,6 +10,8 @@ from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_condit
 from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
+MAX_RESAMPLE = 10
+
 REFINE_TOOLTIP = (
     "Fixed-point refinements per step (one model call each, plus one per step to check the plain step). "
     "Guarded: each step keeps its best iterate and stops once the reverse-step residual stops shrinking or "
@@ -132,6 +134,7 @@ class DreamSampler(DreamNode):
                 Regularizers.Input("regularizers", optional=True,
                                    tooltip="Regularizers from Dream CFG Edit / mask / data-consistency nodes "
                                            "(chain them; they apply in order)."),
+                resample_input(),
             ],
             outputs=[io.Latent.Output(display_name="output", tooltip="Sampled latent."),
                      io.Latent.Output(display_name="denoised_output",
@@ -144,14 +147,23 @@ class DreamSampler(DreamNode):
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta,
-                eta_schedule, regularizers=None) -> io.NodeOutput:
+                eta_schedule, regularizers=None, resample=0) -> io.NodeOutput:
         out, denoised = sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise,
-                               eta, eta_schedule, regularizers)
+                               eta, eta_schedule, regularizers, resample=resample)
         return io.NodeOutput(out, denoised)
 
 
+def resample_input():
+    return io.Int.Input("resample", default=0, min=0, max=MAX_RESAMPLE, optional=True,
+                        tooltip="Take each step again this many times: the step's estimate goes back to the same "
+                                "noise level with fresh noise and the model denoises it again (RePaint-style "
+                                "resampling). Each costs one model evaluation per step. For inpainting, 1 with "
+                                "eta 1 lets the hole agree with the kept part (bench/INPAINTING_FLOW.md); "
+                                "0 = the plain sampler.")
+
+
 def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta, eta_schedule,
-           regularizers=None):
+           regularizers=None, resample=0):
     """The DreamSampler node's body (also used by the other pack nodes)."""
     check_model(model)
     check_conditioning(positive, "positive")
@@ -182,7 +194,8 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
         with user_errors():
             C.check_grad_memory(model, samples.shape, "Dream Data Consistency's dps")
     guider = C.new_guider(model, positive, negative, cfg, regularizers)
-    sampler = C.dream_sampler(eta=eta, eta_schedule=eta_schedule, known_source=known)
+    sampler = C.dream_sampler(eta=eta, eta_schedule=eta_schedule, known_source=known,
+                              resample=0 if resample is None else int(resample))
     x0_output = {}
     result = C.run(guider, sampler, sigmas, samples, noise, seed, latent.get("noise_mask"), x0_output)
     out = C.latent_output(latent, result)
@@ -209,13 +222,15 @@ class DreamSamplerSelect(DreamNode):
                 io.Combo.Input("eta_schedule", options=list(ETA_SCHEDULES), default="constant",
                                tooltip="'constant' (eta = 1 replaces the base noise entirely, unlike the papers' eta), "
                                        "'alpha_bar' (eta * alpha_bar_t) or 'ddim' (DDIM's eta, as the papers)."),
+                resample_input(),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
-    def execute(cls, eta, eta_schedule) -> io.NodeOutput:
-        return io.NodeOutput(C.dream_sampler(eta=eta, eta_schedule=eta_schedule))
+    def execute(cls, eta, eta_schedule, resample=0) -> io.NodeOutput:
+        return io.NodeOutput(C.dream_sampler(eta=eta, eta_schedule=eta_schedule,
+                                             resample=0 if resample is None else int(resample)))
 
 
 class DreamInversionSampler(DreamNode):

@@ -403,10 +403,11 @@ def sampling_grid(sigmas: torch.Tensor) -> torch.Tensor:
     return sigmas
 
 
-def dream_sampler(eta: float = 0.0, eta_schedule: str = "constant", known_source=None) -> CoreSampler:
-    """The DreamSampler loop (``sampler.dream_sample``) as a sampler: eta, the guider's regularizers,
-    and a noise mask kept by ``KeepKnown`` on the source (``known_source``: the clean latent a mask
-    keeps when the input is an inverted x_T)."""
+def dream_sampler(eta: float = 0.0, eta_schedule: str = "constant", known_source=None,
+                  resample: int = 0) -> CoreSampler:
+    """The DreamSampler loop (``sampler.dream_sample``) as a sampler: eta, resampling, the guider's
+    regularizers, and a noise mask kept by ``KeepKnown`` on the source (``known_source``: the clean
+    latent a mask keeps when the input is an inverted x_T)."""
 
     def run(job: Job):
         sigmas = sampling_grid(job.sigmas)
@@ -418,7 +419,7 @@ def dream_sampler(eta: float = 0.0, eta_schedule: str = "constant", known_source
         generator = torch.Generator(device="cpu").manual_seed(int(job.seed if job.seed is not None else 0) + 7)
         return dream_sample(job.model, job.start(sigmas), sigmas, job.param, extras=job.extras, regularizers=regs,
                             eta=eta, eta_schedule=eta_schedule, spans=spans, times=times, generator=generator,
-                            callback=lambda i, z, x: job.step(z, x), host=job.host)
+                            callback=lambda i, z, x: job.step(z, x), host=job.host, resample=int(resample))
 
     return CoreSampler(run, denoised_output=True)
 

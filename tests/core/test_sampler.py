@@ -45,3 +45,57 @@ def test_eta_schedules_do_what_the_tooltip_says(gm, x0):
     a_t, a_s = ctx.alpha_bar, ctx.alpha_bar_next
     assert eta_at(1.0, "ddim", ctx) == pytest.approx((1 - a_t / a_s) / (1 - a_t))
     assert 0.0 < eta_at(1.0, "ddim", ctx) < 0.9 and eta_at(0.0, "ddim", ctx) == 0.0   # keeps base noise
+
+
+def _counting(den):
+    calls = []
+
+    def model(x, sigma, **kw):
+        calls.append(float(sigma))
+        return den(x, sigma, **kw)
+    return model, calls
+
+
+@pytest.mark.parametrize("resample", [1, 2])
+def test_resample_is_the_step_taken_again_at_the_same_level(gm, x0, resample):
+    """resample R: after each step's estimate z (not the last), x = a(σ) z + s(σ) ξ at the same σ and
+    the step again. With eta 1 ('constant': the next latent is z plus fresh noise) and no regularizer
+    that is exactly the plain sampler on the grid with every level but the last visited R + 1 times,
+    fed the same noise draws; R more model calls per step."""
+    p = Parameterization("ve")
+    sig = grid("ve", 6)
+    den = mixture_denoiser(gm, p)
+    draws = torch.randn((64,) + tuple(x0.shape), generator=torch.Generator().manual_seed(3), dtype=x0.dtype)
+
+    def noise():
+        it = iter(draws)
+        return lambda i, ctx: next(it)
+    x = x0 + sig[0] * draws[-1]
+    model, calls = _counting(den)
+    out = dream_sample(model, x, sig, p, eta=1.0, noise_fn=noise(), resample=resample)
+    n = len(sig) - 1
+    assert len(calls) == n + resample * (n - 1)
+    repeated = torch.cat([sig[:-2].repeat_interleave(resample + 1), sig[-2:]])
+    ref = dream_sample(den, x, repeated, p, eta=1.0, noise_fn=noise())
+    assert torch.allclose(out, ref, atol=1e-12)
+    assert not torch.allclose(out, dream_sample(den, x, sig, p, eta=1.0, noise_fn=noise()))
+    assert torch.equal(dream_sample(den, x, sig, p, eta=1.0, noise_fn=noise(), resample=0),
+                       dream_sample(den, x, sig, p, eta=1.0, noise_fn=noise()))
+
+
+def test_resample_keeps_a_masked_source_exactly(gm, x0):
+    """With a kept region (KeepKnown, as a LATENT's noise mask) the resampled sampler still ends on
+    the source outside the mask (to rounding, as the plain one does), and repaints inside it."""
+    from dreamsampler_core.regularizers import KeepKnown
+    p = Parameterization("ve")
+    sig = grid("ve", 8)
+    den = mixture_denoiser(gm, p)
+    src = x0.reshape(16, 1, 8, 8)
+    mask = torch.zeros(1, 1, 8, 8, dtype=src.dtype)
+    mask[..., 4:] = 1.0
+    model = lambda x, s: den(x.reshape(16, 64), s).reshape(x.shape)
+    x = src + sig[0] * torch.randn(src.shape, generator=torch.Generator().manual_seed(6), dtype=src.dtype)
+    out = dream_sample(model, x, sig, p, eta=1.0, regularizers=(KeepKnown(src, mask),), resample=1,
+                       generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(out[..., :4], src[..., :4], rtol=0, atol=1e-12)
+    assert (out[..., 4:] - src[..., 4:]).abs().max() > 0.1

@@ -35,7 +35,9 @@ def test_inpaint_bench_flow_small_version_through_the_server(tmp_path):
             "f_lanpaint": [dict(cfg=3.0, steps=STEPS, n=5)],
             "f_dream": [dict(preset="paper", steps=STEPS, strength=2.0, refine=1, hole="grey")],
             "f_distill": [dict(steps=STEPS, start=0.5, cfg=2.5, strength=1.0, fidelity=1.3),
-                          dict(steps=STEPS, start=0.5, cfg=1.0, strength=1.5, fidelity=1.0)]}
+                          dict(steps=STEPS, start=0.5, cfg=1.0, strength=1.5, fidelity=1.0)],
+            "f_dreamx": [dict(name=B.recipe_name(r, 1.0), steps=STEPS, preset="restore", strength=1.0, base="tgt",
+                              mask_target=False, eta=1.0, resample=r) for r in (0, 1)]}
     res = B.run(list(grid), n=4, pairs=B.Q.PAIRS[:1], extra=grid, log=None, server_dir=tmp_path, flow=True)
     assert res["model"] == "flow" and set(res["timings"]) == set(grid)
     rows = {r["label"]: r for r in res["results"]}
@@ -43,8 +45,12 @@ def test_inpaint_bench_flow_small_version_through_the_server(tmp_path):
     assert {r["family"] for r in res["results"]} == set(grid)
     for r in rows.values():
         assert r["finite"] and r["psnr_kept"] >= 60, (r["label"], r["psnr_kept"])
-        assert 0.0 <= r["success"] <= 1.0 and r["psnr_truth"] > 0
+        assert 0.0 <= r["success"] <= 1.0 and 0.0 <= r["success_hole"] <= 1.0 and r["psnr_truth"] > 0
     assert rows["core noise mask cfg 3"]["model_rows"] == 2 * STEPS
+    # the from-noise recipe at cfg 1 with no target of its own: one row per step, and resample 1 takes
+    # every step but the last again
+    assert rows[B.recipe_name(0, 1.0)]["model_rows"] == STEPS
+    assert rows[B.recipe_name(1, 1.0)]["model_rows"] == 2 * STEPS - 1
     assert rows["LanPaint N=5 cfg 3"]["model_rows"] > 2 * STEPS
     # Distill Edit over round(8 x 0.5) = 4 levels: source + target (+ the source as the target's
     # negative at cfg 2.5) per level
@@ -52,3 +58,19 @@ def test_inpaint_bench_flow_small_version_through_the_server(tmp_path):
     assert rows["Dream Distill Edit start 0.5 strength 1 fidelity 1.3 cfg 2.5 vs source"]["model_rows"] == 3 * 4
     dream = rows["Dream Mask Inpaint paper strength 2 grey hole, refine 1"]["model_rows"]
     assert dream > 2 * STEPS + STEPS          # the sampler's base + target rows, and a refined inversion
+
+
+def test_the_hole_judge_sees_the_hole_alone():
+    """``success_hole`` judges the picture with the kept half taken from the ground truth: the source
+    itself scores 0 (its hole still shows the source class), the truth's hole pasted into the source
+    scores ~1 on every pair, including the colour change, where a boundary pixel of the source's
+    shape left in the kept half makes the whole-picture judge miss about half of them."""
+    import torch
+    judge = B.S.trained_judge(log=None)
+    keep = torch.zeros(B.S.SIZE, B.S.SIZE)
+    keep[:, : B.S.SIZE // 2] = 1
+    for (src, tgt), d in zip(B.Q.PAIRS, B.Q.inputs_for(B.Q.PAIRS, 32)):
+        x, truth = d["xi"], d["truth_i"]
+        pasted = truth * (1 - keep) + x * keep
+        assert B.score(judge, x, x, src, tgt, truth, keep)["success_hole"] <= 0.05
+        assert B.score(judge, pasted, x, src, tgt, truth, keep)["success_hole"] >= 0.95
