@@ -42,10 +42,11 @@ def info(matrix_server):
 
 
 # ----------------------------------------------------------------------------- features
-def _sample(p, r, latent, regularizers=None, positive=None):
-    extra = {} if regularizers is None else {"regularizers": regularizers}
+def _sample(p, r, latent, regularizers=None, positive=None, eta=0.0, **extra):
+    if regularizers is not None:
+        extra["regularizers"] = regularizers
     return p.add("DreamSampler", model=r.model, seed=0, steps=STEPS, cfg=r.cfg, scheduler="simple",
-                 positive=positive or r.negative, negative=r.negative, latent_image=latent, denoise=1.0, eta=0.0,
+                 positive=positive or r.negative, negative=r.negative, latent_image=latent, denoise=1.0, eta=eta,
                  eta_schedule="constant", **extra)
 
 
@@ -86,6 +87,15 @@ def f_mask_inpaint(p, r):
     mask = p.add("SolidMask", value=1.0, width=r.extra["width"], height=r.extra["height"])
     reg = p.add("DreamMaskInpaint", mask=mask, target=r.positive, strength=1.0, preset="restore")
     return _sample(p, r, _invert(p, r), regularizers=reg)
+
+
+def f_inpaint_recipe(p, r):
+    """The flow models' measured inpainting recipe (bench/INPAINTING_FLOW.md): from the source latent
+    with fresh noise (no inversion), the prompt as DreamSampler's positive, eta 1, resample 1, and
+    Dream Mask Inpaint (the right half; no target of its own) keeping the rest."""
+    reg = p.add("DreamMaskInpaint", mask=right_half_mask(p, r), strength=1.0, preset="paper", keep=1.0,
+                source=r.latent)
+    return _sample(p, r, r.latent, regularizers=reg, positive=r.positive, eta=1.0, resample=1)
 
 
 def right_half_mask(p, r):
@@ -271,6 +281,22 @@ def test_masked_distill_edit_keeps_the_unmasked_latent_exactly(matrix_server, in
     print(f"{family}: kept {kept:.3g}, changed {changed:.3g}, unmasked run {unmasked:.3g}")
     assert kept <= KEPT_ATOL, kept
     assert changed > 0 and changed >= 0.5 * unmasked, (changed, unmasked)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_inpainting_recipe_keeps_the_unmasked_latent_and_paints_the_hole(matrix_server, info, tmp_path, family):
+    """The from-noise inpainting recipe (eta 1, resample 1, Dream Mask Inpaint keep 1) on every family,
+    image and video latents: the left half of the output is the source latent, the right half is
+    repainted."""
+    fam = FAMILIES[family]
+    src = source_latent(matrix_server, info, fam, tmp_path)
+    out = run_latent(matrix_server, info, fam, f_inpaint_recipe, tmp_path, "inpaint_recipe")
+    half = src.shape[-1] // 2
+    kept = (out[..., :half] - src[..., :half]).abs().max().item()
+    changed = (out[..., half:] - src[..., half:]).abs().max().item()
+    print(f"{family}: kept {kept:.3g}, repainted {changed:.3g}")
+    assert kept <= KEPT_ATOL, kept
+    assert changed > 1e-2, changed
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
