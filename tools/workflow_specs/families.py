@@ -14,7 +14,7 @@ swaps the loaders for that family's tiny files (or the in-server model where Com
 hard-codes full sizes) and the text encoders for conditioning of the family's shapes.
 """
 from . import inverse
-from .inverse import inpainting, mask_at_image_size, rectangle_mask
+from .inverse import inpainting, mask_at_image_size, paste_back, rectangle_mask
 
 FLUX_SIZE = 1024
 NULL_TITLE = "Null prompt (inversion + base)"
@@ -187,6 +187,48 @@ def qwen_image_edit_masked():
     ]
 
 
+def flux_dev_inpainting():
+    """Flux.1-dev text-guided inpainting with the recipe measured on the project's learned flow model
+    (bench/INPAINTING_FLOW.md): no inversion; DreamSampler starts from the image's latent with fresh
+    noise (denoise 1), the hole's prompt (through FluxGuidance 3.5) as its positive at cfg 1, eta 1
+    and resample 1 (each step taken once more at the same noise level: 2 x 28 - 1 model calls); Dream
+    Mask Inpaint with no target of its own keeps the rest of the latent (keep 1), and after decoding
+    the working image is pasted back outside the grown, blurred hole, so every pixel there is the
+    source's own."""
+    k = FLUX_SIZE / inverse.SIZE
+    feather = round(8 * k)
+    nodes = [
+        {"id": 1, "type": "UNETLoader", "widgets": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
+        {"id": 2, "type": "DualCLIPLoader",
+         "widgets": {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux"}},
+        {"id": 3, "type": "VAELoader", "widgets": {"vae_name": "ae.safetensors"}},
+        {"id": 4, "type": "ModelSamplingFlux", "title": "Resolution shift (set to the working size)",
+         "widgets": {"max_shift": 1.15, "base_shift": 0.5, "width": FLUX_SIZE, "height": FLUX_SIZE},
+         "links": {"model": (1, 0)}},
+        *_image(5, FLUX_SIZE, FLUX_SIZE),
+        _prompt(7, "Target prompt (what to paint into the mask)", "a colorful hot air balloon in a blue sky", (2, 0)),
+        {"id": 8, "type": "FluxGuidance", "widgets": {"guidance": 3.5}, "links": {"conditioning": (7, 0)}},
+    ]
+    nodes += rectangle_mask(10, *(round(v * k) for v in (300, 60, 140, 140)), size=FLUX_SIZE)   # the sun
+    nodes += mask_at_image_size(13, (12, 0), size=FLUX_SIZE)
+    nodes[-1]["title"] = inverse.INPAINT_MASK
+    nodes += [
+        {"id": 20, "type": "VAEEncode", "links": {"pixels": (6, 0), "vae": (3, 0)}},
+        {"id": 21, "type": "DreamMaskInpaint", "title": "Keep everything outside the mask",
+         "widgets": {"strength": 1.0, "preset": "paper", "feather": feather, "overlap": "average", "keep": 1.0},
+         "links": {"mask": (15, 0), "source": (20, 0)}},
+        {"id": 22, "type": "DreamSampler", "title": "DreamSampler (eta 1, resample 1)",
+         "widgets": {"seed": 0, "steps": 28, "cfg": 1.0, "scheduler": "simple", "denoise": 1.0, "eta": 1.0,
+                     "eta_schedule": "constant", "resample": 1},
+         "links": {"model": (4, 0), "positive": (8, 0), "negative": (8, 0), "latent_image": (20, 0),
+                   "regularizers": (21, 0)}},
+        {"id": 23, "type": "VAEDecode", "links": {"samples": (22, 0), "vae": (3, 0)}},
+    ]
+    nodes += paste_back(24, (23, 0), (15, 0), feather=feather, image=(6, 0))
+    nodes.append(_save(29, (28, 0), "flux_dev_inpainting"))
+    return nodes
+
+
 WAN_W, WAN_H, WAN_FRAMES, WAN_FPS = 832, 480, 33, 16
 VIDEO = "dream_example_video.mp4"
 
@@ -233,6 +275,10 @@ WORKFLOWS = {
         "title": "DreamSampler on Qwen-Image-Edit 2509: an instruction edit inside a mask, the rest of the image kept "
                  "exactly (reference latent, noise mask, composite)",
         "nodes": qwen_image_edit_masked()},
+    "flux_dev_inpainting": {
+        "title": "DreamSampler on Flux.1-dev: text-guided inpainting (from noise, eta 1, resample 1; the rest of the "
+                 "image kept exactly)",
+        "nodes": flux_dev_inpainting()},
     "sdxl_text_guided_inpainting": {
         "title": "DreamSampler on SDXL: text-guided inpainting (one mask)",
         "nodes": inpainting(two_masks=False, ckpt="sd_xl_base_1.0.safetensors", size=1024,
@@ -243,7 +289,8 @@ WORKFLOWS = {
 }
 
 #: the tiny family model (tests/support/families) CI runs each workflow on
-FAMILY = {"flux_dev_edit": "flux_dev", "sd35_edit": "sd35", "qwen_image_edit": "qwen_image",
+FAMILY = {"flux_dev_edit": "flux_dev", "flux_dev_inpainting": "flux_dev", "sd35_edit": "sd35",
+          "qwen_image_edit": "qwen_image",
           "qwen_image_edit_masked": "qwen_image_edit",
           "sdxl_text_guided_inpainting": "sdxl", "wan21_video_edit": "wan21"}
 
@@ -251,11 +298,15 @@ TEST_OVERRIDES = {"wan21_video_edit": {"ImageFromBatch": {"length": 5}},
                   # the feathering at CI's 64 px (16 px of 1024)
                   "qwen_image_edit_masked": {"GrowMask": {"expand": 1}, "ImageBlur": {"blur_radius": 1, "sigma": 0.5}},
                   "sdxl_text_guided_inpainting": {"GrowMask": {"expand": 1}, "ImageBlur": {"blur_radius": 1, "sigma": 0.5},
-                                                  "DreamMaskInpaint": {"feather": 1}}}
+                                                  "DreamMaskInpaint": {"feather": 1}},
+                  "flux_dev_inpainting": {"GrowMask": {"expand": 1}, "ImageBlur": {"blur_radius": 1, "sigma": 0.5},
+                                          "DreamMaskInpaint": {"feather": 1}}}
 #: masked edits whose pixels outside the composite mask must equal the source (CI checks it): the titles
 #: of the working image, the composite mask and the edit (noise) mask
 KEEPS_UNMASKED = {"qwen_image_edit_masked": {"image": WORKING_IMAGE, "composite_mask": COMPOSITE_MASK,
                                              "edit_mask": EDIT_MASK},
                   "sdxl_text_guided_inpainting": {"image": inverse.WORKING_IMAGE,
                                                   "composite_mask": inverse.COMPOSITE_MASK,
-                                                  "edit_mask": inverse.INPAINT_MASK}}
+                                                  "edit_mask": inverse.INPAINT_MASK},
+                  "flux_dev_inpainting": {"image": WORKING_IMAGE, "composite_mask": inverse.COMPOSITE_MASK,
+                                          "edit_mask": inverse.INPAINT_MASK}}

@@ -118,8 +118,8 @@ def inpainting(two_masks: bool, ckpt: str = CKPT, size: int = SIZE, mask_preset:
     return nodes
 
 
-def paste_back(i, decoded, mask, feather: int):
-    """Nodes i..i+4: the decoded picture pasted onto the working image (3, 0) through the hole grown by
+def paste_back(i, decoded, mask, feather: int, image=(3, 0)):
+    """Nodes i..i+4: the decoded picture pasted onto the working ``image`` through the hole grown by
     Mask Inpaint's feather and blurred as wide (core ImageCompositeMasked), so every pixel outside
     that mask is the source's own (the VAE round trip and the measurement noise never reach it)."""
     return [
@@ -131,7 +131,7 @@ def paste_back(i, decoded, mask, feather: int):
          "links": {"image": (i + 2, 0)}},
         {"id": i + 4, "type": "ImageCompositeMasked", "title": "Paste the inpainting into the source",
          "widgets": {"x": 0, "y": 0, "resize_source": False},
-         "links": {"destination": (3, 0), "source": decoded, "mask": (i + 3, 0)}},
+         "links": {"destination": image, "source": decoded, "mask": (i + 3, 0)}},
     ]
 
 
