@@ -2,9 +2,9 @@
 
 The adapter only translates conventions, then calls the same core functions as the ComfyUI nodes
 (``inversion.ddim_invert``, ``sampler.dream_sample`` with ``regularizers.CFGEdit`` or
-``restoration.MaskInpaint`` / ``restoration.DataConsistency``, and the pipelines
-``pipelines.cyclediffusion_pipeline`` and ``pipelines.sde_drag_pipeline``).  There is no second
-implementation of the math here.
+``restoration.MaskInpaint`` / ``restoration.DataConsistency`` on ``operators.make_operator``'s
+degradations, and the pipelines ``pipelines.cyclediffusion_pipeline`` and
+``pipelines.sde_drag_pipeline``).  There is no second implementation of the math here.
 
 Conventions (spec dreamsampler §6, csd §0):
 
@@ -494,7 +494,7 @@ class DreamPipeline:
         """
         from dreamsampler_core.restoration import DataConsistency, MaskInpaint, preset as get_preset
         from dreamsampler_core.masks import feather as feather_mask, union
-        from dreamsampler_core.operators import make_operator
+        from dreamsampler_core.operators import degrade, make_operator
         sched = get_preset(preset)
         x = self._pixels(image)
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
@@ -502,8 +502,8 @@ class DreamPipeline:
         if len(prompts) != len(masks):
             raise ValueError(f"{len(masks)} masks but {len(prompts)} prompts; give one prompt (or None) per mask")
         ms = [feather_mask(self.mask(m, x.shape[-2:]), feather) for m in masks]
-        op = make_operator("inpainting", keep=1.0 - union(ms))
-        y = op.A(x)
+        op = make_operator("inpainting", mask=union(ms))
+        y = degrade(x, op)
         self.reset_counts()
         sigmas = self.sigmas(steps)
         inv = self.invert(self.encode_pixels(op.At(y)), source_prompt, steps=steps)
@@ -527,14 +527,15 @@ class DreamPipeline:
         ``DataConsistency`` on the ``preset`` schedule (as the pack's restoration workflows).
 
         measurement: the degraded image (anything ``image_processor.preprocess`` takes; for SR at the
-        low resolution).  operator: an ``operators.LinearOperator`` or a name of
-        ``operators.OPERATOR_NAMES`` built with scale / blur_sigma / kernel_size / motion_angle.
+        low resolution; for colorization its gray channel mean is used).  operator: an
+        ``operators.LinearOperator`` or a name of ``operators.OPERATOR_NAMES`` built with scale /
+        blur_sigma / kernel_size / motion_angle (``operators.make_operator``, as the nodes build it).
         """
         from dreamsampler_core.restoration import DataConsistency, preset as get_preset
-        from dreamsampler_core.operators import LinearOperator, make_operator
+        from dreamsampler_core.operators import LinearOperator, fit_measurement, make_operator
         op = operator if isinstance(operator, LinearOperator) else make_operator(
             operator, scale=scale, blur_sigma=blur_sigma, kernel_size=kernel_size, motion_angle=motion_angle)
-        y = self._pixels(measurement, keep_size=True)
+        y, _ = fit_measurement(op, self._pixels(measurement, keep_size=True))
         self.reset_counts()
         z_init = self.encode_pixels(op.initial_image(y).clamp(-1.0, 1.0))
         sigmas = self.sigmas(steps, strength)
