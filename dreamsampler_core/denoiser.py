@@ -9,8 +9,8 @@ k-diffusion's denoiser:
 the Tweedie estimate of the clean latent given ``x`` at noise level ``sigma`` (a 0-dim or [B]
 tensor), in the host's model space ``x = a(sigma) x0 + s(sigma) eps`` (``schedule.Parameterization``).
 ``extra`` is per-call conditioning a host may accept (k-diffusion's ``extra_args``): the pack's
-ComfyUI host takes ``image=`` (InstructPix2Pix's image latent per batch row) and ``cfg=`` (a guidance
-scale for this call); analytic oracles take none.
+ComfyUI host takes ``image=`` (InstructPix2Pix's image latent per batch row); both hosts take
+``cfg=`` (a guidance scale for this call, SDE-Drag's ramp in ``pipelines.py``); analytic oracles take none.
 
 Extra named predictions (an edit's target prompt, DDS's or Cycle-SDE's source prompt) are a
 ``Mapping[str, Denoiser]`` of the same contract.  A host that can evaluate several conditionings in

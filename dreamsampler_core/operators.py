@@ -519,23 +519,42 @@ class Colorization(LinearOperator):
 DEFAULT_KERNEL_SIZE = {"deblur_uniform": 9, "deblur_motion": 15}
 
 
+def operator_errors(name, scale=None, kernel_size=None) -> list:
+    """What is wrong with the operator widgets beyond each one's range (None per check that passes):
+    the scales super-resolution takes, an odd uniform blur.  Values of another type are not judged
+    (a host's validation may see them before conversion).  ``make_operator`` raises the same messages."""
+    sr = name in ("sr_avgpool", "sr_bicubic")
+    return [
+        f"scale must be one of {SR_SCALES} for super-resolution, got {scale}"
+        if sr and isinstance(scale, int) and scale not in SR_SCALES else None,
+        "kernel_size must be odd (or 0) for the uniform blur"
+        if name == "deblur_uniform" and isinstance(kernel_size, int) and kernel_size > 0 and kernel_size % 2 == 0
+        else None,
+    ]
+
+
 def make_operator(name: str, *, scale: int = 4, blur_sigma: float = 3.0, kernel_size: int = 0,
-                  motion_angle: float = 0.0, keep: Tensor | None = None) -> LinearOperator:
-    """Build an operator by name (``OPERATOR_NAMES``).
+                  motion_angle: float = 0.0, keep: Tensor | None = None, mask: Tensor | None = None,
+                  image_hw: tuple | None = None) -> LinearOperator:
+    """Build an operator by name (``OPERATOR_NAMES``): the one factory of both hosts' degradations.
 
     scale: super-resolution factor (2, 4 or 8).  blur_sigma: Gaussian std in px.  kernel_size:
     taps of the Gaussian, box size of the uniform blur, length of the motion blur; 0 = default
-    (Gaussian 6 sigma + 1, uniform 9, motion 15).  motion_angle: degrees.  keep: inpainting mask,
-    1 = known pixel."""
+    (Gaussian 6 sigma + 1, uniform 9, motion 15).  motion_angle: degrees.  Inpainting's pixels:
+    ``keep`` (1 = known pixel) or ``mask`` [B, 1, H, W] (1 = missing: keep = 1 - mask), which must
+    have the size ``image_hw`` (H, W) of the image when that is given.  OperatorError says what is wrong."""
+    if name not in OPERATOR_NAMES:
+        raise OperatorError(f"unknown operator {name!r}; expected one of {OPERATOR_NAMES}")
+    for err in operator_errors(name, int(scale), int(kernel_size)):
+        if err:
+            raise OperatorError(err)
     if not kernel_size:
         kernel_size = DEFAULT_KERNEL_SIZE.get(name, 0)
     if name == "inpainting":
         if keep is None:
-            raise OperatorError("the inpainting operator needs a mask")
+            keep = 1.0 - _missing(mask, image_hw)
         return Inpainting(keep)
     if name in ("sr_avgpool", "sr_bicubic"):
-        if int(scale) not in SR_SCALES:
-            raise OperatorError(f"super-resolution scale must be one of {SR_SCALES}, got {scale}")
         return AvgPoolSR(scale) if name == "sr_avgpool" else BicubicSR(scale)
     if name == "deblur_gauss":
         if not blur_sigma > 0:
@@ -552,9 +571,27 @@ def make_operator(name: str, *, scale: int = 4, blur_sigma: float = 3.0, kernel_
         if int(kernel_size) < 1:
             raise OperatorError(f"motion blur length must be >= 1, got {kernel_size}")
         return MotionBlur(int(kernel_size), motion_angle)
-    if name == "colorization":
-        return Colorization()
-    raise OperatorError(f"unknown operator {name!r}; expected one of {OPERATOR_NAMES}")
+    return Colorization()
+
+
+def _missing(mask: Tensor | None, image_hw) -> Tensor:
+    """Inpainting's mask of missing pixels (1 = missing), checked against the image size."""
+    if mask is None:
+        raise OperatorError("the 'inpainting' operator needs a mask of the missing pixels (white = missing)")
+    if image_hw is not None and tuple(mask.shape[-2:]) != tuple(image_hw):
+        raise OperatorError(f"the mask is {mask.shape[-1]}x{mask.shape[-2]} pixels but the image is "
+                            f"{image_hw[1]}x{image_hw[0]}; give a mask of the image's size")
+    return mask
+
+
+def fit_measurement(op: LinearOperator, y: Tensor) -> tuple[Tensor, tuple]:
+    """A measurement y [B, C, h, w] as ``op`` reads it, and the shape of the image it comes from: a
+    colorization measurement is gray (the channel mean of an RGB image).  OperatorError unless y fits."""
+    if op.name == "colorization":
+        y = y.mean(1, keepdim=True)
+    image_shape = op.image_shape(tuple(y.shape))
+    op.check(y, image_shape)
+    return y, image_shape
 
 
 # ----------------------------------------------------------------------------- measurements

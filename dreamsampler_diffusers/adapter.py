@@ -2,8 +2,9 @@
 
 The adapter only translates conventions, then calls the same core functions as the ComfyUI nodes
 (``inversion.ddim_invert``, ``sampler.dream_sample`` with ``regularizers.CFGEdit`` or
-``restoration.MaskInpaint`` / ``restoration.DataConsistency``, ``cycle.dpm_encode`` / ``cycle.cycle_decode``,
-``drag.sde_drag``).  There is no second implementation of the math here.
+``restoration.MaskInpaint`` / ``restoration.DataConsistency`` on ``operators.make_operator``'s
+degradations, and the pipelines ``pipelines.cyclediffusion_pipeline`` and
+``pipelines.sde_drag_pipeline``).  There is no second implementation of the math here.
 
 Conventions (spec dreamsampler §6, csd §0):
 
@@ -40,9 +41,9 @@ from torch import Tensor
 
 # absolute: this package and the core are both top-level next to each other on sys.path (a checkout),
 # so `import dreamsampler_diffusers` needs no parent package (which would be the ComfyUI entry point)
-from dreamsampler_core import cycle, drag
+from dreamsampler_core import cycle, pipelines
 from dreamsampler_core.inversion import ddim_invert
-from dreamsampler_core.points import check_points_inside, to_latent_points
+from dreamsampler_core.points import check_points_inside
 from dreamsampler_core.regularizers import EDIT_SCHEDULES, CFGEdit
 from dreamsampler_core.denoiser import Host, randn_like
 from dreamsampler_core.sampler import dream_sample
@@ -201,14 +202,17 @@ class BatchedDenoiser:
         self._at, self._preds = None, {}
         self.extras = {n: functools.partial(self._extra, n) for n in self.embeds}
 
-    def __call__(self, x, sigma):
+    def __call__(self, x, sigma, cfg=None):
+        """``cfg``: the guidance scale of this call (None: the prompt's; SDE-Drag's ramp)."""
         rows, index = [], {}
 
         def need(key, emb):
             index[key] = len(rows)
             rows.append(emb)
 
-        w = self.base.scale(sigma)
+        w = self.base.scale(sigma) if cfg is None else float(cfg)
+        if w != 1.0 and self.base.uncond is None:
+            raise ValueError(f"guidance {w:g} needs a negative prompt, but the prompt was made without one (cfg 1)")
         need("base", self.base.cond)
         if w != 1.0:
             need("base_u", self.base.uncond)
@@ -490,7 +494,7 @@ class DreamPipeline:
         """
         from dreamsampler_core.restoration import DataConsistency, MaskInpaint, preset as get_preset
         from dreamsampler_core.masks import feather as feather_mask, union
-        from dreamsampler_core.operators import make_operator
+        from dreamsampler_core.operators import degrade, make_operator
         sched = get_preset(preset)
         x = self._pixels(image)
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
@@ -498,8 +502,8 @@ class DreamPipeline:
         if len(prompts) != len(masks):
             raise ValueError(f"{len(masks)} masks but {len(prompts)} prompts; give one prompt (or None) per mask")
         ms = [feather_mask(self.mask(m, x.shape[-2:]), feather) for m in masks]
-        op = make_operator("inpainting", keep=1.0 - union(ms))
-        y = op.A(x)
+        op = make_operator("inpainting", mask=union(ms))
+        y = degrade(x, op)
         self.reset_counts()
         sigmas = self.sigmas(steps)
         inv = self.invert(self.encode_pixels(op.At(y)), source_prompt, steps=steps)
@@ -523,14 +527,15 @@ class DreamPipeline:
         ``DataConsistency`` on the ``preset`` schedule (as the pack's restoration workflows).
 
         measurement: the degraded image (anything ``image_processor.preprocess`` takes; for SR at the
-        low resolution).  operator: an ``operators.LinearOperator`` or a name of
-        ``operators.OPERATOR_NAMES`` built with scale / blur_sigma / kernel_size / motion_angle.
+        low resolution; for colorization its gray channel mean is used).  operator: an
+        ``operators.LinearOperator`` or a name of ``operators.OPERATOR_NAMES`` built with scale /
+        blur_sigma / kernel_size / motion_angle (``operators.make_operator``, as the nodes build it).
         """
         from dreamsampler_core.restoration import DataConsistency, preset as get_preset
-        from dreamsampler_core.operators import LinearOperator, make_operator
+        from dreamsampler_core.operators import LinearOperator, fit_measurement, make_operator
         op = operator if isinstance(operator, LinearOperator) else make_operator(
             operator, scale=scale, blur_sigma=blur_sigma, kernel_size=kernel_size, motion_angle=motion_angle)
-        y = self._pixels(measurement, keep_size=True)
+        y, _ = fit_measurement(op, self._pixels(measurement, keep_size=True))
         self.reset_counts()
         z_init = self.encode_pixels(op.initial_image(y).clamp(-1.0, 1.0))
         sigmas = self.sigmas(steps, strength)
@@ -567,10 +572,14 @@ class DreamPipeline:
         sigmas = self.sigmas(steps, strength, end="floor")
         self.reset_counts()
         src = self.denoiser(source_prompt, negative_prompt, source_guidance_scale)
-        code = cycle.dpm_encode(src, z0, sigmas, VE, eta=eta, coupling=coupling, generator=generator)
-        m = None if mask is None else cycle.mask_to_latent(self.mask(mask)[:, 0].cpu(), z0.shape[-2:]).to(z0)
-        x = cycle.cycle_decode(self.denoiser(prompt, negative_prompt, guidance_scale), code, VE, mask=m)
-        return self._out(x, output_type, code=code)
+        tgt = self.denoiser(prompt, negative_prompt, guidance_scale)
+        x, report = pipelines.cyclediffusion_pipeline(src, tgt, z0, sigmas, VE, eta=eta, coupling=coupling,
+                                                      generator=generator, mask=self._latent_mask(mask, z0))
+        return self._out(x, output_type, code=report.code)
+
+    def _latent_mask(self, mask, z0: Tensor) -> Tensor | None:
+        """A mask (1 = editable) as a binary mask on z0's latent grid (``cycle.mask_to_latent``), or None."""
+        return None if mask is None else cycle.mask_to_latent(self.mask(mask)[:, 0].cpu(), z0.shape[-2:]).to(z0)
 
     # --- SDE-Drag (spec csd §3.3) --------------------------------------------------------
     @torch.no_grad()
@@ -579,21 +588,20 @@ class DreamPipeline:
                  alpha: float = 1.1, beta: float = 0.3, radius: int = 5, step_size: float = 2.0,
                  generator: torch.Generator | None = None, output_type: str = "pil") -> DreamOutput:
         """SDE-Drag: drag the content at pixel points ``sources`` [(x, y), ...] to ``targets`` by latent
-        copy-paste at t0 and Cycle-SDE (``drag.sde_drag``).  mask (1 = editable) keeps the rest on the
-        source path.  The guidance ramps linearly from ``guidance_scale`` at t0 to 1 at the end."""
+        copy-paste at t0 and Cycle-SDE (``pipelines.sde_drag_pipeline``).  mask (1 = editable) keeps the
+        rest on the source path.  The guidance ramps linearly from ``guidance_scale`` at t0 to 1 at the end."""
         z0 = self.encode(image)
         h, w = z0.shape[-2:]
         f = int(getattr(self.pipe, "vae_scale_factor", 8))
         H, W = h * f, w * f
         check_points_inside(sources, W, H, "source point")
         check_points_inside(targets, W, H, "target point")
-        P, Q = to_latent_points(sources, f, f), to_latent_points(targets, f, f)
+        plan = pipelines.plan_drag(sources, targets, (W, H), (w, h), step_size)
         sigmas = self.sigmas(steps, t0, end="floor")
-        ramp = drag.guidance_ramp(len(sigmas) - 1, guidance_scale, guidance_ramp)
-        by_level = {float(s): g for s, g in zip(sigmas[:-1], ramp)}
-        den = self.denoiser(prompt, negative_prompt, lambda s: by_level.get(float(s), guidance_scale))
-        m = None if mask is None else cycle.mask_to_latent(self.mask(mask)[:, 0].cpu(), (h, w)).to(z0)
+        # the negative prompt is kept even at guidance 1: the ramp sets each call's scale (cfg=)
+        den = BatchedDenoiser(self.model, Prompt(self.embed(prompt), self.embed(negative_prompt), guidance_scale))
+        m = self._latent_mask(mask, z0)
         self.reset_counts()
-        x = drag.sde_drag(den, z0, sigmas, VE, P, Q, mask=m, alpha=alpha, beta=beta, radius=int(radius),
-                          step_size=step_size, generator=generator)
+        x, _ = pipelines.sde_drag_pipeline(den, z0, sigmas, VE, plan, cfg=guidance_scale, guidance_ramp=guidance_ramp,
+                                           mask=m, alpha=alpha, beta=beta, radius=radius, generator=generator)
         return self._out(x, output_type)

@@ -11,7 +11,7 @@ from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_
                      first_error, latent_mask, model_latent, require_schedule, scheduler_input,
                      user_errors)
 from .common import DreamNode, schema, seed_input
-from ..dreamsampler_core import cycle
+from ..dreamsampler_core import cycle, pipelines
 
 log = logging.getLogger("DreamSampler")
 
@@ -79,9 +79,9 @@ def _decoder(code: cycle.CycleCode, mask=None) -> C.CoreSampler:
     """CycleDiffusion decoding of ``code`` with the guider's prompt (the node's mask, else the
     LATENT's noise_mask, keeps the rest on the source trajectory)."""
     def run(job):
-        return cycle.cycle_decode(job.model, code, job.param, x_start=code.x_start.to(job.latent),
-                                  mask=mask if mask is not None else job.mask,
-                                  callback=lambda i, z, x_t: job.step(z, x_t))
+        return pipelines.cyclediffusion_decode(job.model, code, job.param, job.latent,
+                                               mask=mask if mask is not None else job.mask,
+                                               callback=lambda i, z, x_t: job.step(z, x_t))[0]
     return C.CoreSampler(run, code.steps)
 
 
@@ -147,10 +147,11 @@ class DreamDDPMEncode(DreamNode):
         generator = torch.Generator().manual_seed(int(seed))
 
         def encode(job):
-            job.out["code"] = cycle.dpm_encode(job.model, job.latent, job.sigmas, job.param, eta=eta, coupling=coupling,
-                                               generator=generator, store=_to_store,
-                                               callback=lambda k, x0h, x_t: job.step(x0h, x_t))
-            return job.out["code"].x_start.to(job.latent)
+            x_start, report = pipelines.cyclediffusion_encode(
+                job.model, job.latent, job.sigmas, job.param, eta=eta, coupling=coupling, generator=generator,
+                store=_to_store, callback=lambda k, x0h, x_t: job.step(x0h, x_t))
+            job.out["code"] = report.code
+            return x_start
 
         sampler = C.CoreSampler(encode)
         with user_errors():

@@ -12,10 +12,9 @@ from .common import (CATEGORY, MAX_STEPS, InputError, check_cdata_end, check_con
                      check_schedule, first_error, latent_mask, scheduler_input, user_errors)
 from .common import DreamNode, schema, seed_input
 from .cycle import cycle_grid
-from ..dreamsampler_core import drag
+from ..dreamsampler_core import pipelines
 from ..dreamsampler_core.formats.dragbench import load_dragbench_item
-from ..dreamsampler_core.points import (PointsError, check_points_inside, format_points, parse_drag_points,
-                                        to_latent_points)
+from ..dreamsampler_core.points import PointsError, check_points_inside, format_points, parse_drag_points
 
 SUB = f"{CATEGORY}/drag"
 RAMPS = ("linear", "constant")
@@ -128,22 +127,19 @@ class DreamSDEDrag(DreamNode):
         src, tgt = drag_pairs(points, target_points, W, H)
         samples = C.vae_encode(vae, pixels)
         h, w = samples.shape[-2:]
-        P = to_latent_points(src, W / w, H / h)
-        Q = to_latent_points(tgt, W / w, H / h)
+        plan = pipelines.plan_drag(src, tgt, (W, H), (w, h), step_size)
         m = latent_mask(mask, samples)
         sigmas = cycle_grid(model, scheduler, steps, t0, "t0")
-        K = len(sigmas) - 1
-        guidance = {float(s): g for s, g in zip(sigmas[:-1], drag.guidance_ramp(K, cfg, guidance_ramp))}
-        subs = drag.substep_count(P, Q, step_size)
         generator = torch.Generator().manual_seed(int(seed))
 
         def run(job):
-            return drag.sde_drag(job.model, job.latent, job.sigmas, job.param, P, Q, mask=m, alpha=alpha, beta=beta,
-                                 radius=int(radius), step_size=step_size, generator=generator,
-                                 callback=lambda sub, n, phase, k, x0h, x: job.step(x0h, x))
+            return pipelines.sde_drag_pipeline(job.model, job.latent, job.sigmas, job.param, plan, cfg=cfg,
+                                               guidance_ramp=guidance_ramp, mask=m, alpha=alpha, beta=beta,
+                                               radius=radius, generator=generator,
+                                               callback=lambda k, x0h, x: job.step(x0h, x))[0]
 
         with user_errors():
-            sampler = C.CoreSampler(run, 2 * K * subs, cfg_by_sigma=guidance)
+            sampler = C.CoreSampler(run, plan.model_calls(sigmas))
             out = C.run(C.new_guider(model, positive, negative, cfg), sampler, sigmas, samples, seed=seed)
         result = C.vae_decode(vae, out)
         preview = ui.PreviewImage(pixels, cls=None).values

@@ -13,8 +13,8 @@ from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_
 from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.restoration import PRESETS, DataConsistency, MaskInpaint, preset
 from ..dreamsampler_core.masks import OVERLAP_RULES, downscale_factor, feather
-from ..dreamsampler_core.operators import (CG_MAX_ITERS, OPERATOR_NAMES, SOLVERS, SR_SCALES, LinearOperator,
-                                           OperatorError, degrade, make_operator)
+from ..dreamsampler_core.operators import (CG_MAX_ITERS, OPERATOR_NAMES, SOLVERS, LinearOperator, OperatorError,
+                                           degrade, fit_measurement, make_operator, operator_errors)
 
 SUBCATEGORY = f"{CATEGORY}/inverse"
 #: a degradation: the operator plus the image shape it was made for (from Dream Degrade)
@@ -76,19 +76,12 @@ def check_mask(mask, name: str) -> torch.Tensor:
 
 
 def build_operator(name, scale, blur_sigma, kernel_size, motion_angle, mask=None, image_hw=None) -> LinearOperator:
-    """The operator of the widgets; mask (ComfyUI MASK, 1 = repaint) for inpainting."""
-    keep = None
-    if name == "inpainting":
-        if mask is None:
-            raise InputError("the 'inpainting' operator needs a mask: connect a MASK (white = missing pixels)")
-        m = check_mask(mask, "mask")
-        if image_hw is not None and tuple(m.shape[-2:]) != tuple(image_hw):
-            raise InputError(f"the mask is {m.shape[-1]}x{m.shape[-2]} pixels but the image is "
-                             f"{image_hw[1]}x{image_hw[0]}; give a mask of the image's size")
-        keep = 1.0 - m
+    """The operator of the widgets (the core's ``make_operator``); mask (ComfyUI MASK, 1 = missing) for
+    inpainting, of the image's size ``image_hw``."""
+    m = check_mask(mask, "mask") if name == "inpainting" and mask is not None else None
     with user_errors(OperatorError):
         return make_operator(name, scale=int(scale), blur_sigma=float(blur_sigma), kernel_size=int(kernel_size),
-                             motion_angle=float(motion_angle), keep=keep)
+                             motion_angle=float(motion_angle), mask=m, image_hw=image_hw)
 
 
 def operator_inputs():
@@ -113,15 +106,8 @@ def operator_inputs():
 
 def validate_operator(operator=None, scale=None, kernel_size=None):
     """Checks of the operator widgets beyond each one's declared range and options (DreamNode.validate_inputs
-    checks those first): the scales super-resolution takes, an odd uniform blur."""
-    sr = operator in ("sr_avgpool", "sr_bicubic")
-    return [
-        f"scale must be one of {SR_SCALES} for super-resolution, got {scale}"
-        if sr and isinstance(scale, int) and scale not in SR_SCALES else None,
-        "kernel_size must be odd (or 0) for the uniform blur"
-        if operator == "deblur_uniform" and isinstance(kernel_size, int) and kernel_size > 0 and kernel_size % 2 == 0
-        else None,
-    ]
+    checks those first): the core's ``operator_errors``, the messages ``make_operator`` raises."""
+    return operator_errors(operator, scale, kernel_size)
 
 
 # ----------------------------------------------------------------------------- mask inpainting
@@ -301,11 +287,8 @@ class DreamDataConsistency(DreamNode):
                                  "measurement from the same Dream Degrade node")
         else:
             op = build_operator(operator, scale, blur_sigma, kernel_size, motion_angle, mask, tuple(y.shape[-2:]))
-        if op.name == "colorization":
-            y = y.mean(1, keepdim=True)
         with user_errors(OperatorError):
-            image_shape = op.image_shape(tuple(y.shape))
-            op.check(y, image_shape)
+            y, image_shape = fit_measurement(op, y)
         f = codec.downscale()
         if image_shape[-1] % f or image_shape[-2] % f:
             raise InputError(f"the restored image would be {image_shape[-1]}x{image_shape[-2]} pixels, not a multiple "

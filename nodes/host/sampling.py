@@ -196,15 +196,15 @@ class DreamGuider(comfy.samplers.CFGGuider):
 class GuidedDenoiser:
     """A guider inside sampling as the core's denoiser ``model(x, sigma, image=None, cfg=None) -> x0``.
 
-    ``branch``: a named guided branch (None: the base).  ``cfg_by_sigma``: guidance scale per noise
-    level (SDE-Drag's ramp).  The base denoiser fills ``batched`` with the extra predictions of the
-    same call, which ``ExtraDenoiser`` returns for the same (x, sigma)."""
+    ``branch``: a named guided branch (None: the base).  ``cfg``: the guidance scale of this call
+    (None: the guider's; SDE-Drag's ramp, ``pipelines.guided_by_level``).  The base denoiser fills
+    ``batched`` with the extra predictions of the same call, which ``ExtraDenoiser`` returns for the
+    same (x, sigma)."""
 
-    def __init__(self, model_wrap, extra_args, branch=None, cfg_by_sigma=None, batch_extras=False):
+    def __init__(self, model_wrap, extra_args, branch=None, batch_extras=False):
         self.model_wrap = model_wrap
         self.extra_args = extra_args
         self.branch = branch
-        self.cfg_by_sigma = cfg_by_sigma
         self.batched = {} if batch_extras else None
         self.batched_at = None
 
@@ -220,8 +220,6 @@ class GuidedDenoiser:
         options = {}
         if self.branch is not None:
             options[BRANCH] = self.branch
-        if cfg is None and self.cfg_by_sigma is not None:
-            cfg = self.cfg_by_sigma.get(float(sigma))
         if cfg is not None:
             options[CFG] = float(cfg)
         if image is not None and getattr(self.model_wrap, "image_cfg", None) is not None:
@@ -317,19 +315,17 @@ class CoreSampler(comfy.samplers.Sampler):
 
     steps: progress-bar length in model calls (None: the grid's steps).  autograd: run outside
     inference mode with gradients on (model calls stay in inference mode), for the distillation
-    generators.  cfg_by_sigma: guidance scale per noise level (SDE-Drag's ramp).  denoised_output:
-    the result is a sample at the grid's last level; when that is 0 the model's inverse noise
-    scaling is applied, as KSAMPLER does (DreamSampler; not an inverted latent).
+    generators.  denoised_output: the result is a sample at the grid's last level; when that is 0
+    the model's inverse noise scaling is applied, as KSAMPLER does (DreamSampler; not an inverted latent).
 
     ``job.start(sigmas)``: the input noised to sigmas[0] with the run's noise, as KSampler does; an
     all-zero noise (DisableNoise, an inverted latent) starts from the latent as it is."""
 
     def __init__(self, run: Callable[[Job], torch.Tensor], steps: int | None = None, autograd: bool = False,
-                 cfg_by_sigma: dict | None = None, denoised_output: bool = False):
+                 denoised_output: bool = False):
         self.run = run
         self.steps = steps
         self.autograd = autograd
-        self.cfg_by_sigma = cfg_by_sigma
         self.denoised_output = denoised_output
         self.report = {}              # what the last run's pipeline reported (``job.out``)
 
@@ -345,10 +341,9 @@ class CoreSampler(comfy.samplers.Sampler):
         param = M.run_parameterization(inner)
         latent_image = torch.zeros_like(noise) if latent_image is None else latent_image
         is_dream = isinstance(model_wrap, DreamGuider)
-        base = GuidedDenoiser(model_wrap, extra_args, cfg_by_sigma=self.cfg_by_sigma,
-                              batch_extras=is_dream and bool(model_wrap.extra_names))
+        base = GuidedDenoiser(model_wrap, extra_args, batch_extras=is_dream and bool(model_wrap.extra_names))
         extras = {n: ExtraDenoiser(base, n) for n in (model_wrap.extra_names if is_dream else ())}
-        branches = {n: GuidedDenoiser(model_wrap, extra_args, branch=n, cfg_by_sigma=self.cfg_by_sigma)
+        branches = {n: GuidedDenoiser(model_wrap, extra_args, branch=n)
                     for n in (model_wrap.branches if is_dream else ())}
         total = self.steps if self.steps is not None else len(sigmas) - 1
         counter = [0]

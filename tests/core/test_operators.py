@@ -1,6 +1,7 @@
 """Measurement operators: exact adjoints, closed form = CG, the discrepancy rule, degradations, errors,
 the guard of the CG solve."""
 import math
+import re
 
 import pytest
 import torch
@@ -165,6 +166,29 @@ def test_colorization_measurement_is_gray():
     op = O.make_operator("colorization")
     assert torch.allclose(op.A(x), x.mean(1, keepdim=True))
     assert op.initial_image(op.A(x)).shape == (1, 3, 4, 4)
+
+
+def test_one_factory_for_both_hosts():
+    """make_operator is the factory of the nodes (Dream Degrade / Data Consistency) and of the diffusers
+    adapter: inpainting from the missing pixels (mask, 1 = missing) is the operator of keep = 1 - mask,
+    checked against the image size; the widget checks are the nodes' validation messages
+    (operator_errors); fit_measurement makes a colorization measurement gray and checks the fit."""
+    mask = (_rand((1, 1, 8, 8), 21) > 0).float()
+    a, b = O.make_operator("inpainting", mask=mask, image_hw=(8, 8)), O.make_operator("inpainting", keep=1 - mask)
+    x = _rand((1, 3, 8, 8), 22)
+    assert torch.equal(a.A(x), b.A(x))
+    with pytest.raises(O.OperatorError, match="the mask is 8x8 pixels but the image is 16x8"):
+        O.make_operator("inpainting", mask=mask, image_hw=(8, 16))
+    for name, scale, kernel in (("sr_bicubic", 3, 0), ("deblur_uniform", 4, 4)):
+        (msg,) = [e for e in O.operator_errors(name, scale, kernel) if e]
+        with pytest.raises(O.OperatorError, match=re.escape(msg)):
+            O.make_operator(name, scale=scale, kernel_size=kernel)
+    assert not any(O.operator_errors("sr_bicubic", None, None))        # unconverted widgets are not judged
+    op = O.make_operator("colorization")
+    y, shape = O.fit_measurement(op, x)
+    assert torch.equal(y, x.mean(1, keepdim=True)) and shape == (1, 3, 8, 8)
+    with pytest.raises(O.OperatorError, match="NaN or infinite"):
+        O.fit_measurement(O.make_operator("sr_avgpool", scale=2), x / 0.0)
 
 
 def test_operator_errors_are_clear():
