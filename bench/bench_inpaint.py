@@ -83,6 +83,14 @@ def grids() -> dict:
                     for sd in (0, 1)]
     g["search2"] += [dict(of="dreamx", name="from noise, restore strength 2, eta 1", steps=STEPS, preset="restore",
                           strength=2.0, eta=1.0, seed=sd) for sd in (0, 1)]
+    # the finalists and the flow model's recipe (eta 1, resample 1) with the hole judge, three noise seeds
+    final = [dict(of="core", cfg=7.5, steps=STEPS), dict(of="lanpaint", cfg=3.0, steps=STEPS, n=5),
+             dict(of="lanpaint", cfg=5.0, steps=STEPS, n=5, mode="Prompt First"),
+             dict(of="dreamx", name="grey hole, paper strength 2", steps=STEPS, preset="paper", strength=2.0,
+                  invert="grey")]
+    final += [dict(of="dreamx", name=f"from noise, restore strength 3, eta 1" + (f", resample {r}" if r else ""),
+                   steps=STEPS, preset="restore", strength=3.0, eta=1.0, resample=r) for r in (0, 1)]
+    g["confirm3"] = [dict(f, seed=sd) for f in final for sd in CONFIRM_SEEDS]
     return g
 
 
@@ -142,7 +150,7 @@ def flow_grids() -> dict:
 def label(family: str, p: dict) -> str:
     if family.startswith("f_"):
         return flow_label(family, p)
-    if family in ("confirm", "seed1", "search2"):
+    if family in ("confirm", "seed1", "search2", "confirm3"):
         return label(p["of"], p) + (f" (seed {p['seed']})" if p.get("seed") else "")
     if family == "dream":
         return f"Dream Mask Inpaint {p['preset']} strength {p['strength']:g}" + (
@@ -267,7 +275,7 @@ def build_flow(family: str, p: dict, g, r):
 def build(family: str, p: dict, g, r):
     if family.startswith("f_"):
         return build_flow(family, p, g, r)
-    if family in ("confirm", "seed1", "search2"):
+    if family in ("confirm", "seed1", "search2", "confirm3"):
         return build(p["of"], p, g, r)
     if family == "dream":
         return Q.build("inpaint_dream", dict(p, hole=p.get("hole") if p.get("hole") == "grey" else None), g, r)
@@ -434,6 +442,7 @@ def write_report(res: dict, path: Path, cmd: str):
          "VAE; 100 = exact); PSNR to truth: vs the ground-truth counterfactual; model rows: batch rows through the "
          "model per inpainted picture, counted by a model wrapper.", ""]
     L += Q.findings(path)
+    L += confirm_section(res["results"], family="confirm3", label=lambda p: label(p["of"], p))
     for fam, title in FAMILY_TITLES.items():
         rows = [r for r in res["results"] if r["family"] == fam]
         if rows:
@@ -539,7 +548,7 @@ def main():
                          "the report is written beside it")
     ap.add_argument("--flow", action="store_true",
                     help="the rectified-flow model (ModelSamplingSD3 shift 3, simple, 28 steps): families f_core, "
-                         "f_lanpaint, f_dream, f_distill; writes INPAINTING_FLOW.md / inpainting_flow.json")
+                         "f_lanpaint, f_dream, f_dreamx, f_distill; writes INPAINTING_FLOW.md / inpainting_flow.json")
     args = ap.parse_args()
     if args.flow:
         return main_flow(args)
