@@ -143,7 +143,10 @@ class DreamMaskInpaint(DreamNode):
                         "50 or 200 steps give the same result), the rest follows the 'source' latent and ends "
                         "equal to it. Up to 4 masks with a prompt each; where masks overlap their prompts are "
                         "blended by the overlap rule, never summed. Masks are area-pooled to the latent grid "
-                        "(soft edges).",
+                        "(soft edges). Measured recipes (bench/INPAINTING*.md): on flow models (Flux, SD3.5, "
+                        "Qwen-Image, Wan) start DreamSampler from the image's latent at denoise 1 with the hole's "
+                        "prompt as its positive, eta 1 and resample 1 (no target needed here); on eps models "
+                        "invert the image with the hole removed and use preset 'paper' at strength 2.",
             inputs=[
                 io.Mask.Input("mask", tooltip="Region to repaint, ComfyUI convention: white (1) = repaint, black "
                                               "= keep; the image's size. Soft values repaint partially."),
