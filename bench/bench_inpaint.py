@@ -437,8 +437,9 @@ def write_report(res: dict, path: Path, cmd: str):
          f"{len(res['pairs'])} class pairs ({', '.join(a + ' -> ' + b for a, b in res['pairs'])}), 32 or 96 "
          "held-out sources per pair (the tables' last column: all pairs together), 20 steps, ddim_uniform, noise "
          "seed 0 unless said, through a real ComfyUI server. **success**: the judge (accuracy on held-out real "
-         f"samples {res['judge_accuracy']:.4f}) says the target class on the whole picture; retention: it still says "
-         "the source class; kept-half PSNR: the left half vs the source (latent = pixels here, ComfyUI's pixel-space "
+         f"samples {res['judge_accuracy']:.4f}) says the target class on the whole picture; **hole success**: the "
+         "judge on the picture whose kept half is the ground truth's (the hole alone decides; '–' where a run "
+         "predates it); retention: it still says the source class; kept-half PSNR: the left half vs the source (latent = pixels here, ComfyUI's pixel-space "
          "VAE; 100 = exact); PSNR to truth: vs the ground-truth counterfactual; model rows: batch rows through the "
          "model per inpainted picture, counted by a model wrapper.", ""]
     L += Q.findings(path)
@@ -526,7 +527,8 @@ def write_flow_report(res: dict, path: Path):
          + " or ".join(str(k) for k in sorted({r["n"] for r in res["results"]}))
          + " held-out sources per pair (the tables' last column: all pairs together), noise seed 0 unless said, "
          "through a real ComfyUI server. **success**: the judge (accuracy on held-out real samples "
-         f"{res['judge_accuracy']:.4f}) says the target class on the whole picture; retention: it still says the "
+         f"{res['judge_accuracy']:.4f}) says the target class on the whole picture; **hole success**: the judge on "
+         "the picture whose kept half is the ground truth's (the hole alone decides); retention: it still says the "
          "source class; kept-half PSNR: the left half vs the source (latent = pixels, ComfyUI's pixel-space VAE; "
          "100 = exact); PSNR to truth: vs the ground-truth counterfactual; model rows: batch rows through the model "
          "per inpainted picture, counted by a model wrapper (TestRowCounter) on one picture.", ""]
