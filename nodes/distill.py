@@ -444,29 +444,32 @@ class DreamSVGGenerator(DreamNode):
 class _RasterGenerator(DreamNode):
     """An image or latent generator node: its raster and one learning rate ``lr``."""
 
+    @staticmethod
+    def raster_schema(node_id: str, kind: str, socket, description: str, input_tip: str, lr_tip: str, aliases):
+        return schema(
+            node_id=node_id,
+            search_aliases=[f"{kind} generator", *aliases, f"distill {kind}"],
+            display_name=f"Dream {kind.capitalize()} Generator",
+            category=SUBCATEGORY,
+            description=description,
+            inputs=[socket.Input(kind, tooltip=input_tip), lr_input("lr", lr_tip)],
+            outputs=[GeneratorType.Output(display_name="generator", tooltip=f"The {kind} generator: {OUTPUT_TIP}")],
+        )
+
     @classmethod
     def check_inputs(cls, lr=None):
         return first_error(_zero_lr_error(lr))
 
 
 class DreamImageGenerator(_RasterGenerator):
-
     @classmethod
     def define_schema(cls):
-        return schema(
-            node_id="DreamImageGenerator",
-            search_aliases=["image generator", "pixel generator", "distill image"],
-            display_name="Dream Image Generator",
-            category=SUBCATEGORY,
+        return cls.raster_schema(
+            node_id="DreamImageGenerator", kind="image", socket=io.Image, aliases=["pixel generator"],
             description="A raster as the generator of score distillation: its pixel values are optimized directly "
                         "(Adam, kept in 0..1); the model sees it through the VAE encoder.",
-            inputs=[
-                io.Image.Input("image", tooltip="The raster to optimize (its size must be a multiple of the VAE "
-                                                "factor, 8 for most models)."),
-                lr_input("lr", "Adam step of the pixel values (0..1)."),
-            ],
-            outputs=[GeneratorType.Output(display_name="generator", tooltip=f"The image generator: {OUTPUT_TIP}")],
-        )
+            input_tip="The raster to optimize (its size must be a multiple of the VAE factor, 8 for most models).",
+            lr_tip="Adam step of the pixel values (0..1).")
 
     @classmethod
     def execute(cls, image, lr) -> io.NodeOutput:
@@ -474,24 +477,15 @@ class DreamImageGenerator(_RasterGenerator):
 
 
 class DreamLatentGenerator(_RasterGenerator):
-
     @classmethod
     def define_schema(cls):
-        return schema(
-            node_id="DreamLatentGenerator",
-            search_aliases=["latent generator", "identity generator", "distill latent"],
-            display_name="Dream Latent Generator",
-            category=SUBCATEGORY,
+        return cls.raster_schema(
+            node_id="DreamLatentGenerator", kind="latent", socket=io.Latent, aliases=["identity generator"],
             description="A latent as the generator of score distillation (the identity generator): its values are "
                         "optimized directly in the model's latent space; it always fits in latent space and takes "
                         "no data term.",
-            inputs=[
-                io.Latent.Input("latent", tooltip="The latent to optimize (VAE Encode, or an empty latent of the "
-                                                  "model's family)."),
-                lr_input("lr", "Adam step of the latent's values."),
-            ],
-            outputs=[GeneratorType.Output(display_name="generator", tooltip=f"The latent generator: {OUTPUT_TIP}")],
-        )
+            input_tip="The latent to optimize (VAE Encode, or an empty latent of the model's family).",
+            lr_tip="Adam step of the latent's values.")
 
     @classmethod
     def execute(cls, latent, lr) -> io.NodeOutput:

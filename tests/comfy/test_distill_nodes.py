@@ -167,25 +167,6 @@ def test_load_svg_files_stay_inside_the_input_folder(N, tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- distillation on the oracle
-def test_every_method_moves_a_latent_to_the_prompted_class_through_comfy(N, gm, oracle, tiny_vae):
-    """Latent generator from a class-0 sample, prompt = class 1: DreamSampler distillation, SDS and DDS
-    (source = class 0) all end in class 1; the null edit of DDS (source = target) changes nothing."""
-    src = {"samples": gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(1, 4, 4, 4).float()}
-    assert int(gm.classify(src["samples"].double())) == 0
-    runs = {
-        "dreamsampler": dict(iterations=12, inner_steps=20, color_lr=0.1),
-        "sds": dict(iterations=150, inner_steps=1, color_lr=0.05, cfg=3.0),
-        "dds": dict(iterations=150, inner_steps=1, color_lr=0.05, source=cond(0)),
-    }
-    for method, kw in runs.items():
-        svg, image, lat, doc = distill(N, oracle, tiny_vae, method=method, latent=src, **kw)
-        assert svg == () and doc.data == [] and image.shape == (1, 32, 32, 3)
-        assert int(gm.classify(lat["samples"].double())) == 1, method
-    _, _, same, _ = distill(N, oracle, tiny_vae, positive=cond(0), method="dds", iterations=5, latent=src,
-                            source=cond(0))
-    assert torch.allclose(same["samples"], src["samples"], atol=1e-6)
-
-
 def test_regularizers_reach_algorithm2_through_the_guider(N, gm, oracle, tiny_vae, pack):
     """A Dream CFG Edit regularizer (its target prompt evaluated in the guider's batch) steers an
     unconditional DreamSampler distillation to class 1; with strength 0 it stays in class 0."""
@@ -374,24 +355,30 @@ def test_split_nodes_declare_only_the_inputs_they_read(N):
     assert [i.id for i in old.inputs] == LEGACY_INPUTS
 
 
-def test_split_nodes_move_a_latent_to_the_prompted_class_as_the_old_node(N, gm, oracle, tiny_vae):
-    """Each method node reaches class 1 from a class-0 latent, bit for bit what the old node gives for the
-    same settings; DDS with source = target changes nothing."""
+def test_every_method_moves_a_latent_to_the_prompted_class_through_comfy(N, gm, oracle, tiny_vae):
+    """Latent generator from a class-0 sample, prompt = class 1: DreamSampler Distill, Dream SDS and Dream
+    DDS (source = class 0) all end in class 1, bit for bit what the old Dream Score Distill gives for the
+    same settings; the null edit of DDS (source = target) changes nothing, with either node."""
     src = {"samples": gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(1, 4, 4, 4).float()}
+    assert int(gm.classify(src["samples"].double())) == 0
     runs = {
         "dreamsampler": dict(iterations=12, inner_steps=20, color_lr=0.1),
         "sds": dict(iterations=150, inner_steps=1, color_lr=0.05, cfg=3.0),
         "dds": dict(iterations=150, inner_steps=1, color_lr=0.05, source=cond(0)),
     }
     for method, kw in runs.items():
-        svg, image, lat, doc = split(N, oracle, tiny_vae, method=method, latent=src, **kw)
-        assert svg == () and doc.data == [] and image.shape == (1, 32, 32, 3)
-        assert int(gm.classify(lat["samples"].double())) == 1, method
-        _, old_image, old_lat, _ = distill(N, oracle, tiny_vae, method=method, latent=src, **kw)
-        assert torch.equal(lat["samples"], old_lat["samples"]) and torch.equal(image, old_image), method
-    _, _, same, _ = split(N, oracle, tiny_vae, positive=cond(0), method="dds", iterations=5, latent=src,
-                          source=cond(0))
-    assert torch.allclose(same["samples"], src["samples"], atol=1e-6)
+        outs = []
+        for node in (split, distill):
+            svg, image, lat, doc = node(N, oracle, tiny_vae, method=method, latent=src, **kw)
+            assert svg == () and doc.data == [] and image.shape == (1, 32, 32, 3)
+            assert int(gm.classify(lat["samples"].double())) == 1, (method, node.__name__)
+            outs.append((image, lat["samples"]))
+        (image, lat), (old_image, old_lat) = outs
+        assert torch.equal(image, old_image) and torch.equal(lat, old_lat), method
+    for node in (split, distill):
+        _, _, same, _ = node(N, oracle, tiny_vae, positive=cond(0), method="dds", iterations=5, latent=src,
+                             source=cond(0))
+        assert torch.allclose(same["samples"], src["samples"], atol=1e-6)
 
 
 def test_split_nodes_give_the_old_nodes_svg_image_and_restoration_results(N, oracle, tiny_vae, svg32):
