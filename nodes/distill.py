@@ -66,8 +66,16 @@ class DataTermSpec:
     weight: float = 1.0
 
 
+def _zero_lrs_error(*lrs):
+    """The SVG generator's zero-learning-rate refusal, or None (in validate_inputs a linked value is None:
+    not checked)."""
+    known = [v for v in lrs if v is not None]
+    return ZERO_SVG_LRS if len(known) == len(lrs) and max(known) <= 0 else None
+
+
 def svg_generator(svg, point_lr: float, color_lr: float, width_lr: float) -> GeneratorSpec:
-    if max(point_lr, color_lr, width_lr) <= 0:
+    """An SVG generator: the scenes checked, their render (with gradients) within the limits."""
+    if _zero_lrs_error(point_lr, color_lr, width_lr):
         raise InputError(ZERO_SVG_LRS)
     scenes = check_svg(svg)
     check_render_size(scenes, "distill a smaller canvas or fewer paths", grad=True)
@@ -88,12 +96,6 @@ def raster_generator(kind: str, value, lr: float, lr_name: str = "lr") -> Genera
         return GeneratorSpec(kind, check_image(value, "image"), float(lr))
     check_latent(value, "latent")
     return GeneratorSpec(kind, value, float(lr))
-
-
-def _zero_lrs_error(*lrs):
-    """validate_inputs' form of the zero-learning-rate refusal (linked values are None: not checked)."""
-    known = [v for v in lrs if v is not None]
-    return ZERO_SVG_LRS if len(known) == len(lrs) and max(known) <= 0 else None
 
 
 # ----------------------------------------------------------------------------- materialising
