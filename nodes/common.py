@@ -203,6 +203,12 @@ def check_schedule(steps, fraction, steps_name: str = "steps", name: str = "deno
             f"Raise {name} to at least {int(steps) / C.MAX_SCHEDULE:.3g} or lower {steps_name}.")
 
 
+def level_span(sigma_at, t_min: float, t_max: float) -> torch.Tensor:
+    """The [high, low] grid a run at random noise levels in [t_min, t_max] (SDS, DDS, CSD) hands ComfyUI:
+    the models load for that range, and a patch reading the run's sigmas sees it."""
+    return torch.tensor([float(sigma_at(t_max)), float(sigma_at(t_min))], dtype=torch.float32)
+
+
 def require_schedule(steps, fraction, steps_name: str = "steps", name: str = "denoise"):
     """check_schedule in execute() (linked values never reach validate_inputs)."""
     err = check_schedule(steps, fraction, steps_name, name)

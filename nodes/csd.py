@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from . import host as C
-from .common import (CATEGORY, InputError, check_conditioning, check_image, check_model, first_error,
+from .common import (CATEGORY, InputError, check_conditioning, check_image, check_model, first_error, level_span,
                      user_errors)
 from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core import csd
@@ -45,9 +45,8 @@ def csd_guider(model, target, negative, source, text_cfg: float, image_cfg: floa
     return guider
 
 
-def csd_sigmas(sigma_at, t_min: float, t_max: float) -> torch.Tensor:
-    """The [high, low] grid a CSD run hands ComfyUI (the models load for that range)."""
-    return torch.tensor([float(sigma_at(t_max)), float(sigma_at(t_min))], dtype=torch.float32)
+#: the [high, low] grid a CSD run hands ComfyUI (common.level_span; the name bench/bench_csd.py imports)
+csd_sigmas = level_span
 
 
 class DreamCSDEdit(DreamNode):

@@ -31,8 +31,8 @@ def check_svg(svg, name: str = "svg") -> tuple[SVGScene, ...]:
     """The scenes of a DREAM_SVG input, or a clear InputError."""
     scenes = tuple(svg) if isinstance(svg, (list, tuple)) else (svg,)
     if not scenes or not all(isinstance(s, SVGScene) for s in scenes):
-        raise InputError(f"'{name}' is not a Dream SVG; connect a Dream SVG Init, Dream Load SVG or Dream Score "
-                         "Distill node.")
+        raise InputError(f"'{name}' is not a Dream SVG; connect a Dream SVG Init or Dream Load SVG node, or the 'svg' "
+                         "output of a distillation node.")
     if len({(s.width, s.height) for s in scenes}) != 1:
         raise InputError(f"'{name}' mixes canvas sizes; the scenes of a batch must share one size.")
     for s in scenes:
@@ -116,8 +116,9 @@ class DreamSVGInit(DreamNode):
                                tooltip="'image' mode: the raster to trace. 'random' mode: optional, each path takes "
                                        "the colour of this image (resized to the canvas) at its centre."),
             ],
-            outputs=[SVGParams.Output(display_name="svg", tooltip="The vector scene(s): connect to Dream Score "
-                                                                  "Distill, Dream SVG Render or Dream SVG to SVG File."),
+            outputs=[SVGParams.Output(display_name="svg", tooltip="The vector scene(s): connect to Dream SVG "
+                                                                  "Generator (distillation), Dream SVG Render or Dream "
+                                                                  "SVG to SVG File."),
                      io.Image.Output(display_name="image", tooltip="The scene(s) rendered.")],
         )
 

@@ -31,7 +31,8 @@ LAYER_BOMB = ('<svg xmlns="http://www.w3.org/2000/svg" width="1024" height="1024
 SCRIPT_SVG = (SVG_HEAD + '<script>alert(document.domain)</script><path d="M0 0 L30 0 L30 30 Z" fill="#ff0000"/>'
               '<text>]]&gt;</text></svg>')
 
-# (case id, workflow, node class, {input: value}, words the message must contain[, class that raises it])
+# (case id, workflow (tools.workflows.workflow_path), node class, {input: value}, words the message must contain[,
+# class that raises it])
 WIDGET_CASES = [
     ("sampler-negative-steps", "real_image_editing", "DreamSampler", {"steps": -3}, ["steps", "at least"]),
     ("sampler-zero-steps", "real_image_editing", "DreamSampler", {"steps": 0}, ["steps", "at least"]),
@@ -65,9 +66,20 @@ WIDGET_CASES = [
      ["stride", "window"]),
     ("csd-zero-iterations", "csd_panorama_edit", "DreamCSDEdit", {"iterations": 0}, ["iterations", "at least"]),
     ("csd-tmin-above-tmax", "csd_panorama_edit", "DreamCSDEdit", {"t_min": 0.9, "t_max": 0.1}, ["t_min", "t_max"]),
-    ("distill-zero-lrs", "text_to_svg", "DreamScoreDistill",
+    # the deprecated Dream Score Distill, in a workflow saved before the split (tests/data/legacy_workflows)
+    ("distill-zero-lrs", "legacy/text_to_svg", "DreamScoreDistill",
      {"point_lr": 0.0, "color_lr": 0.0, "width_lr": 0.0}, ["learning rate", "point_lr"]),
-    ("distill-negative-iterations", "text_to_svg", "DreamScoreDistill", {"iterations": -5}, ["iterations", "at least"]),
+    ("distill-negative-iterations", "legacy/text_to_svg", "DreamScoreDistill", {"iterations": -5},
+     ["iterations", "at least"]),
+    # the nodes that replace it
+    ("svg-generator-zero-lrs", "text_to_svg", "DreamSVGGenerator", {"point_lr": 0.0, "color_lr": 0.0, "width_lr": 0.0},
+     ["learning rate", "point_lr"]),
+    ("dreamsampler-distill-negative-iterations", "text_to_svg", "DreamDistill", {"iterations": -5},
+     ["iterations", "at least"]),
+    ("dreamsampler-distill-zero-denoise", "text_to_svg", "DreamDistill", {"denoise": 0.0},
+     ["denoise", "greater than 0"]),
+    ("distill-data-term-negative-weight", "svg_restoration", "DreamDistillDataTerm", {"data_weight": -1.0},
+     ["data_weight", "at least"]),
     ("svg-init-absurd-paths", "text_to_svg", "DreamSVGInit", {"num_paths": 10 ** 6}, ["num_paths", "at most"]),
     ("cycle-encode-zero-steps", "cyclediffusion_text_edit", "DreamDDPMEncode", {"steps": 0}, ["steps", "at least"]),
     ("cycle-encode-eta-zero", "cyclediffusion_text_edit", "DreamDDPMEncode", {"eta": 0.0}, ["eta", "greater than 0"]),
@@ -83,7 +95,8 @@ WIDGET_CASES = [
      ["strength", "10000"]),
     ("cycle-sde-tiny-t0", "cycle_sde_vs_ode", "DreamCycleSDEEdit", {"t0": 1e-7}, ["t0", "10000"]),
     ("drag-tiny-t0", "sde_drag", "DreamSDEDrag", {"t0": 1e-7}, ["t0", "10000"]),
-    ("distill-tiny-denoise", "text_to_svg", "DreamScoreDistill", {"denoise": 1e-7}, ["denoise", "iterations"]),
+    ("distill-tiny-denoise", "legacy/text_to_svg", "DreamScoreDistill", {"denoise": 1e-7}, ["denoise", "iterations"]),
+    ("dreamsampler-distill-tiny-denoise", "text_to_svg", "DreamDistill", {"denoise": 1e-7}, ["denoise", "iterations"]),
     # point lists: bounded size, depth and count (issue 16, slow refusals / unclear messages)
     ("drag-too-many-pairs", "sde_drag", "DreamSDEDrag",
      {"points": json.dumps([{"x": 1, "y": 1}] * 200_000)}, ["points", "at most"]),

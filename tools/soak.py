@@ -36,14 +36,14 @@ from .server import ComfyServer, ServerError
 #: make the interrupted run long, where the interrupt lands).  Where the run makes gradient copies
 #: (DPS, a latent-space fit) the interrupt waits until /dreamsampler/stats shows them alive.
 LONG_RUNS = {
-    "distill-text_to_svg": ("text_to_svg", "DreamScoreDistill", {}, {"DreamScoreDistill": {"iterations": 300}},
+    "distill-text_to_svg": ("text_to_svg", "DreamDistill", {}, {"DreamDistill": {"iterations": 300}},
                             "score-distillation gradient step"),
-    "distill-image_to_svg": ("image_to_svg", "DreamScoreDistill", {}, {"DreamScoreDistill": {"iterations": 300}},
+    "distill-image_to_svg": ("image_to_svg", "DreamDistill", {}, {"DreamDistill": {"iterations": 300}},
                              "score-distillation gradient step"),
     # fit in latent space: each inner step backpropagates through the VAE encoder's gradient copy
-    "distill-latent-svg_restoration": ("svg_restoration", "DreamScoreDistill",
-                                       {"DreamScoreDistill": {"fit_space": "latent"}},
-                                       {"DreamScoreDistill": {"iterations": 300}},
+    "distill-latent-svg_restoration": ("svg_restoration", "DreamDistill",
+                                       {"DreamDistill": {"fit_space": "latent"}},
+                                       {"DreamDistill": {"iterations": 300}},
                                        "score-distillation gradient step"),
     # the 'paper' preset leaves 2 steps in 3 to DPS (through the UNet's and the decoder's gradient copies)
     "dps-super_resolution_x4": ("super_resolution_x4", "DreamSampler",
@@ -151,16 +151,20 @@ class _Prompts:
 
     def __init__(self, server: ComfyServer, ckpt_name: str):
         from .workflow_specs import sd15_workflows, test_overrides
-        from .workflows import prepare_prompt
+        from .workflows import prepare_prompt, workflow_path
         overrides = test_overrides()
         self.workflows = {p.stem: prepare_prompt(server, p, ckpt_name, fast=True, test_overrides=overrides)[1]
                           for p in sd15_workflows(REPO / "example_workflows")}
+        # the saved legacy workflows some catalog cases change ("legacy/<name>"; never run as workflows)
+        self._legacy = {s: prepare_prompt(server, workflow_path(s), ckpt_name, fast=True, test_overrides=overrides)[1]
+                        for s in sorted({c[1] for c in WIDGET_CASES}) if s.startswith("legacy/")}
         self.bad = [c[0] for c in WIDGET_CASES] + [c[0] for c in SVG_CASES]
         self._widget = {c[0]: c for c in WIDGET_CASES}
         self._svg = {c[0]: c for c in SVG_CASES}
 
     def workflow(self, stem: str, widgets: dict | None = None) -> dict:
-        return _apply(copy.deepcopy(self.workflows[stem]), widgets or {})
+        prompt = self.workflows[stem] if stem in self.workflows else self._legacy[stem]
+        return _apply(copy.deepcopy(prompt), widgets or {})
 
     def bad_case(self, case: str) -> dict:
         if case in self._svg:

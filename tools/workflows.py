@@ -201,6 +201,19 @@ def to_api(ui: dict, object_info: dict) -> dict:
     return convert_ui_to_api(copy.deepcopy(ui), object_info)
 
 
+#: UI workflows as an older version of the pack shipped them (nodes since deprecated): they must still load and
+#: run (tests/e2e/test_legacy_workflows.py; the bad-input catalog's cases of the deprecated nodes)
+LEGACY_WORKFLOWS = REPO / "tests" / "data" / "legacy_workflows"
+
+
+def workflow_path(stem: str) -> Path:
+    """The workflow file of ``stem``: ``example_workflows/<stem>.json``, or for ``legacy/<name>`` the saved
+    legacy workflow ``tests/data/legacy_workflows/<name>.json`` (its CI settings are <name>'s)."""
+    if stem.startswith("legacy/"):
+        return LEGACY_WORKFLOWS / f"{stem.split('/', 1)[1]}.json"
+    return REPO / "example_workflows" / f"{stem}.json"
+
+
 def load(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 

@@ -19,8 +19,8 @@ CANVAS = 32                      # tiny VAE factor 8 -> latent [1, 4, 4, 4]
 
 @pytest.fixture(scope="module")
 def N(pack):
-    from dreamsampler_pack.nodes import common, distill, svg
-    return svg, distill, common
+    from dreamsampler_pack.nodes import common, distill, distill_legacy, svg
+    return svg, distill, common, distill_legacy
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,10 @@ DEFAULTS = dict(method="dreamsampler", seed=0, iterations=2, inner_steps=1, cfg=
 
 
 def distill(N, model, vae, positive=None, negative=None, **kw):
+    """The old all-in-one Dream Score Distill (deprecated; kept for saved workflows)."""
     args = dict(DEFAULTS)
     args.update({k: kw.pop(k) for k in list(kw) if k in DEFAULTS})
-    return run(N[1].DreamScoreDistill, model, positive or cond(1), negative or cond(None), vae, **args, **kw)
+    return run(N[3].DreamScoreDistill, model, positive or cond(1), negative or cond(None), vae, **args, **kw)
 
 
 # ----------------------------------------------------------------------------- SVG nodes
@@ -89,7 +90,7 @@ def test_svg_init_render_export_and_reload(N):
 
 
 def test_svg_nodes_reject_bad_inputs(N):
-    svg_nodes, _, common = N
+    svg_nodes, _, common, _ = N
     with pytest.raises(common.InputError, match="connect an IMAGE"):
         run(svg_nodes.DreamSVGInit, "image", 32, 32, 4, 4, 0.0, 0.0, 4, "kmeans", 0, 1)
     with pytest.raises(common.InputError, match="NaN"):
@@ -127,7 +128,7 @@ CYCLE = ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org
     ('<svg xmlns="http://www.w3.org/2000/svg" width="1e9" height="8"/>', "svg_text"),
 ])
 def test_load_svg_rejects_hostile_or_malformed_text(N, text, message):
-    svg_nodes, _, common = N
+    svg_nodes, _, common, _ = N
     with pytest.raises(common.InputError, match=message) as err:
         run(svg_nodes.DreamLoadSVG, svg_nodes.NO_FILE, text)
     assert str(err.value).startswith("svg_text")                      # says which input is wrong
@@ -135,7 +136,7 @@ def test_load_svg_rejects_hostile_or_malformed_text(N, text, message):
 
 def test_load_svg_files_stay_inside_the_input_folder(N, tmp_path, monkeypatch):
     import folder_paths
-    svg_nodes, _, common = N
+    svg_nodes, _, common, _ = N
     inputs = tmp_path / "input"
     inputs.mkdir()
     monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(inputs))
@@ -166,25 +167,6 @@ def test_load_svg_files_stay_inside_the_input_folder(N, tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- distillation on the oracle
-def test_every_method_moves_a_latent_to_the_prompted_class_through_comfy(N, gm, oracle, tiny_vae):
-    """Latent generator from a class-0 sample, prompt = class 1: DreamSampler distillation, SDS and DDS
-    (source = class 0) all end in class 1; the null edit of DDS (source = target) changes nothing."""
-    src = {"samples": gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(1, 4, 4, 4).float()}
-    assert int(gm.classify(src["samples"].double())) == 0
-    runs = {
-        "dreamsampler": dict(iterations=12, inner_steps=20, color_lr=0.1),
-        "sds": dict(iterations=150, inner_steps=1, color_lr=0.05, cfg=3.0),
-        "dds": dict(iterations=150, inner_steps=1, color_lr=0.05, source=cond(0)),
-    }
-    for method, kw in runs.items():
-        svg, image, lat, doc = distill(N, oracle, tiny_vae, method=method, latent=src, **kw)
-        assert svg == () and doc.data == [] and image.shape == (1, 32, 32, 3)
-        assert int(gm.classify(lat["samples"].double())) == 1, method
-    _, _, same, _ = distill(N, oracle, tiny_vae, positive=cond(0), method="dds", iterations=5, latent=src,
-                            source=cond(0))
-    assert torch.allclose(same["samples"], src["samples"], atol=1e-6)
-
-
 def test_regularizers_reach_algorithm2_through_the_guider(N, gm, oracle, tiny_vae, pack):
     """A Dream CFG Edit regularizer (its target prompt evaluated in the guider's batch) steers an
     unconditional DreamSampler distillation to class 1; with strength 0 it stays in class 0."""
@@ -222,7 +204,7 @@ def test_svg_distillation_runs_every_method_under_inference_mode(N, oracle, tiny
 
 
 def test_svg_restoration_inputs(N, oracle, tiny_vae, svg32):
-    _, _, common = N
+    common = N[2]
     target = torch.rand(1, CANVAS, CANVAS, 3, generator=torch.Generator().manual_seed(1))
     hole = torch.zeros(1, CANVAS, CANVAS)
     hole[:, 8:20, 8:20] = 1.0
@@ -247,8 +229,8 @@ def test_svg_restoration_inputs(N, oracle, tiny_vae, svg32):
 
 
 def test_distill_rejects_bad_inputs(N, oracle, tiny_vae, svg32):
-    _, distill_nodes, common = N
-    node = distill_nodes.DreamScoreDistill
+    _, _, common, legacy = N
+    node = legacy.DreamScoreDistill
     lat = {"samples": torch.zeros(1, 4, 4, 4)}
     cases = [
         (dict(), "exactly one generator"),
@@ -301,3 +283,183 @@ def test_progress_previews_and_interrupt(N, oracle, tiny_vae, svg32):
             distill(N, oracle, tiny_vae, svg=svg32, iterations=3)
     finally:
         mm.interrupt_current_processing(False)
+
+
+# ----------------------------------------------------------------------------- the split nodes
+#: each method node's inputs: exactly what it reads (no scheduler / eta / regularizers for SDS and DDS, no
+#: min_t / weighting for DreamSampler distillation, the learning rates on the generator nodes)
+SPLIT_INPUTS = {
+    "DreamSVGGenerator": ["svg", "point_lr", "color_lr", "width_lr"],
+    "DreamImageGenerator": ["image", "lr"],
+    "DreamLatentGenerator": ["latent", "lr"],
+    "DreamDistillDataTerm": ["measurement", "data_weight", "mask", "degradation"],
+    "DreamDistill": ["model", "positive", "negative", "vae", "generator", "seed", "iterations", "inner_steps", "cfg",
+                     "scheduler", "denoise", "eta", "fit_space", "regularizers", "data_term"],
+    "DreamSDS": ["model", "positive", "negative", "vae", "generator", "seed", "iterations", "inner_steps", "cfg",
+                 "max_t", "min_t", "fit_space", "weighting", "data_term"],
+    "DreamDDS": ["model", "positive", "negative", "vae", "source", "generator", "seed", "iterations", "inner_steps",
+                 "cfg", "max_t", "min_t", "fit_space", "weighting", "data_term"],
+}
+#: the old node's inputs, in their saved widget order (never changes: saved workflows load by position)
+LEGACY_INPUTS = ["model", "positive", "negative", "vae", "method", "seed", "iterations", "inner_steps", "cfg",
+                 "scheduler", "denoise", "min_t", "eta", "fit_space", "weighting", "point_lr", "color_lr", "width_lr",
+                 "data_weight", "svg", "image", "latent", "source", "regularizers", "measurement", "mask",
+                 "degradation"]
+#: the old node's widgets that each method node reads (and under which name)
+METHOD_WIDGETS = {
+    "DreamDistill": dict(seed="seed", iterations="iterations", inner_steps="inner_steps", cfg="cfg",
+                         scheduler="scheduler", denoise="denoise", eta="eta", fit_space="fit_space"),
+    "DreamSDS": dict(seed="seed", iterations="iterations", inner_steps="inner_steps", cfg="cfg", max_t="denoise",
+                     min_t="min_t", fit_space="fit_space", weighting="weighting"),
+}
+METHOD_WIDGETS["DreamDDS"] = METHOD_WIDGETS["DreamSDS"]
+NODE_OF_METHOD = {"dreamsampler": "DreamDistill", "sds": "DreamSDS", "dds": "DreamDDS"}
+
+
+def generator(N, svg=None, image=None, latent=None, point_lr=1.0, color_lr=0.01, width_lr=0.0):
+    """The generator node of the one given input, with the old node's learning-rate widgets."""
+    d = N[1]
+    if svg is not None:
+        return run(d.DreamSVGGenerator, svg, point_lr, color_lr, width_lr)[0]
+    if image is not None:
+        return run(d.DreamImageGenerator, image, color_lr)[0]
+    return run(d.DreamLatentGenerator, latent, color_lr)[0]
+
+
+def split(N, model, vae, method="dreamsampler", positive=None, negative=None, source=None, regularizers=None,
+          data_term=None, **kw):
+    """The split nodes wired as the old node's arguments ``kw`` describe (its defaults where not given)."""
+    old = dict(DEFAULTS, method=method)
+    old.update({k: kw.pop(k) for k in list(kw) if k in DEFAULTS})
+    gen = generator(N, **{k: old[k] for k in ("point_lr", "color_lr", "width_lr")}, **kw)
+    cls = NODE_OF_METHOD[method]
+    widgets = {new: old[name] for new, name in METHOD_WIDGETS[cls].items()}
+    extra = {"data_term": data_term}
+    if method == "dreamsampler":
+        extra["regularizers"] = regularizers
+    prompts = [model, positive or cond(1), negative or cond(None), vae] + ([source] if method == "dds" else [])
+    return run(getattr(N[1], cls), *prompts, gen, **widgets, **extra)
+
+
+def test_split_nodes_declare_only_the_inputs_they_read(N):
+    d, legacy = N[1], N[3]
+    for name, inputs in SPLIT_INPUTS.items():
+        s = getattr(d, name).GET_SCHEMA()
+        assert [i.id for i in s.inputs] == inputs, name
+        assert not s.is_deprecated and s.category == "DreamSampler/distill"
+    for name in ("DreamDistill", "DreamSDS", "DreamDDS"):
+        old_outputs = [(o.display_name, o.io_type) for o in legacy.DreamScoreDistill.GET_SCHEMA().outputs]
+        assert [(o.display_name, o.io_type) for o in getattr(d, name).GET_SCHEMA().outputs] == old_outputs
+    old = legacy.DreamScoreDistill.GET_SCHEMA()
+    assert old.is_deprecated and old.node_id == "DreamScoreDistill"
+    assert [i.id for i in old.inputs] == LEGACY_INPUTS
+
+
+def test_every_method_moves_a_latent_to_the_prompted_class_through_comfy(N, gm, oracle, tiny_vae):
+    """Latent generator from a class-0 sample, prompt = class 1: DreamSampler Distill, Dream SDS and Dream
+    DDS (source = class 0) all end in class 1, bit for bit what the old Dream Score Distill gives for the
+    same settings; the null edit of DDS (source = target) changes nothing, with either node."""
+    src = {"samples": gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(1, 4, 4, 4).float()}
+    assert int(gm.classify(src["samples"].double())) == 0
+    runs = {
+        "dreamsampler": dict(iterations=12, inner_steps=20, color_lr=0.1),
+        "sds": dict(iterations=150, inner_steps=1, color_lr=0.05, cfg=3.0),
+        "dds": dict(iterations=150, inner_steps=1, color_lr=0.05, source=cond(0)),
+    }
+    for method, kw in runs.items():
+        outs = []
+        for node in (split, distill):
+            svg, image, lat, doc = node(N, oracle, tiny_vae, method=method, latent=src, **kw)
+            assert svg == () and doc.data == [] and image.shape == (1, 32, 32, 3)
+            assert int(gm.classify(lat["samples"].double())) == 1, (method, node.__name__)
+            outs.append((image, lat["samples"]))
+        (image, lat), (old_image, old_lat) = outs
+        assert torch.equal(image, old_image) and torch.equal(lat, old_lat), method
+    for node in (split, distill):
+        _, _, same, _ = node(N, oracle, tiny_vae, positive=cond(0), method="dds", iterations=5, latent=src,
+                             source=cond(0))
+        assert torch.allclose(same["samples"], src["samples"], atol=1e-6)
+
+
+def test_split_nodes_give_the_old_nodes_svg_image_and_restoration_results(N, oracle, tiny_vae, svg32):
+    """SVG and image generators, every method, a data term (mask, low resolution) and a regularizer: the
+    split nodes give the old node's outputs bit for bit."""
+    from dreamsampler_pack.nodes import regularizers
+    target = torch.rand(1, CANVAS, CANVAS, 3, generator=torch.Generator().manual_seed(1))
+    hole = torch.zeros(1, CANVAS, CANVAS)
+    hole[:, 8:20, 8:20] = 1.0
+    low = torch.nn.functional.avg_pool2d(target.movedim(-1, 1), 4).movedim(1, -1)
+    (regs,) = run(regularizers.DreamCFGEdit, cond(0), 1.0, "constant", 1.0, 0.0)
+    cases = [
+        (dict(svg=svg32, fit_space="latent", eta=0.3, denoise=0.7), {}),
+        (dict(svg=svg32, method="sds", weighting="sds", min_t=0.2, point_lr=0.5, width_lr=0.1), {}),
+        (dict(svg=svg32, method="dds", source=cond(0)), {}),
+        (dict(image=target, method="sds"), {}),
+        (dict(svg=svg32, regularizers=regs), {}),
+        (dict(svg=svg32), dict(measurement=target, mask=hole, data_weight=10.0)),
+        (dict(image=target, method="dds", source=cond(0)), dict(measurement=low)),
+    ]
+    for kw, restoration in cases:
+        term = None
+        if restoration:
+            r = dict(restoration)
+            term = run(N[1].DreamDistillDataTerm, r.pop("measurement"), r.pop("data_weight", 1.0), **r)[0]
+        new = split(N, oracle, tiny_vae, iterations=2, inner_steps=2, data_term=term, **dict(kw))
+        old = distill(N, oracle, tiny_vae, iterations=2, inner_steps=2, **dict(kw), **restoration)
+        assert torch.equal(new[1], old[1]) and torch.equal(new[2]["samples"], old[2]["samples"]), kw
+        assert [s.paths[0].points.tolist() for s in new[0]] == [s.paths[0].points.tolist() for s in old[0]]
+        assert [d.getvalue() for d in new[3].data] == [d.getvalue() for d in old[3].data]
+
+
+def test_split_nodes_reject_bad_inputs_clearly(N, oracle, tiny_vae, svg32):
+    d, common = N[1], N[2]
+    lat = {"samples": torch.zeros(1, 4, 4, 4)}
+    target = torch.rand(1, CANVAS, CANVAS, 3)
+    # generators: nothing to optimize, bad inputs (checked where they are connected)
+    assert "learning rate" in d.DreamSVGGenerator.validate_inputs(point_lr=0.0, color_lr=0.0, width_lr=0.0)
+    assert d.DreamSVGGenerator.validate_inputs(point_lr=0.0, color_lr=0.01, width_lr=0.0) is True
+    assert d.DreamSVGGenerator.validate_inputs(color_lr=0.0, width_lr=0.0) is True       # point_lr linked
+    assert "lr is 0" in d.DreamImageGenerator.validate_inputs(lr=0.0)
+    assert "lr" in d.DreamLatentGenerator.validate_inputs(lr=-1.0)
+    for cls, args, message in [
+        (d.DreamSVGGenerator, (svg32, 0.0, 0.0, 0.0), "learning rate"),
+        (d.DreamSVGGenerator, ("<svg/>", 1.0, 0.01, 0.0), "not a Dream SVG"),
+        (d.DreamImageGenerator, (torch.full((1, 32, 32, 3), float("nan")), 0.01), "NaN"),
+        (d.DreamImageGenerator, (target, 0.0), "lr is 0"),
+        (d.DreamLatentGenerator, ({"samples": torch.full((1, 4, 4, 4), float("inf"))}, 0.01), "NaN or infinite"),
+        (d.DreamLatentGenerator, ("latent", 0.01), "not a LATENT"),
+        (d.DreamDistillDataTerm, (torch.full_like(target, float("nan")), 1.0), "NaN"),
+        (d.DreamDistillDataTerm, (target, 1.0, None, "blur"), "Dream Degrade"),
+    ]:
+        with pytest.raises(common.InputError, match=message):
+            run(cls, *args)
+    # method nodes: what needs the model, the VAE or the generator's canvas
+    hole = torch.zeros(1, CANVAS, CANVAS)
+    cases = [
+        (dict(method="sds", latent=lat, data_term=(target, 1.0)), "needs an 'svg' or 'image'"),
+        (dict(image=torch.rand(1, 36, 36, 3)), "multiple of the VAE's factor 8"),
+        (dict(svg=svg32, data_term=(target[:, :20, :20], 1.0)), "canvas divided by 2, 4 or 8"),
+        (dict(svg=svg32, data_term=(target, 1.0, hole[:, :16])), "mask is"),
+        (dict(svg=svg32, denoise=0.0), "leaves no step"),
+        (dict(svg=svg32, method="sds", denoise=0.5, min_t=0.9), "min_t .* must not exceed max_t"),
+        (dict(svg=svg32, regularizers=("x",)), "regularizers"),
+    ]
+    for kw, message in cases:
+        term = kw.pop("data_term", None)
+        if term is not None:
+            term = run(d.DreamDistillDataTerm, *term)[0]
+        with pytest.raises(common.InputError, match=message):
+            split(N, oracle, tiny_vae, data_term=term, **kw)
+    with pytest.raises(common.InputError, match="not a Dream generator"):
+        run(d.DreamSDS, oracle, cond(1), cond(None), tiny_vae, svg32, 0, 2, 1, 1.0, 1.0, 0.02, "auto", "tweedie")
+    with pytest.raises(common.InputError, match="source: required input is null"):
+        run(d.DreamDDS, oracle, cond(1), cond(None), tiny_vae, None, generator(N, svg=svg32), 0, 2, 1, 1.0, 1.0,
+            0.02, "auto", "tweedie")
+    # validation of the widgets a method node reads
+    assert "denoise" in d.DreamDistill.validate_inputs(denoise=0.0)
+    assert "10000" in d.DreamDistill.validate_inputs(iterations=4, denoise=1e-7)
+    assert "max_t must be greater than 0" in d.DreamSDS.validate_inputs(max_t=0.0, min_t=0.0)
+    assert "min_t (0.9) must not exceed max_t (0.5)" in d.DreamDDS.validate_inputs(max_t=0.5, min_t=0.9)
+    assert d.DreamSDS.validate_inputs(max_t=0.5) is True                                 # min_t linked
+    assert "weighting" in d.DreamSDS.validate_inputs(weighting="x")
+    assert "eta" in d.DreamDistill.validate_inputs(eta=2.0)

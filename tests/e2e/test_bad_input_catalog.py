@@ -44,10 +44,10 @@ RAW_TEXT = ("Traceback", "maximum recursion depth", "codec can't encode", "objec
 
 
 def _prompt(server, tiny_ckpt, stem):
+    """The API prompt of a shipped workflow, or of a saved legacy one ("legacy/<name>"), at CI settings."""
     from tools.workflow_specs import test_overrides
-    from tools.workflows import prepare_prompt
-    return prepare_prompt(server, REPO / "example_workflows" / f"{stem}.json", tiny_ckpt.name, fast=True,
-                          test_overrides=test_overrides())[1]
+    from tools.workflows import prepare_prompt, workflow_path
+    return prepare_prompt(server, workflow_path(stem), tiny_ckpt.name, fast=True, test_overrides=test_overrides())[1]
 
 
 def _node_message(resp: dict, node_id: str) -> str:
@@ -183,6 +183,30 @@ def test_bad_distill_edit_settings(server, caught, fuzz_bases, case, change, wor
     if change == "black":
         prompt["990"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}
         prompt[node_id]["inputs"]["mask"] = ["990", 0]
+    else:
+        prompt[node_id]["inputs"].update(change)
+    caught.add(server, case, *_expect_clear_error(server, prompt, node_id, words))
+
+
+SCORE_DISTILL_CASES = [
+    ("sds-min-t-above-max-t", "DreamSDS", {"min_t": 0.9, "max_t": 0.5}, ["min_t", "max_t"]),
+    ("dds-zero-max-t", "DreamDDS", {"max_t": 0.0, "min_t": 0.0}, ["max_t", "greater than 0"]),
+    ("image-generator-zero-lr", "DreamImageGenerator", {"lr": 0.0}, ["lr", "nothing would change"]),
+    ("latent-generator-with-a-data-term", "DreamDDS", "data_term", ["svg", "image", "generator"]),
+]
+
+
+@pytest.mark.parametrize("case,cls,change,words", SCORE_DISTILL_CASES, ids=[c[0] for c in SCORE_DISTILL_CASES])
+def test_bad_score_distill_settings(server, caught, fuzz_bases, case, cls, change, words):
+    """Dream SDS / DDS and their generators (no shipped workflow holds them): a level range to draw nothing
+    from, a generator with nothing to optimize, a data term on a latent (no pixels to compare)."""
+    base, node_id = fuzz_bases[cls]
+    prompt = json.loads(json.dumps(base))
+    if change == "data_term":
+        measurement = next(k for k, v in prompt.items() if v["class_type"] == "DreamSVGInit")
+        prompt["990"] = {"class_type": "DreamDistillDataTerm", "inputs": {"measurement": [measurement, 1],
+                                                                         "data_weight": 1.0}}
+        prompt[node_id]["inputs"]["data_term"] = ["990", 0]
     else:
         prompt[node_id]["inputs"].update(change)
     caught.add(server, case, *_expect_clear_error(server, prompt, node_id, words))
@@ -566,8 +590,9 @@ FUZZ_RAW_TEXT = RAW_TEXT + ("not supported between", "object has no attribute", 
 
 def _fuzz_bases(server, tiny_ckpt, item_folder):
     """class_type -> (API prompt that runs, node id of that class) for every pack node: the first
-    SD1.5 shipped workflow holding it (CI settings), plus hand-built graphs for the three that no
-    SD1.5 shipped workflow uses."""
+    SD1.5 shipped workflow holding it (CI settings), plus hand-built graphs for those that no SD1.5
+    shipped workflow uses (DragBench, the CycleDiffusion sampler, Distill Edit, SDS / DDS and the image
+    and latent generators, and the deprecated Dream Score Distill in a saved legacy workflow)."""
     from tools.workflow_specs import sd15_workflows
     bases = {}
     for path in sd15_workflows(REPO / "example_workflows"):
@@ -605,7 +630,37 @@ def _fuzz_bases(server, tiny_ckpt, item_folder):
         "strength": 1.0, "fidelity": 1.3, "cfg": 2.5, "source_cfg": 1.0}}
     prompt[vae_decode]["inputs"]["samples"] = ["910", 0]
     bases["DreamDistillEdit"] = (prompt, "910")
+    # the deprecated Dream Score Distill: a text_to_svg saved before the split (tests/data/legacy_workflows)
+    prompt = _prompt(server, tiny_ckpt, "legacy/text_to_svg")
+    bases["DreamScoreDistill"] = (prompt, next(k for k, v in prompt.items() if v["class_type"] == "DreamScoreDistill"))
+    # Dream SDS of an image generator and Dream DDS of a latent generator, on text_to_svg's prompts
+    text_to_svg = _prompt(server, tiny_ckpt, "text_to_svg")
+    init = next(k for k, v in text_to_svg.items() if v["class_type"] == "DreamSVGInit")
+    prompt = _random_level_prompt(text_to_svg, "DreamSDS", "DreamImageGenerator", {"image": [init, 1]})
+    bases["DreamSDS"], bases["DreamImageGenerator"] = (prompt, "921"), (prompt, "920")
+    prompt = _random_level_prompt(text_to_svg, "DreamDDS", "DreamLatentGenerator", {"latent": ["922", 0]}, {
+        "922": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}})
+    bases["DreamDDS"], bases["DreamLatentGenerator"] = (prompt, "921"), (prompt, "920")
     return bases
+
+
+def _random_level_prompt(text_to_svg: dict, method: str, generator: str, generator_inputs: dict, extra=None) -> dict:
+    """text_to_svg with its SVG generator and DreamSampler Distill replaced by ``generator`` (node 920) and
+    ``method`` (Dream SDS or DDS, node 921, the negative prompt as DDS's source) whose image is saved."""
+    p = json.loads(json.dumps(text_to_svg))
+    distill = next(v["inputs"] for v in p.values() if v["class_type"] == "DreamDistill")
+    for k in [k for k, v in p.items() if v["class_type"] in ("DreamDistill", "DreamSVGGenerator", "SaveSVGNode")]:
+        del p[k]
+    p.update(extra or {})
+    p["920"] = {"class_type": generator, "inputs": dict(generator_inputs, lr=0.01)}
+    source = {"source": distill["negative"]} if method == "DreamDDS" else {}
+    p["921"] = {"class_type": method, "inputs": {
+        **{k: distill[k] for k in ("model", "positive", "negative", "vae")}, **source, "generator": ["920", 0],
+        "seed": 0, "iterations": 3, "inner_steps": 1, "cfg": 7.5, "max_t": 0.98, "min_t": 0.02, "fit_space": "auto",
+        "weighting": "tweedie"}}
+    save = next(k for k, v in p.items() if v["class_type"] == "SaveImage")
+    p[save]["inputs"]["images"] = ["921", 1]
+    return p
 
 
 def _error_texts(errors) -> list:

@@ -142,28 +142,35 @@ def f_sde_drag(p, r):
     return p.out(node, 1)
 
 
+#: the generator node of each generator input
+GENERATORS = {"latent": "DreamLatentGenerator", "svg": "DreamSVGGenerator", "image": "DreamImageGenerator"}
+
+
 def _distill(p, r, method, inner_steps, fit_space, **generator):
-    """Dream Score Distill with one generator (``latent=`` / ``svg=`` / ``image=``); its latent output."""
-    node = p.add("DreamScoreDistill", model=r.model, positive=r.positive, negative=r.negative, vae=r.vae,
-                 method=method, seed=0, iterations=STEPS, inner_steps=inner_steps, cfg=r.cfg, scheduler="simple",
-                 fit_space=fit_space, **generator)
+    """A generator node of one input (``latent=`` / ``svg=`` / ``image=``) distilled by ``method``
+    (DreamSampler Distill or Dream SDS); its latent output."""
+    ((kind, value),) = generator.items()
+    grid = {"scheduler": "simple"} if method == "DreamDistill" else {}
+    node = p.add(method, model=r.model, positive=r.positive, negative=r.negative, vae=r.vae,
+                 generator=p.add(GENERATORS[kind], **{kind: value}), seed=0, iterations=STEPS, inner_steps=inner_steps,
+                 cfg=r.cfg, fit_space=fit_space, **grid)
     return p.out(node, 2)
 
 
 def f_distill_latent(p, r):
-    return _distill(p, r, "dreamsampler", 2, "latent", latent=r.latent)
+    return _distill(p, r, "DreamDistill", 2, "latent", latent=r.latent)
 
 
 def f_distill_svg(p, r):
     """DreamSampler distillation of random SVG paths (fit in pixels: the render against the decoded target)."""
     svg = p.add("DreamSVGInit", mode="random", width=r.extra["width"], height=r.extra["height"], num_paths=8,
                 num_segments=2, seed=0)
-    return _distill(p, r, "dreamsampler", 2, "auto", svg=svg)
+    return _distill(p, r, "DreamDistill", 2, "auto", svg=svg)
 
 
 def f_distill_image(p, r):
     """SDS of an image generator, the gradient through the family's VAE encoder (fit in latent space)."""
-    return _distill(p, r, "sds", 1, "latent", image=r.image)
+    return _distill(p, r, "DreamSDS", 1, "latent", image=r.image)
 
 
 def f_csd(p, r):

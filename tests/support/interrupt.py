@@ -10,7 +10,8 @@ from tools.host import REPO
 
 #: long-running node types and the widget that makes them long
 LONG_NODES = {"DreamSampler": "steps", "DreamDDIMInversion": "steps", "DreamSDEDrag": "steps",
-              "DreamDDPMDecode": "steps", "DreamScoreDistill": "iterations", "DreamCSDEdit": "iterations"}
+              "DreamDDPMDecode": "steps", "DreamScoreDistill": "iterations", "DreamDistill": "iterations",
+              "DreamSDS": "iterations", "DreamDDS": "iterations", "DreamCSDEdit": "iterations"}
 
 
 def watch_and_interrupt(server, node_id, result):

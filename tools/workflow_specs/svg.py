@@ -16,17 +16,23 @@ def prompts(first_id, positive, negative=NEGATIVE):
     ]
 
 
-def distill(i, svg, pos, neg, measurement=None, degradation=None, **widgets):
-    links = {"model": (1, 0), "positive": (pos, 0), "negative": (neg, 0), "vae": (1, 2), "svg": svg}
+def distill(i, svg, pos, neg, measurement=None, degradation=None, data_weight=1.0, point_lr=1.0, color_lr=0.01,
+            **widgets):
+    """Dream SVG Generator (id i) -> DreamSampler Distill (id i + 1, its outputs (i + 1, slot)), with a
+    Dream Distill Data Term (id i + 2) when there is a measurement."""
+    nodes = [{"id": i, "type": "DreamSVGGenerator", "widgets": {"point_lr": point_lr, "color_lr": color_lr},
+              "links": {"svg": svg}}]
+    links = {"model": (1, 0), "positive": (pos, 0), "negative": (neg, 0), "vae": (1, 2), "generator": (i, 0)}
     if measurement is not None:
-        links["measurement"] = measurement
-    if degradation is not None:
-        links["degradation"] = degradation
-    base = {"method": "dreamsampler", "seed": 0, "iterations": 50, "inner_steps": 10, "cfg": 7.5,
-            "scheduler": "ddim_uniform", "denoise": 1.0, "eta": 0.0, "fit_space": "auto", "point_lr": 1.0,
-            "color_lr": 0.01, "data_weight": 1.0}
+        term = {"measurement": measurement, **({"degradation": degradation} if degradation is not None else {})}
+        nodes.append({"id": i + 2, "type": "DreamDistillDataTerm", "title": "Data term (restoration)",
+                      "widgets": {"data_weight": data_weight}, "links": term})
+        links["data_term"] = (i + 2, 0)
+    base = {"seed": 0, "iterations": 50, "inner_steps": 10, "cfg": 7.5, "scheduler": "ddim_uniform", "denoise": 1.0,
+            "eta": 0.0, "fit_space": "auto"}
     base.update(widgets)
-    return {"id": i, "type": "DreamScoreDistill", "widgets": base, "links": links}
+    nodes.append({"id": i + 1, "type": "DreamDistill", "widgets": base, "links": links})
+    return nodes
 
 
 def save(i, prefix, image=None, svg=None):
@@ -56,8 +62,8 @@ WORKFLOWS = {
             {"id": 4, "type": "DreamSVGInit", "title": "Random paths (VectorFusion init)",
              "widgets": {"mode": "random", "width": 512, "height": 512, "num_paths": 128, "num_segments": 4,
                          "radius": 0.0, "stroke_width": 0.0, "seed": 0, "batch_size": 1}},
-            distill(5, (4, 0), 2, 3, iterations=100, inner_steps=10, cfg=7.5, denoise=1.0),
-            *save(6, "text_to_svg", image=(5, 1), svg=(5, 3)),
+            *distill(5, (4, 0), 2, 3, iterations=100, inner_steps=10, cfg=7.5, denoise=1.0),
+            *save(7, "text_to_svg", image=(6, 1), svg=(6, 3)),
         ],
     },
     "svg_restoration": {
@@ -83,10 +89,10 @@ WORKFLOWS = {
             {"id": 13, "type": "DreamSVGInit", "title": "Trace the masked raster",
              "widgets": {"mode": "image", "num_paths": 128, "num_segments": 8, "num_colors": 12, "trace": "kmeans",
                          "seed": 0}, "links": {"image": (10, 0)}},
-            distill(14, (13, 0), 11, 12, measurement=(10, 0), degradation=(10, 1), iterations=50, inner_steps=10,
-                    cfg=5.0, denoise=0.6, data_weight=10.0),
-            side_by_side(15, (10, 0), (14, 1), "Masked input | restored SVG"),
-            *save(16, "svg_restoration", image=(15, 0), svg=(14, 3)),
+            *distill(14, (13, 0), 11, 12, measurement=(10, 0), degradation=(10, 1), iterations=50, inner_steps=10,
+                     cfg=5.0, denoise=0.6, data_weight=10.0),
+            side_by_side(17, (10, 0), (15, 1), "Masked input | restored SVG"),
+            *save(18, "svg_restoration", image=(17, 0), svg=(15, 3)),
         ],
     },
     "image_to_svg": {
@@ -98,15 +104,18 @@ WORKFLOWS = {
             {"id": 6, "type": "DreamSVGInit", "title": "Trace the image (k-means colours + contours)",
              "widgets": {"mode": "image", "num_paths": 96, "num_segments": 8, "num_colors": 12, "trace": "kmeans",
                          "seed": 0}, "links": {"image": (3, 0)}},
-            distill(7, (6, 0), 4, 5, measurement=(3, 0), iterations=40, inner_steps=10, cfg=5.0, denoise=0.5,
-                    data_weight=10.0),
-            side_by_side(8, (6, 1), (7, 1), "Traced | refined"),
-            *save(9, "image_to_svg", image=(8, 0), svg=(7, 3)),
+            *distill(7, (6, 0), 4, 5, measurement=(3, 0), iterations=40, inner_steps=10, cfg=5.0, denoise=0.5,
+                     data_weight=10.0),
+            side_by_side(10, (6, 1), (8, 1), "Traced | refined"),
+            *save(11, "image_to_svg", image=(10, 0), svg=(8, 3)),
         ],
     },
 }
 
-_FAST_SVG = {"DreamScoreDistill": {"inner_steps": 2, "iterations": 3}}
+#: the distillation nodes at CI size (the old Dream Score Distill too: the legacy workflows in
+#: tests/data/legacy_workflows run with the same settings as the shipped ones)
+_FAST_SVG = {cls: {"inner_steps": 2, "iterations": 3} for cls in ("DreamDistill", "DreamSDS", "DreamDDS",
+                                                                 "DreamScoreDistill")}
 TEST_OVERRIDES = {
     "text_to_svg": {"DreamSVGInit": {"width": 64, "height": 64, "num_paths": 16}, **_FAST_SVG},
     "svg_restoration": {"DreamSVGInit": {"num_paths": 16}, **_FAST_SVG},
