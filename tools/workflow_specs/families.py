@@ -64,10 +64,10 @@ def _two_prompts(first, clip):
             _prompt(first + 1, "Target prompt", TARGET, clip)]
 
 
-def flux_dev_edit():
-    """Flux.1-dev (guidance-distilled): both prompts through FluxGuidance 3.5, the distilled model's
-    own guidance; Dream Distill Edit at cfg 1; ModelSamplingFlux's shift for the working size."""
-    nodes = [
+def _flux_loaders():
+    """Nodes 1..4: Flux.1-dev's UNet, its two text encoders, its VAE and ModelSamplingFlux's shift for the
+    working size (as ComfyUI's Flux template loads them)."""
+    return [
         {"id": 1, "type": "UNETLoader", "widgets": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
         {"id": 2, "type": "DualCLIPLoader",
          "widgets": {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux"}},
@@ -75,6 +75,14 @@ def flux_dev_edit():
         {"id": 4, "type": "ModelSamplingFlux", "title": "Resolution shift (set to the working size)",
          "widgets": {"max_shift": 1.15, "base_shift": 0.5, "width": FLUX_SIZE, "height": FLUX_SIZE},
          "links": {"model": (1, 0)}},
+    ]
+
+
+def flux_dev_edit():
+    """Flux.1-dev (guidance-distilled): both prompts through FluxGuidance 3.5, the distilled model's
+    own guidance; Dream Distill Edit at cfg 1; ModelSamplingFlux's shift for the working size."""
+    nodes = [
+        *_flux_loaders(),
         *_image(5, FLUX_SIZE, FLUX_SIZE),
         *_two_prompts(7, (2, 0)),
     ]
@@ -198,13 +206,7 @@ def flux_dev_inpainting():
     k = FLUX_SIZE / inverse.SIZE
     feather = round(8 * k)
     nodes = [
-        {"id": 1, "type": "UNETLoader", "widgets": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
-        {"id": 2, "type": "DualCLIPLoader",
-         "widgets": {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux"}},
-        {"id": 3, "type": "VAELoader", "widgets": {"vae_name": "ae.safetensors"}},
-        {"id": 4, "type": "ModelSamplingFlux", "title": "Resolution shift (set to the working size)",
-         "widgets": {"max_shift": 1.15, "base_shift": 0.5, "width": FLUX_SIZE, "height": FLUX_SIZE},
-         "links": {"model": (1, 0)}},
+        *_flux_loaders(),
         *_image(5, FLUX_SIZE, FLUX_SIZE),
         _prompt(7, "Target prompt (what to paint into the mask)", "a colorful hot air balloon in a blue sky", (2, 0)),
         {"id": 8, "type": "FluxGuidance", "widgets": {"guidance": 3.5}, "links": {"conditioning": (7, 0)}},
