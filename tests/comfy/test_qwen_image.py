@@ -75,9 +75,10 @@ def test_image_only_nodes_run_on_qwen_image(N, qwen):
     img = images(1, SIZE, SIZE + 32)
     # score distillation: an image generator fit in latent space (gradients through the VAE copy)
     with torch.inference_mode():
-        _, out_img, out_lat, _ = N["distill"].distill(model, pos, neg, vae, "dreamsampler", 0, 2, 2, 1.0, "simple",
-                                                      1.0, 0.02, 0.0, "latent", "tweedie", 1.0, 0.05, 0.1, 1.0,
-                                                      image=img)
+        d = N["distill"]
+        _, out_img, out_lat, _ = d.run_dream_distill(model, pos, neg, vae, d.raster_generator("image", img, 0.05),
+                                                     seed=0, iterations=2, inner_steps=2, cfg=1.0, scheduler="simple",
+                                                     denoise=1.0, eta=0.0, fit_space="latent")
     assert tuple(out_lat["samples"].shape) == (1, 16, 1, SIZE // 8, (SIZE + 32) // 8)
     assert tuple(out_img.shape) == tuple(img.shape) and torch.isfinite(out_img).all()
     assert not torch.allclose(out_img, img)

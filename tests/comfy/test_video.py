@@ -179,7 +179,9 @@ def test_image_only_nodes_take_each_image_as_one_frame(N, wan):
         img, lat = run(N["drag"].DreamSDEDrag, model, vae, frames(2, 64), pos, neg,
                        '[{"x": 8, "y": 8}, {"x": 16, "y": 8}]', 0, 3, "simple", 0.6, 3.0, "linear", 1.1, 0.3, 5, 2.0)
         assert tuple(lat["samples"].shape) == (2, 16, 1, 8, 8) and tuple(img.shape) == (2, 64, 64, 3)
-        _, img, lat, _ = N["distill"].distill(model, pos, neg, vae, "sds", 0, 1, 1, 1.0, "simple", 1.0, 0.02, 0.0,
-                                              "latent", "sds", 1.0, 0.01, 0.1, 1.0, image=frames(1))
+        d = N["distill"]
+        _, img, lat, _ = d.run_score_distill(model, pos, neg, vae, d.raster_generator("image", frames(1), 0.01),
+                                             seed=0, iterations=1, inner_steps=1, cfg=1.0, max_t=1.0, min_t=0.02,
+                                             fit_space="latent", weighting="sds")
         assert tuple(lat["samples"].shape) == (1, 16, 1, SIZE // 8, SIZE // 8)
         assert tuple(img.shape) == (1, SIZE, SIZE, 3)
