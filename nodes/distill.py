@@ -295,7 +295,7 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
 
     def run(job):
         codec = vae_codec.in_model_space(job.host.latent_in, job.host.latent_out)
-        gen = job.out["generator"] = make_generator(job.latent.device, job.latent)
+        gen = make_generator(job.latent.device, job.latent)
 
         def callback(i, n, z):
             preview = None
@@ -319,13 +319,13 @@ def distill(model, positive, negative, vae, method, seed, iterations, inner_step
                              source_latent=job.latent, **common)
         finally:
             codec.release()
-        return result.latent.to(job.latent.dtype)
+        return result.latent.to(job.latent.dtype), gen
 
-    sampler = C.CoreSampler(run, autograd=True)
+    sampler = C.CoreSampler(C.with_autograd(run))
     samples = C.run(guider, sampler, sigmas, init_latent, noise, seed, progress=False)
     samples = samples.to(C.intermediate_device())
     out_latent = C.latent_output(latent, samples, drop=("noise_mask",))
-    gen = sampler.report["generator"]
+    gen = sampler.report
     if kind == "svg":
         out_svg = svg_output(gen.result())
         return out_svg, render_image(out_svg), out_latent, C.core_svg(svg_texts(out_svg))
