@@ -14,20 +14,29 @@ ComfyUI host takes ``image=`` (InstructPix2Pix's image latent per batch row); bo
 
 Extra named predictions (an edit's target prompt, DDS's or Cycle-SDE's source prompt) are a
 ``Mapping[str, Denoiser]`` of the same contract.  A host that can evaluate several conditionings in
-one batch does so behind the mapping: calling the base model at (x, sigma) fills the extras'
-answers for the same (x, sigma), so an algorithm that asks for the base and then the extras at one
-point costs one model call (``predict``).
+one batch offers it as the base model's method (``BatchingDenoiser.predict_many``): ``predict``
+asks for the base and the extras at one point with one call of it, which returns them all.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor
 
 Denoiser = Callable[..., Tensor]
 Extras = Mapping[str, Denoiser]
+
+
+@runtime_checkable
+class BatchingDenoiser(Protocol):
+    """A denoiser that evaluates named extra predictions in its own model batch:
+    ``predict_many(x, sigma, names) -> (x0, {name: x0})`` at one (x, sigma)."""
+
+    def __call__(self, x: Tensor, sigma, **extra) -> Tensor: ...
+
+    def predict_many(self, x: Tensor, sigma, names: Sequence[str]) -> tuple[Tensor, dict]: ...
 
 
 def identity(t: Tensor) -> Tensor:
@@ -60,16 +69,18 @@ DEFAULT_HOST = Host()
 
 
 def predict(model: Denoiser, extras: Extras | None, names: Sequence[str], x: Tensor, sigma) -> tuple[Tensor, dict]:
-    """The base x0 and the named extra x0s at one (x, sigma): one batched call on a batching host."""
-    base = model(x, sigma)
+    """The base x0 and the named extra x0s at one (x, sigma): one ``predict_many`` call on a
+    batching host (``BatchingDenoiser``), else the base and each extra in turn."""
     if not names:
-        return base, {}
+        return model(x, sigma), {}
     if extras is None:
         raise KeyError(f"the regularizers need the predictions {tuple(names)}, but the host gave none")
     missing = [n for n in names if n not in extras]
     if missing:
         raise KeyError(f"the host has no prediction named {missing[0]!r} (has: {', '.join(extras) or 'none'})")
-    return base, {n: extras[n](x, sigma) for n in names}
+    if isinstance(model, BatchingDenoiser):
+        return model.predict_many(x, sigma, tuple(names))
+    return model(x, sigma), {n: extras[n](x, sigma) for n in names}
 
 
 def randn_like(like: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -93,6 +93,10 @@ class Regularizer:
         """Copy whose prediction names are made unique with ``prefix`` (hosts call this)."""
         return self
 
+    def release(self) -> None:
+        """Free what the term holds for a run (a codec's gradient copy); hosts call it after each run."""
+        return None
+
     def renoise_eta(self, ctx: "StepContext") -> float | None:
         """Fresh-noise fraction this term asks for in this step's renoise (None: the sampler's eta).
         The sampler uses the largest request (the official inpainting renoises its regularized steps

@@ -188,8 +188,8 @@ class DataConsistency(Regularizer):
     codec: object with ``decode(z) -> x`` and ``encode(x) -> z`` between the VAE-space latent and
         pixels [B, 3, H, W] in [-1, 1], or a video codec's [B, 3, T, H, W] (and ``decode_grad`` for
         DPS); None: the identity.  Model-space
-        latents go through the host's latent_in / latent_out (``denoiser.Host``).  Whoever made the
-        codec releases it after the run (the ComfyUI host does, for its VAE codecs).
+        latents go through the host's latent_in / latent_out (``denoiser.Host``); ``release()``
+        releases the codec (if it can be), as the ComfyUI host does after each run.
     strength: lambda, multiplies the mixing weight gamma_t; 0 leaves the sampler unchanged.
     sigma_y: assumed measurement noise (std, [-1, 1] units): the data are fit only down to it.
     mu: proximal weight of the pixel sub-problem (the official cg_lamb, 1e-4).
@@ -224,6 +224,11 @@ class DataConsistency(Regularizer):
         if self.strength == 0.0:
             return None
         return ctx.alpha_bar if self.schedule.renoise and self.schedule.active(ctx) else None
+
+    def release(self):
+        release = getattr(self.codec, "release", None)
+        if release is not None:
+            release()
 
     # --- codec in model space --------------------------------------------------------
     def _codec(self, ctx):

@@ -192,43 +192,38 @@ class Prompt:
 
 class BatchedDenoiser:
     """The base prompt as the core's denoiser ``model(x, sigma) -> x0`` (``denoiser.py``), with the
-    extra prompts as ``extras``: a mapping of denoisers answered from the base call's UNet batch
-    when asked at the same (x, sigma) (else evaluated alone).
+    extra prompts as ``extras`` (a mapping of denoisers, each evaluated alone) and
+    ``predict_many(x, sigma, names)``: the base and the named extras from one UNet batch (the core's
+    ``BatchingDenoiser``).
 
     A prompt with cfg == 1 needs only its conditional row (as ComfyUI's cfg1 optimization)."""
 
     def __init__(self, model: UNetDenoiser, base: Prompt, extras: dict | None = None):
         self.model, self.base, self.embeds = model, base, dict(extras or {})
-        self._at, self._preds = None, {}
         self.extras = {n: functools.partial(self._extra, n) for n in self.embeds}
 
     def __call__(self, x, sigma, cfg=None):
         """``cfg``: the guidance scale of this call (None: the prompt's; SDE-Drag's ramp)."""
-        rows, index = [], {}
+        return self._batch(x, sigma, (), cfg)[0]
 
-        def need(key, emb):
-            index[key] = len(rows)
-            rows.append(emb)
+    def predict_many(self, x, sigma, names):
+        """(x0 of the base, {name: x0}) for the named extra prompts, one UNet batch (rows in the
+        order the prompts were given)."""
+        return self._batch(x, sigma, tuple(n for n in self.embeds if n in names))
 
+    def _batch(self, x, sigma, names, cfg=None):
         w = self.base.scale(sigma) if cfg is None else float(cfg)
         if w != 1.0 and self.base.uncond is None:
             raise ValueError(f"guidance {w:g} needs a negative prompt, but the prompt was made without one (cfg 1)")
-        need("base", self.base.cond)
-        if w != 1.0:
-            need("base_u", self.base.uncond)
-        for n, emb in self.embeds.items():
-            need(n, emb)
+        rows = [self.base.cond] + ([self.base.uncond] if w != 1.0 else []) + [self.embeds[n] for n in names]
         preds = self.model.x0(x, sigma, rows)
-        x0 = preds[index["base"]]
+        x0 = preds[0]
         if w != 1.0:
-            u = preds[index["base_u"]]
+            u = preds[1]
             x0 = u + w * (x0 - u)
-        self._at, self._preds = (x, float(sigma)), {n: preds[index[n]] for n in self.embeds}
-        return x0
+        return x0, dict(zip(names, preds[len(rows) - len(names):]))
 
     def _extra(self, name, x, sigma):
-        if self._at is not None and self._at[0] is x and self._at[1] == float(sigma):
-            return self._preds[name]
         return self.model.x0(x, sigma, [self.embeds[name]])[0]
 
 

@@ -150,13 +150,12 @@ class DreamDDPMEncode(DreamNode):
             x_start, report = pipelines.cyclediffusion_encode(
                 job.model, job.latent, job.sigmas, job.param, eta=eta, coupling=coupling, generator=generator,
                 store=_to_store, callback=lambda k, x0h, x_t: job.step(x0h, x_t))
-            job.out["code"] = report.code
-            return x_start
+            return x_start, report.code
 
         sampler = C.CoreSampler(encode)
         with user_errors():
             x_start = C.run(C.new_guider(model, source, negative, source_cfg), sampler, sigmas, samples, seed=seed)
-        code = sampler.report["code"]
+        code = sampler.report
         code.sigmas = sigmas.detach().cpu()
         code.meta.update(param=param.kind, steps=int(steps), strength=float(strength), scheduler=scheduler,
                          source_cfg=float(source_cfg))

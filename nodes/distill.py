@@ -243,7 +243,7 @@ def _distill(model, positive, negative, vae, generator, data_term, seed, iterati
 
     def run(job):
         codec = vae_codec.in_model_space(job.host.latent_in, job.host.latent_out)
-        gen = job.out["generator"] = mat.generator(job.latent.device, job.latent)
+        gen = mat.generator(job.latent.device, job.latent)
 
         def callback(i, n, z):
             preview = None
@@ -258,11 +258,11 @@ def _distill(model, positive, negative, vae, generator, data_term, seed, iterati
             result = method(job, gen, fit, common)
         finally:
             codec.release()
-        return result.latent.to(job.latent.dtype)
+        return result.latent.to(job.latent.dtype), gen
 
-    sampler = C.CoreSampler(run, autograd=True)
+    sampler = C.CoreSampler(C.with_autograd(run))
     samples = C.run(guider, sampler, sigmas, mat.init_latent, noise, seed, progress=False)
-    return mat.outputs(sampler.report["generator"], samples.to(C.intermediate_device()), vae)
+    return mat.outputs(sampler.report, samples.to(C.intermediate_device()), vae)
 
 
 def _check_regularizers(regularizers):

@@ -85,8 +85,8 @@ class DreamDDIMInversion(DreamNode):
         # region must end equal to the source, not to the inverted x_T
         out[C.INVERSION_KEY] = {"sigma_start": float(sigmas[0]), "steps": int(steps), "scheduler": scheduler,
                                 "denoise": float(denoise), "source": samples}
-        if "refine" in sampler.report:
-            out[C.INVERSION_KEY]["refine"] = sampler.report["refine"].as_dict()
+        if sampler.report is not None:
+            out[C.INVERSION_KEY]["refine"] = sampler.report.as_dict()
         return io.NodeOutput(out)
 
 

@@ -13,7 +13,8 @@ from .model import (DEFAULT_SCHEDULER, INVERSION_KEY, LATENT_SIZE_KEYS, MAX_SCHE
                     free_ram_bytes, intermediate_device, latent_output, latent_spec, model_sampling,  # noqa: F401
                     parameterization, prepare_noise, process_latent_out, progress_bar, progress_bar_enabled,  # noqa: F401
                     schedule_length, sigma_at, sigma_floor, throw_if_interrupted, time_grid, to_intermediate)  # noqa: F401
-from .sampling import CoreSampler, DreamGuider, Job, ddim_inversion, dream_sampler, new_guider, run  # noqa: F401
+from .sampling import (CoreSampler, DreamGuider, GuiderCall, Job, ddim_inversion, dream_sampler, new_guider,  # noqa: F401
+                       run, with_autograd)
 from .vae import (VAECodec, check_grad_memory, check_image_vae, is_video_vae, vae_decode, vae_downscale,  # noqa: F401
                   vae_encode, video_frames)  # noqa: F401
 from .files import MAX_INPUT_NAME, core_svg, input_directory, input_file_path, input_svg_files  # noqa: F401

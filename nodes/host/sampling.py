@@ -5,8 +5,8 @@
   cond-batch hook of Skip Layer Guidance, pre-CFG, the CFG function, post-CFG); it also carries the regularizers' extra
   prompts (evaluated in the same model batch as the base), named guided branches (DDS's, Cycle-SDE's
   and CSD's source prompt) and InstructPix2Pix's three-way guidance (core's dual-CFG formula).  What
-  a call evaluates is chosen per call through ``model_options`` (the channel ComfyUI passes to
-  ``predict_noise``), never by state on the guider.
+  one evaluation computes is a frozen ``GuiderCall``, an argument of ``DreamGuider.predict``
+  (which returns the guided x0 and the batched extras), never state on the guider.
 * ``CoreSampler`` (a ``comfy.samplers.Sampler``) runs one core pipeline inside ``guider.sample``, so
   model loading, patches, hooks, ControlNets, the progress bar, previews and /interrupt are ComfyUI's.
   It hands the pipeline a ``Job``: the guider as the core's denoiser contract ``model(x, sigma) -> x0``
@@ -18,15 +18,17 @@
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
 import comfy.conds
 import comfy.model_base
+import comfy.patcher_extension
 import comfy.samplers
 
 from ...dreamsampler_core.denoiser import Host
@@ -40,12 +42,24 @@ from .vae import grad_copy
 
 log = logging.getLogger("DreamSampler")
 
-#: model_options keys of one guider call (ComfyUI passes model_options through to predict_noise)
-BRANCH = "dream_branch"          # name of a guided branch (None: the base branch)
-RAW = "dream_raw"                # name of one extra prediction evaluated alone
-EXTRAS_OUT = "dream_extras_out"  # dict the base call fills with the batched extra predictions
-CFG = "dream_cfg"                # guidance scale of this call (None: the guider's)
-IMAGE = "dream_image"            # InstructPix2Pix image latent of this call (VAE space, per batch row)
+@dataclass(frozen=True)
+class GuiderCall:
+    """What one evaluation of a ``DreamGuider`` computes.
+
+    branch: a named guided branch (None: the base, CFG(positive, negative)).  raw: the name of one
+    extra prediction evaluated alone, without guidance (then nothing else applies).  extras: extra
+    predictions evaluated in the base call's model batch and returned with it (base calls only).
+    cfg: the guidance scale of this call (None: the guider's or the branch's).  image:
+    InstructPix2Pix's image latent of this call (VAE space, one per batch row)."""
+
+    branch: str | None = None
+    raw: str | None = None
+    extras: tuple[str, ...] = ()
+    cfg: float | None = None
+    image: torch.Tensor | None = None
+
+
+BASE_CALL = GuiderCall()
 
 
 # ----------------------------------------------------------------------------- the guider
@@ -77,7 +91,6 @@ class DreamGuider(comfy.samplers.CFGGuider):
         self.extra_keys = {}           # extra prediction name -> the registered cond it reads (shared conds once)
         self.branches = {}
         self.image_cfg = None
-        self.in_dream_sampler = False     # set by CoreSampler while it drives this guider
 
     def set_regularizers(self, specs):
         """specs: sequence of RegularizerSpec; binds names and registers their conds.  A CONDITIONING
@@ -108,6 +121,14 @@ class DreamGuider(comfy.samplers.CFGGuider):
 
     def set_image_cfg(self, image_cfg: float):
         self.image_cfg = float(image_cfg)
+
+    def sample(self, *args, **kwargs):
+        """``CFGGuider.sample``; then each regularizer releases what it held for the run."""
+        try:
+            return super().sample(*args, **kwargs)
+        finally:
+            for reg in self.regularizers:
+                reg.release()
 
     def _cfg(self, cond, uncond, cfg, x, timestep, options, extras=()):
         """CFG(cond, uncond) exactly as core ``comfy.samplers.sampling_function`` computes it, every
@@ -162,90 +183,103 @@ class DreamGuider(comfy.samplers.CFGGuider):
                                              model_options=options, cond=img_c, uncond=none_c)
         return guided if text is None else guided + cfg * (out[2] - out[1])
 
+    def evaluate(self, call: GuiderCall, x, timestep, model_options) -> tuple[torch.Tensor, dict]:
+        """The x0 that ``call`` asks for, and the extra predictions of its batch ({name: x0})."""
+        if call.raw is not None:
+            return self._raw(self.conds.get(self.extra_keys.get(call.raw, call.raw)), x, timestep, model_options), {}
+        negative = self.conds.get("negative")
+        if call.branch is None:
+            cond, cfg = self.conds.get("positive"), self.cfg
+        else:
+            key, cfg = self.branches[call.branch]
+            cond = None if key is None else self.conds.get(key)
+        cfg = cfg if call.cfg is None else call.cfg
+        if self.image_cfg is not None:
+            return self._ip2p(cond, negative, cfg, call.image, x, timestep, model_options), {}
+        if cond is None:      # a branch of the negative prediction alone: a raw prediction, no guidance
+            return self._raw(negative, x, timestep, model_options), {}
+        return self._cfg(cond, negative, cfg, x, timestep, model_options, call.extras if call.branch is None else ())
+
+    def predict(self, call: GuiderCall, x, timestep, model_options, seed=None) -> tuple[torch.Tensor, dict]:
+        """``evaluate`` by ComfyUI's route for a guider call (``CFGGuider.outer_predict_noise``:
+        the model's predict-noise wrappers around it).  A wrapper that answers without evaluating
+        (LazyCache reusing a step) returns no extras."""
+        evaluated = []
+
+        def predict_noise(x, timestep, model_options={}, seed=None):
+            x0, extras = self.evaluate(call, x, timestep, model_options)
+            evaluated.append(extras)
+            return x0
+
+        x0 = comfy.patcher_extension.WrapperExecutor.new_class_executor(
+            predict_noise, self,
+            comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.PREDICT_NOISE,
+                                                     self.model_options, is_model_options=True),
+        ).execute(x, timestep, model_options, seed)
+        return x0, (evaluated[-1] if evaluated else {})
+
     def predict_noise(self, x, timestep, model_options={}, seed=None):
-        if self.regularizers and not self.in_dream_sampler:
+        """The base branch for ComfyUI's own samplers (the pack's ``CoreSampler`` calls ``predict``)."""
+        if self.regularizers:
             raise RuntimeError(
                 "This Dream guider carries regularizers, which only the Dream sampler applies. "
                 "Connect a 'Dream Sampler (SAMPLER)' node as the sampler, or remove the regularizers.")
-        raw = model_options.get(RAW)
-        if raw is not None:
-            return self._raw(self.conds.get(self.extra_keys.get(raw, raw)), x, timestep, model_options)
-        branch = model_options.get(BRANCH)
-        cfg = model_options.get(CFG)
-        negative = self.conds.get("negative")
-        if branch is None:
-            cond, cfg = self.conds.get("positive"), self.cfg if cfg is None else cfg
-        else:
-            key, branch_cfg = self.branches[branch]
-            cond, cfg = (None if key is None else self.conds.get(key)), branch_cfg if cfg is None else cfg
-        if self.image_cfg is not None:
-            return self._ip2p(cond, negative, cfg, model_options.get(IMAGE), x, timestep, model_options)
-        out = model_options.get(EXTRAS_OUT)
-        extras = self.extra_names if (out is not None and branch is None) else ()
-        if cond is None:      # a branch of the negative prediction alone: a raw prediction, no guidance
-            guided, preds = self._raw(negative, x, timestep, model_options), {}
-        else:
-            guided, preds = self._cfg(cond, negative, cfg, x, timestep, model_options, extras)
-        if out is not None:
-            out.clear()
-            out.update(preds)
-        return guided
+        return self.evaluate(BASE_CALL, x, timestep, model_options)[0]
 
 
 # ----------------------------------------------------------------------------- the core's denoisers
+def guider_predict(model_wrap, call: GuiderCall, x, timestep, extra_args) -> tuple[torch.Tensor, dict]:
+    """(x0, {name: x0}) of one call of a guider: ``DreamGuider.predict``; another guider (core
+    ``CFGGuider``) is called as ComfyUI's samplers call it (its base branch, no extras)."""
+    if isinstance(model_wrap, DreamGuider):
+        return model_wrap.predict(call, x, timestep, **extra_args)
+    return model_wrap(x, timestep, **extra_args), {}
+
+
 class GuidedDenoiser:
     """A guider inside sampling as the core's denoiser ``model(x, sigma, image=None, cfg=None) -> x0``.
 
     ``branch``: a named guided branch (None: the base).  ``cfg``: the guidance scale of this call
-    (None: the guider's; SDE-Drag's ramp, ``pipelines.guided_by_level``).  The base denoiser fills
-    ``batched`` with the extra predictions of the same call, which ``ExtraDenoiser`` returns for the
-    same (x, sigma)."""
+    (None: the guider's; SDE-Drag's ramp, ``pipelines.guided_by_level``).  On a ``DreamGuider`` each
+    call is one ``GuiderCall``, and ``predict_many`` (the core's ``BatchingDenoiser``) returns the
+    base with the regularizers' extra predictions of the same model batch.  Another guider (core
+    ``CFGGuider``) is called as ComfyUI's samplers call it."""
 
-    def __init__(self, model_wrap, extra_args, branch=None, batch_extras=False):
+    def __init__(self, model_wrap, extra_args, branch=None):
         self.model_wrap = model_wrap
         self.extra_args = extra_args
         self.branch = branch
-        self.batched = {} if batch_extras else None
-        self.batched_at = None
 
-    def call(self, x, sigma, **options):
+    def evaluate(self, call: GuiderCall, x, sigma) -> tuple[torch.Tensor, dict]:
+        """(x0, {name: x0}) of one guider call at (x, sigma), in inference mode."""
         M.throw_if_interrupted()
-        opts = dict(self.extra_args.get("model_options", {}), **options)
+        args = dict(self.extra_args, model_options=dict(self.extra_args.get("model_options", {})))
         s_in = x.new_ones([x.shape[0]])
         with torch.inference_mode():
-            return self.model_wrap(x, torch.as_tensor(sigma).to(s_in) * s_in,
-                                   **dict(self.extra_args, model_options=opts))
+            return guider_predict(self.model_wrap, call, x, torch.as_tensor(sigma).to(s_in) * s_in, args)
+
+    def guider_call(self, image=None, cfg=None, extras=()) -> GuiderCall:
+        """This denoiser's call with the core's per-call arguments (``image``: a model-space latent)."""
+        if image is not None and getattr(self.model_wrap, "image_cfg", None) is not None:
+            # InstructPix2Pix's condition is a VAE-space latent
+            image = self.model_wrap.inner_model.process_latent_out(image)
+        else:
+            image = None
+        return GuiderCall(branch=self.branch, extras=extras, cfg=None if cfg is None else float(cfg), image=image)
 
     def __call__(self, x, sigma, image=None, cfg=None):
-        options = {}
-        if self.branch is not None:
-            options[BRANCH] = self.branch
-        if cfg is not None:
-            options[CFG] = float(cfg)
-        if image is not None and getattr(self.model_wrap, "image_cfg", None) is not None:
-            # the core passes model-space latents; InstructPix2Pix's condition is a VAE-space latent
-            options[IMAGE] = self.model_wrap.inner_model.process_latent_out(image)
-        if self.batched is not None:
-            options[EXTRAS_OUT] = self.batched
-            self.batched_at = None
-            out = self.call(x, sigma, **options)
-            self.batched_at = (x, float(sigma))
-            return out
-        return self.call(x, sigma, **options)
+        return self.evaluate(self.guider_call(image, cfg), x, sigma)[0]
 
+    def predict_many(self, x, sigma, names):
+        """(the base x0, {name: x0}): the named extra predictions from the base call's model batch
+        (in the guider's order); one that a predict-noise wrapper left unevaluated is evaluated alone."""
+        batched = tuple(n for n in self.model_wrap.extra_names if n in names)
+        x0, preds = self.evaluate(self.guider_call(extras=batched), x, sigma)
+        return x0, {n: preds[n] if n in preds else self.raw(n, x, sigma) for n in names}
 
-class ExtraDenoiser:
-    """One extra prediction (a regularizer's prompt, no guidance): from the base call's batch when
-    asked at the same (x, sigma), else evaluated alone."""
-
-    def __init__(self, base: GuidedDenoiser, name: str):
-        self.base, self.name = base, name
-
-    def __call__(self, x, sigma, **_):
-        at = self.base.batched_at
-        if at is not None and at[0] is x and at[1] == float(sigma) and self.name in self.base.batched:
-            return self.base.batched[self.name]
-        return self.base.call(x, sigma, **{RAW: self.name})
+    def raw(self, name, x, sigma, **_):
+        """One extra prediction (a regularizer's prompt, no guidance) evaluated alone."""
+        return self.evaluate(GuiderCall(raw=name), x, sigma)[0]
 
 
 #: what a MultiGPU run (newest ComfyUI, ``comfy/sampler_helpers.py``) adds to the run's model_options
@@ -279,7 +313,7 @@ def grad_denoiser(model_wrap, extra_args):
         try:
             M.throw_if_interrupted()
             s_in = x.new_ones([x.shape[0]])
-            return model_wrap(x, sigma * s_in, **extra_args)
+            return guider_predict(model_wrap, BASE_CALL, x, sigma * s_in, extra_args)[0]
         finally:
             inner.diffusion_model = original
 
@@ -292,8 +326,8 @@ class Job:
     """What a pipeline gets from ``CoreSampler``: the core's denoiser contract over the guider and
     the run's grid, latents (model space) and host services."""
 
-    model: Callable                   # the base branch: model(x, sigma, **extra) -> x0
-    extras: dict                      # the regularizers' named predictions (batched with the base)
+    model: Callable                   # the base branch: model(x, sigma, **extra) -> x0, and predict_many
+    extras: dict                      # the regularizers' named predictions (each alone; see predict_many)
     branches: dict                    # the guider's named guided branches as denoisers
     regularizers: tuple               # the guider's bound regularizers
     param: Parameterization
@@ -307,27 +341,41 @@ class Job:
     process_latent_in: Callable
     start: Callable                   # start(sigmas): the start latent of a grid (see CoreSampler)
     time_grid: Callable               # time_grid(sigmas) -> (spans, times) in normalized time
-    out: dict = field(default_factory=dict)   # anything the pipeline reports back to the node
+    inverse_noise_scaling: Callable   # (sigma, x): the model's, as KSAMPLER applies it to a sample at sigma
+
+    def denoised(self, out: torch.Tensor) -> torch.Tensor:
+        """A sample at the grid's last level as KSAMPLER returns it: the inverse noise scaling
+        applied when that level is 0 (not to an inverted latent)."""
+        if len(self.sigmas) > 1 and float(self.sigmas[-1]) == 0.0:
+            return self.inverse_noise_scaling(self.sigmas[-1], out)
+        return out
+
+
+def with_autograd(run: Callable[[Job], Any]) -> Callable[[Job], Any]:
+    """``run`` outside inference mode with gradients on (model calls stay in inference mode): the
+    distillation generators' optimizer steps."""
+
+    def run_with_autograd(job: Job):
+        with torch.inference_mode(False), torch.enable_grad():
+            return run(job)
+
+    return run_with_autograd
 
 
 class CoreSampler(comfy.samplers.Sampler):
-    """Runs ``run(job) -> latent`` (model space) inside ``guider.sample`` (see the module docstring).
+    """Runs ``run(job)`` inside ``guider.sample`` (see the module docstring).  ``run`` returns the
+    latent (model space), or ``(latent, report)`` as the core's pipelines do; ``report`` is the last
+    run's report (None when ``run`` returned a latent alone).
 
-    steps: progress-bar length in model calls (None: the grid's steps).  autograd: run outside
-    inference mode with gradients on (model calls stay in inference mode), for the distillation
-    generators.  denoised_output: the result is a sample at the grid's last level; when that is 0
-    the model's inverse noise scaling is applied, as KSAMPLER does (DreamSampler; not an inverted latent).
+    steps: progress-bar length in model calls (None: the grid's steps).
 
     ``job.start(sigmas)``: the input noised to sigmas[0] with the run's noise, as KSampler does; an
     all-zero noise (DisableNoise, an inverted latent) starts from the latent as it is."""
 
-    def __init__(self, run: Callable[[Job], torch.Tensor], steps: int | None = None, autograd: bool = False,
-                 denoised_output: bool = False):
+    def __init__(self, run: Callable[[Job], Any], steps: int | None = None):
         self.run = run
         self.steps = steps
-        self.autograd = autograd
-        self.denoised_output = denoised_output
-        self.report = {}              # what the last run's pipeline reported (``job.out``)
+        self.report = None
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
@@ -341,8 +389,8 @@ class CoreSampler(comfy.samplers.Sampler):
         param = M.run_parameterization(inner)
         latent_image = torch.zeros_like(noise) if latent_image is None else latent_image
         is_dream = isinstance(model_wrap, DreamGuider)
-        base = GuidedDenoiser(model_wrap, extra_args, batch_extras=is_dream and bool(model_wrap.extra_names))
-        extras = {n: ExtraDenoiser(base, n) for n in (model_wrap.extra_names if is_dream else ())}
+        base = GuidedDenoiser(model_wrap, extra_args)
+        extras = {n: functools.partial(base.raw, n) for n in (model_wrap.extra_names if is_dream else ())}
         branches = {n: GuidedDenoiser(model_wrap, extra_args, branch=n)
                     for n in (model_wrap.branches if is_dream else ())}
         total = self.steps if self.steps is not None else len(sigmas) - 1
@@ -366,25 +414,11 @@ class CoreSampler(comfy.samplers.Sampler):
                   regularizers=tuple(model_wrap.regularizers) if is_dream else (), param=param, sigmas=sigmas,
                   latent=latent_image, noise=noise, mask=denoise_mask, seed=extra_args.get("seed"), host=host,
                   step=step, process_latent_in=inner.process_latent_in, start=start,
-                  time_grid=lambda grid: M.time_grid(ms, grid), out=self.report)
-        self.report.clear()
-        if is_dream:
-            model_wrap.in_dream_sampler = True
-        try:
-            if self.autograd:
-                with torch.inference_mode(False), torch.enable_grad():
-                    out = self.run(job)
-            else:
-                out = self.run(job)
-        finally:
-            if is_dream:
-                model_wrap.in_dream_sampler = False
-            for reg in job.regularizers:
-                release = getattr(getattr(reg, "codec", None), "release", None)
-                if release is not None:
-                    release()
-        if self.denoised_output and len(sigmas) > 1 and float(sigmas[-1]) == 0.0:
-            out = ms.inverse_noise_scaling(sigmas[-1], out)
+                  time_grid=lambda grid: M.time_grid(ms, grid), inverse_noise_scaling=ms.inverse_noise_scaling)
+        self.report = None
+        out = self.run(job)
+        if isinstance(out, tuple):
+            out, self.report = out
         return out
 
 
@@ -412,16 +446,17 @@ def dream_sampler(eta: float = 0.0, eta_schedule: str = "constant", known_source
             regs = regs + (KeepKnown(known, job.mask),)
         spans, times = job.time_grid(sigmas)
         generator = torch.Generator(device="cpu").manual_seed(int(job.seed if job.seed is not None else 0) + 7)
-        return dream_sample(job.model, job.start(sigmas), sigmas, job.param, extras=job.extras, regularizers=regs,
-                            eta=eta, eta_schedule=eta_schedule, spans=spans, times=times, generator=generator,
-                            callback=lambda i, z, x: job.step(z, x), host=job.host, resample=int(resample))
+        return job.denoised(dream_sample(
+            job.model, job.start(sigmas), sigmas, job.param, extras=job.extras, regularizers=regs, eta=eta,
+            eta_schedule=eta_schedule, spans=spans, times=times, generator=generator,
+            callback=lambda i, z, x: job.step(z, x), host=job.host, resample=int(resample)))
 
-    return CoreSampler(run, denoised_output=True)
+    return CoreSampler(run)
 
 
 def ddim_inversion(refine: int = 0) -> CoreSampler:
     """DDIM inversion (``inversion.ddim_invert``) of the input latent up the sampling grid (a
-    FlipSigmas grid is accepted); ``report["refine"]``: the RefineStats when refine > 0."""
+    FlipSigmas grid is accepted); ``report``: the RefineStats when refine > 0, else None."""
 
     def run(job: Job):
         sigmas = sampling_grid(job.sigmas)
@@ -429,11 +464,10 @@ def ddim_inversion(refine: int = 0) -> CoreSampler:
         x_t = ddim_invert(job.model, job.latent, sigmas, job.param, refine=refine,
                           callback=lambda k, x: job.step(x, x), stats=stats)
         if refine > 0:
-            job.out["refine"] = stats
             log.info("DDIM inversion refinement: %d of %d iterations lowered the reverse-step residual "
                      "(%d steps x %d refine_steps x %d latents; %d non-finite iterates discarded)",
                      stats.helped, stats.requested, len(sigmas) - 1, refine, job.latent.shape[0], stats.non_finite)
-        return x_t
+        return x_t, (stats if refine > 0 else None)
 
     return CoreSampler(run)
 

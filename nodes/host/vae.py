@@ -2,8 +2,8 @@
 
 ComfyUI runs every node under ``torch.inference_mode()``; the loaded weights are inference tensors
 that autograd cannot save (spec comfyui §A6).  A gradient path therefore runs a copy of the network
-made outside inference mode (``grad_copy``), kept until the codec's ``release()`` (the sampler
-adapter releases what a run used) and never written back: the shared MODEL / VAE are not modified.
+made outside inference mode (``grad_copy``), kept until the codec's ``release()`` (after each run the
+guider releases its regularizers' codecs) and never written back: the shared MODEL / VAE are not modified.
 
 What the copy holds is the weights the network's forward really uses, read the way ComfyUI hands
 them out, whatever the load state (COMPATIBILITY.md, "Gradient copies"): patched in place (a full
