@@ -57,7 +57,7 @@ def main():
     import comfy.model_management as mm
     import comfy.sd
     import nodes as core
-    from dreamsampler_pack.dreamsampler_core import csd
+    from dreamsampler_pack.dreamsampler_core import pipelines
     from dreamsampler_pack.dreamsampler_core.svgd import svgd_combine
     from dreamsampler_pack.nodes import host as C
     from dreamsampler_pack.nodes.csd import csd_guider, csd_sigmas
@@ -76,12 +76,10 @@ def main():
 
         def edit(n):
             lat = torch.randn(n, 4, h, h, generator=torch.Generator().manual_seed(0))
-
-            def run(job):
-                return csd.csd_edit(job.model, job.branches["source"], job.latent, sigma_at, job.param, mode="frames",
-                                    iterations=args.iterations, generator=torch.Generator().manual_seed(0))
+            editor = C.CoreSampler(pipelines.csd_edit, args.iterations, mode="frames", iterations=args.iterations,
+                                   generator=torch.Generator().manual_seed(0))
             guider = csd_guider(model, target, negative, source, 7.5, 5.0)
-            return C.run(guider, C.CoreSampler(run, args.iterations), csd_sigmas(sigma_at, 0.02, 0.5), lat)
+            return C.run_pipeline(guider, editor, csd_sigmas(sigma_at, 0.02, 0.5), lat)[0]
 
         edit(ns[0])                                        # warm-up: model load
         totals = [median_time(lambda n=n: edit(n), args.repeat, warmup=False) for n in ns]

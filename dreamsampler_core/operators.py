@@ -584,12 +584,13 @@ def _missing(mask: Tensor | None, image_hw) -> Tensor:
     return mask
 
 
-def fit_measurement(op: LinearOperator, y: Tensor) -> tuple[Tensor, tuple]:
-    """A measurement y [B, C, h, w] as ``op`` reads it, and the shape of the image it comes from: a
-    colorization measurement is gray (the channel mean of an RGB image).  OperatorError unless y fits."""
+def fit_measurement(op: LinearOperator, y: Tensor, image_shape: tuple | None = None) -> tuple[Tensor, tuple]:
+    """A measurement y [B, C, h, w] as ``op`` reads it, and the shape of the image it comes from
+    (``image_shape`` where the caller knows it, e.g. a canvas; else the one y implies): a colorization
+    measurement is gray (the channel mean of an RGB image).  OperatorError unless y fits."""
     if op.name == "colorization":
         y = y.mean(1, keepdim=True)
-    image_shape = op.image_shape(tuple(y.shape))
+    image_shape = op.image_shape(tuple(y.shape)) if image_shape is None else tuple(image_shape)
     op.check(y, image_shape)
     return y, image_shape
 

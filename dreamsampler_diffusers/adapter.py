@@ -3,8 +3,8 @@
 The adapter only translates conventions, then calls the same core functions as the ComfyUI nodes
 (``inversion.ddim_invert``, ``sampler.dream_sample`` with ``regularizers.CFGEdit`` or
 ``restoration.MaskInpaint`` / ``restoration.DataConsistency`` on ``operators.make_operator``'s
-degradations, and the pipelines ``pipelines.cyclediffusion_pipeline`` and
-``pipelines.sde_drag_pipeline``).  There is no second implementation of the math here.
+degradations, and the pipelines ``pipelines.cyclediffusion`` and ``pipelines.sde_drag``, each on a
+``pipelines.Run`` of this pipeline's denoisers).  There is no second implementation of the math here.
 
 Conventions (spec dreamsampler §6, csd §0):
 
@@ -568,8 +568,9 @@ class DreamPipeline:
         self.reset_counts()
         src = self.denoiser(source_prompt, negative_prompt, source_guidance_scale)
         tgt = self.denoiser(prompt, negative_prompt, guidance_scale)
-        x, report = pipelines.cyclediffusion_pipeline(src, tgt, z0, sigmas, VE, eta=eta, coupling=coupling,
-                                                      generator=generator, mask=self._latent_mask(mask, z0))
+        run = pipelines.Run(model=tgt, param=VE, sigmas=sigmas, latent=z0, branches={"source": src})
+        x, report = pipelines.cyclediffusion(run, eta=eta, coupling=coupling, generator=generator,
+                                             mask=self._latent_mask(mask, z0))
         return self._out(x, output_type, code=report.code)
 
     def _latent_mask(self, mask, z0: Tensor) -> Tensor | None:
@@ -583,7 +584,7 @@ class DreamPipeline:
                  alpha: float = 1.1, beta: float = 0.3, radius: int = 5, step_size: float = 2.0,
                  generator: torch.Generator | None = None, output_type: str = "pil") -> DreamOutput:
         """SDE-Drag: drag the content at pixel points ``sources`` [(x, y), ...] to ``targets`` by latent
-        copy-paste at t0 and Cycle-SDE (``pipelines.sde_drag_pipeline``).  mask (1 = editable) keeps the
+        copy-paste at t0 and Cycle-SDE (``pipelines.sde_drag``).  mask (1 = editable) keeps the
         rest on the source path.  The guidance ramps linearly from ``guidance_scale`` at t0 to 1 at the end."""
         z0 = self.encode(image)
         h, w = z0.shape[-2:]
@@ -597,6 +598,7 @@ class DreamPipeline:
         den = BatchedDenoiser(self.model, Prompt(self.embed(prompt), self.embed(negative_prompt), guidance_scale))
         m = self._latent_mask(mask, z0)
         self.reset_counts()
-        x, _ = pipelines.sde_drag_pipeline(den, z0, sigmas, VE, plan, cfg=guidance_scale, guidance_ramp=guidance_ramp,
-                                           mask=m, alpha=alpha, beta=beta, radius=radius, generator=generator)
+        run = pipelines.Run(model=den, param=VE, sigmas=sigmas, latent=z0)
+        x, _ = pipelines.sde_drag(run, plan=plan, cfg=guidance_scale, guidance_ramp=guidance_ramp, mask=m, alpha=alpha,
+                                  beta=beta, radius=radius, generator=generator)
         return self._out(x, output_type)

@@ -14,7 +14,8 @@ from comfy_api.latest import io
 from ..dreamsampler_core.cycle import mask_to_latent
 from ..dreamsampler_core.masks import MaskError, as_mask4d, check_mask_values
 from ..dreamsampler_core.regularizers import Regularizer
-from . import host as C
+from .host.model import (DEFAULT_SCHEDULER, MAX_SCHEDULE, SCHEDULER_NAMES, fix_empty_latent_channels, latent_spec,
+                         parameterization, schedule_length)
 
 CATEGORY = "DreamSampler"
 
@@ -78,7 +79,7 @@ def mask_input(mask, name: str) -> torch.Tensor:
 
 
 def scheduler_input():
-    return io.Combo.Input("scheduler", options=C.SCHEDULER_NAMES, default=C.DEFAULT_SCHEDULER,
+    return io.Combo.Input("scheduler", options=SCHEDULER_NAMES, default=DEFAULT_SCHEDULER,
                           tooltip="Noise schedule. 'ddim_uniform' is the DDIM grid of the papers "
                                   "(at 200 steps: t = 996, 991, ..., 1). Use the same one for inversion and sampling.")
 
@@ -114,7 +115,7 @@ def latent_mask(mask, samples: torch.Tensor, name: str = "mask"):
 def check_model(model):
     """The MODEL's latent convention (``Parameterization``), or an InputError that says why not."""
     with user_errors():
-        return C.parameterization(model)
+        return parameterization(model)
 
 
 def packed_latent_error(samples, name: str, model_name: str | None = None) -> InputError | None:
@@ -167,11 +168,11 @@ def model_latent(model, latent, name: str = "latent_image") -> torch.Tensor:
     """The samples of a LATENT checked against the MODEL's latent format: an empty latent of another
     family is resized as core samplers do; a filled one of the wrong shape is refused with a message
     that says which kind of model it belongs to."""
-    channels, dims, model_name = C.latent_spec(model)
+    channels, dims, model_name = latent_spec(model)
     packed = packed_latent_error(latent.get("samples") if isinstance(latent, dict) else None, name, model_name)
     if packed is not None:
         raise packed
-    s = C.fix_empty_latent_channels(model, check_latent(latent, name), latent)
+    s = fix_empty_latent_channels(model, check_latent(latent, name), latent)
     if s.ndim != dims + 2:
         kind = "video " if s.ndim == 5 else ""
         layout = LATENT_LAYOUTS.get(dims, "").format(c=channels)
@@ -190,17 +191,17 @@ def model_latent(model, latent, name: str = "latent_image") -> torch.Tensor:
 
 def check_schedule(steps, fraction, steps_name: str = "steps", name: str = "denoise"):
     """Error string (for validate_inputs) when ComfyUI would build a schedule longer than
-    C.MAX_SCHEDULE for ``steps`` at this denoise-like ``fraction`` (it builds steps / fraction
+    MAX_SCHEDULE for ``steps`` at this denoise-like ``fraction`` (it builds steps / fraction
     levels and keeps the last ``steps``); None otherwise or when a value is missing / invalid."""
     if check_number(steps, steps_name, integer=True) or check_number(fraction, name) or steps is None \
             or fraction is None or not 0 < fraction < 1 or steps < 1:
         return None
-    total = C.schedule_length(int(steps), float(fraction))
-    if total <= C.MAX_SCHEDULE:
+    total = schedule_length(int(steps), float(fraction))
+    if total <= MAX_SCHEDULE:
         return None
     return (f"{steps_name}={int(steps)} at {name}={fraction:g} makes ComfyUI build a {total}-level noise schedule "
-            f"({steps_name} / {name}) and keep its last {int(steps)} steps; the limit is {C.MAX_SCHEDULE}. "
-            f"Raise {name} to at least {int(steps) / C.MAX_SCHEDULE:.3g} or lower {steps_name}.")
+            f"({steps_name} / {name}) and keep its last {int(steps)} steps; the limit is {MAX_SCHEDULE}. "
+            f"Raise {name} to at least {int(steps) / MAX_SCHEDULE:.3g} or lower {steps_name}.")
 
 
 def level_span(sigma_at, t_min: float, t_max: float) -> torch.Tensor:

@@ -6,11 +6,13 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from . import host as C
+from .host.model import csd_model_kind, model_sampling, sigma_at, to_intermediate
+from .host.sampling import CoreSampler, new_guider, run_pipeline
+from .host.vae import check_image_vae, vae_decode, vae_downscale, vae_encode
 from .common import (CATEGORY, InputError, check_conditioning, check_image, check_model, first_error, level_span,
                      user_errors)
 from .common import DreamNode, schema, seed_input
-from ..dreamsampler_core import csd
+from ..dreamsampler_core import csd, pipelines
 
 log = logging.getLogger("DreamSampler")
 
@@ -38,9 +40,9 @@ def csd_guider(model, target, negative, source, text_cfg: float, image_cfg: floa
     """The guider of a CSD edit: the target branch CFG(target, negative, text_cfg) and a "source"
     branch (the source prompt, or the negative alone), InstructPix2Pix's three-way guidance on
     InstructPix2Pix models (spec csd §0, §1.3)."""
-    guider = C.new_guider(model, target, negative, text_cfg)
+    guider = new_guider(model, target, negative, text_cfg)
     guider.add_branch("source", source, text_cfg)
-    if C.csd_model_kind(model) == "ip2p":
+    if csd_model_kind(model) == "ip2p":
         guider.set_image_cfg(image_cfg)
     return guider
 
@@ -142,7 +144,7 @@ class DreamCSDEdit(DreamNode):
                 image_cfg, particles, window, stride, t_min, t_max, svgd, kernel_feature, vae_tile_size,
                 source=None) -> io.NodeOutput:
         check_model(model)
-        kind = C.csd_model_kind(model)
+        kind = csd_model_kind(model)
         if kind == "concat":
             raise InputError("this model concatenates extra channels (an inpainting-type model); CSD Edit supports "
                              "InstructPix2Pix models and ordinary text-to-image models.")
@@ -156,9 +158,9 @@ class DreamCSDEdit(DreamNode):
             raise InputError(f"panorama mode edits one large image, but 'image' is a batch of {B}; use mode "
                              "'frames' for a frame sequence, or edit the images one at a time.")
         with user_errors():
-            C.check_image_vae(vae, "CSD Edit")
-        ds = C.vae_downscale(vae)
-        samples = C.vae_encode(vae, pad_to_multiple(pixels, ds), vae_tile_size)
+            check_image_vae(vae, "CSD Edit")
+        ds = vae_downscale(vae)
+        samples = vae_encode(vae, pad_to_multiple(pixels, ds), vae_tile_size)
         if samples.ndim != 4 and samples.shape[2:-2] != (1,):
             raise InputError(f"the VAE encoded to shape {tuple(samples.shape)}; CSD Edit needs image latents "
                              "([batch, channels, height, width], or one frame of a video VAE), e.g. the checkpoint's "
@@ -166,24 +168,20 @@ class DreamCSDEdit(DreamNode):
         win, step = max(1, window // ds), max(1, stride // ds)
         with user_errors():
             layout = csd.make_layout(mode, samples, win, step)
-        sigma_at = C.sigma_at(C.model_sampling(model))
         generator = torch.Generator().manual_seed(int(seed))
         n_draw = layout.count if particles <= 0 else min(int(particles), layout.count)
         log.info("CSD Edit: %s mode, %d particles (%d per iteration), %d iterations, %s model", mode, layout.count,
                  n_draw, iterations, kind)
 
-        def run(job):
-            return csd.csd_edit(job.model, job.branches["source"], job.latent, sigma_at, job.param, mode=mode,
-                                window=win, stride=step, particles=particles, iterations=iterations, lr=lr,
-                                lr_schedule=lr_schedule, t_range=(t_min, t_max), svgd=svgd, feature=kernel_feature,
-                                generator=generator, callback=lambda k, n, x_: job.step(x_, x_),
-                                interrupt=C.throw_if_interrupted)
-
+        editor = CoreSampler(pipelines.csd_edit, iterations, mode=mode, window=win, stride=step,
+                             particles=particles, iterations=iterations, lr=lr, lr_schedule=lr_schedule,
+                             t_range=(t_min, t_max), svgd=svgd, feature=kernel_feature, generator=generator)
         with user_errors():
             guider = csd_guider(model, target, negative, source, text_cfg, image_cfg)
-            out = C.run(guider, C.CoreSampler(run, iterations), csd_sigmas(sigma_at, t_min, t_max), samples, seed=seed)
-        result = C.vae_decode(vae, out, vae_tile_size)[:, :H, :W, :]
-        return io.NodeOutput(result, {"samples": C.to_intermediate(out)})
+            out, _ = run_pipeline(guider, editor, csd_sigmas(sigma_at(model_sampling(model)), t_min, t_max),
+                                  samples, seed=seed)
+        result = vae_decode(vae, out, vae_tile_size)[:, :H, :W, :]
+        return io.NodeOutput(result, {"samples": to_intermediate(out)})
 
 
 NODES = [DreamCSDEdit]

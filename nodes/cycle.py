@@ -6,7 +6,8 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from . import host as C
+from .host.model import INVERSION_KEY, calculate_sigmas, intermediate_device, latent_output, sigma_floor
+from .host.sampling import CoreSampler, new_guider, run_pipeline
 from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_latent, check_model, check_schedule,
                      first_error, latent_mask, model_latent, require_schedule, scheduler_input,
                      user_errors)
@@ -26,10 +27,10 @@ def cycle_grid(model, scheduler: str, steps: int, strength: float, name: str = "
     smallest sigma, so that every step adds noise and the clean latent is exactly encodable.
     ``name``: the node's input holding ``strength`` (for messages)."""
     require_schedule(steps, strength, "steps", name)
-    sigmas = C.calculate_sigmas(model, scheduler, steps, strength)
+    sigmas = calculate_sigmas(model, scheduler, steps, strength)
     if len(sigmas) < 2:
         raise InputError(f"steps={steps} with {name}={strength} leaves no step; raise steps or {name}.")
-    sigmas = cycle.clean_end_grid(sigmas, C.sigma_floor(model))
+    sigmas = cycle.clean_end_grid(sigmas, sigma_floor(model))
     err = cycle.end_level_error(sigmas)
     if err:
         raise InputError(f"scheduler '{scheduler}' with steps={steps}, {name}={strength}: {err}. "
@@ -38,7 +39,7 @@ def cycle_grid(model, scheduler: str, steps: int, strength: float, name: str = "
 
 
 def _to_store(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to(C.intermediate_device(), copy=True)
+    return t.detach().to(intermediate_device(), copy=True)
 
 
 def code_of(latent) -> cycle.CycleCode:
@@ -73,16 +74,6 @@ def _validate(steps=None, strength=None, eta=None):
         if eta is not None and eta <= 0 else None,
         check_schedule(steps, strength, "steps", "strength"),
     )
-
-
-def _decoder(code: cycle.CycleCode, mask=None) -> C.CoreSampler:
-    """CycleDiffusion decoding of ``code`` with the guider's prompt (the node's mask, else the
-    LATENT's noise_mask, keeps the rest on the source trajectory)."""
-    def run(job):
-        return pipelines.cyclediffusion_decode(job.model, code, job.param, job.latent,
-                                               mask=mask if mask is not None else job.mask,
-                                               callback=lambda i, z, x_t: job.step(z, x_t))[0]
-    return C.CoreSampler(run, code.steps)
 
 
 class DreamDDPMEncode(DreamNode):
@@ -145,23 +136,18 @@ class DreamDDPMEncode(DreamNode):
         samples = model_latent(model, latent_image)
         sigmas = cycle_grid(model, scheduler, steps, strength)
         generator = torch.Generator().manual_seed(int(seed))
-
-        def encode(job):
-            x_start, report = pipelines.cyclediffusion_encode(
-                job.model, job.latent, job.sigmas, job.param, eta=eta, coupling=coupling, generator=generator,
-                store=_to_store, callback=lambda k, x0h, x_t: job.step(x0h, x_t))
-            return x_start, report.code
-
-        sampler = C.CoreSampler(encode)
+        encoder = CoreSampler(pipelines.cyclediffusion_encode, eta=eta, coupling=coupling, generator=generator,
+                              store=_to_store)
         with user_errors():
-            x_start = C.run(C.new_guider(model, source, negative, source_cfg), sampler, sigmas, samples, seed=seed)
-        code = sampler.report
+            x_start, report = run_pipeline(new_guider(model, source, negative, source_cfg), encoder, sigmas,
+                                           samples, seed=seed)
+        code = report.code
         code.sigmas = sigmas.detach().cpu()
         code.meta.update(param=param.kind, steps=int(steps), strength=float(strength), scheduler=scheduler,
                          source_cfg=float(source_cfg))
         info = describe(code)
         log.info(info)
-        out = C.latent_output(latent_image, x_start, drop=("noise_mask", C.INVERSION_KEY))
+        out = latent_output(latent_image, x_start, drop=("noise_mask", INVERSION_KEY))
         out[CYCLE_KEY] = code
         return io.NodeOutput(out, info)
 
@@ -201,8 +187,9 @@ class DreamDDPMDecode(DreamNode):
         samples = check_latent(encoded, "encoded")
         _check_code(model, code, samples)
         with user_errors():
-            out = C.run(C.new_guider(model, target, negative, cfg), _decoder(code, latent_mask(mask, samples)),
-                        code.sigmas, samples)
+            decoder = CoreSampler(pipelines.cyclediffusion_decode, code.steps, code=code,
+                                  mask=latent_mask(mask, samples))
+            out, _ = run_pipeline(new_guider(model, target, negative, cfg), decoder, code.sigmas, samples)
         result = {k: v for k, v in encoded.items() if k != CYCLE_KEY}
         result["samples"] = out
         return io.NodeOutput(result)
@@ -228,24 +215,7 @@ class DreamCycleDiffusionSampler(DreamNode):
     def execute(cls, encoded) -> io.NodeOutput:
         code = code_of(encoded)
 
-        decoder = _decoder(code)
-
-        def run(job):
-            sigmas, x, kind = job.sigmas, job.latent, job.param.kind
-            if code.meta.get("param") and code.meta["param"] != kind:
-                raise ValueError(f"the code was encoded with a '{code.meta['param']}' model, not '{kind}'")
-            grid = cycle.clean_end_grid(sigmas.detach().cpu().float(), float(code.sigmas[-1]))
-            if len(grid) != len(code.sigmas) or not torch.allclose(grid, code.sigmas.float(), rtol=1e-4, atol=1e-6):
-                m = code.meta
-                raise ValueError(f"the SIGMAS ({len(sigmas) - 1} steps from {float(sigmas[0]):.4g}) are not the grid "
-                                 f"the code was encoded on ({code.steps} steps from {float(code.sigmas[0]):.4g}); use "
-                                 f"BasicScheduler with scheduler={m.get('scheduler')}, steps={m.get('steps')}, "
-                                 f"denoise={m.get('strength')}.")
-            if tuple(x.shape) != tuple(code.x_start.shape):
-                raise ValueError(f"latent_image {tuple(x.shape)} does not match the code {tuple(code.x_start.shape)}")
-            return decoder.run(job)
-
-        return io.NodeOutput(C.CoreSampler(run, code.steps))
+        return io.NodeOutput(CoreSampler(pipelines.cyclediffusion_decode, code.steps, code=code))
 
 
 class DreamCycleSDEEdit(DreamNode):
@@ -304,17 +274,13 @@ class DreamCycleSDEEdit(DreamNode):
         m = latent_mask(mask, samples)
         sigmas = cycle_grid(model, scheduler, steps, t0, "t0")
         K = len(sigmas) - 1
-        guider = C.new_guider(model, target, negative, cfg)
+        guider = new_guider(model, target, negative, cfg)
         guider.add_branch("source", source, source_cfg)
-
-        def run(job):
-            return cycle.cycle_sde_edit(job.branches["source"], job.model, job.latent, job.sigmas, job.param,
-                                        stage2=stage2, seed=seed, mask=m, store=_to_store,
-                                        callback=lambda k, x0h, x_t: job.step(x0h, x_t))
-
+        editor = CoreSampler(pipelines.cycle_sde_edit, 2 * K if stage2 == "cycle_sde" else K, stage2=stage2,
+                             seed=seed, mask=m, store=_to_store)
         with user_errors():
-            out = C.run(guider, C.CoreSampler(run, 2 * K if stage2 == "cycle_sde" else K), sigmas, samples, seed=seed)
-        result = C.latent_output(latent_image, out, drop=("noise_mask", CYCLE_KEY, C.INVERSION_KEY))
+            out, _ = run_pipeline(guider, editor, sigmas, samples, seed=seed)
+        result = latent_output(latent_image, out, drop=("noise_mask", CYCLE_KEY, INVERSION_KEY))
         return io.NodeOutput(result)
 
 

@@ -7,13 +7,17 @@ them (``_materialise``, ``_fit_data_term``) and runs the one shared pipeline (``
 all-in-one Dream Score Distill (nodes/distill_legacy.py) calls the same functions."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from comfy_api.latest import io
 
-from . import host as C
+from .host.files import core_svg
+from .host.model import (DEFAULT_SCHEDULER, SCHEDULER_NAMES, calculate_sigmas, intermediate_device, latent_output,
+                         model_sampling, prepare_noise, progress_bar, sigma_at)
+from .host.sampling import CoreSampler, new_guider, run_pipeline
+from .host.vae import VAECodec, vae_decode, vae_encode
 from .common import (CATEGORY, InputError, Regularizers, check_conditioning, check_latent, check_model,
                      check_schedule, first_error, level_span, mask_input, model_latent, require_schedule,
                      user_errors)
@@ -21,12 +25,12 @@ from .common import DreamNode, schema, seed_input
 from .restoration import Degradation, degradation_of
 from .svg import SVGParams, check_image, check_render_size, check_svg, render_image, svg_output, svg_texts
 from ..dreamsampler_core.distill import (WEIGHTINGS, FitConfig, ImageGenerator, LatentGenerator, PixelDataTerm,
-                                         RandomLevels, SVGGenerator, dds, dream_distill, sds)
-from ..dreamsampler_core.operators import AvgPoolSR, Inpainting, OperatorError
+                                         RandomLevels, SVGGenerator)
+from ..dreamsampler_core import pipelines
+from ..dreamsampler_core.operators import SR_SCALES, OperatorError, fit_measurement, make_operator
 
 SUBCATEGORY = f"{CATEGORY}/distill"
 FIT_SPACES = ("auto", "latent", "pixel")
-SR_FACTORS = (2, 4, 8)
 MAX_STEPS = 10000
 MAX_INNER = 1000
 PREVIEW_SIZE = 512
@@ -135,20 +139,18 @@ def build_data_term(measurement, mask, degradation, canvas_hw, batch: int, weigh
         keep = torch.ones(1, 1, h, w) if mask is None else 1.0 - _mask4d(mask, (h, w))
         if float(keep.max()) <= 0.0:
             raise InputError("the mask hides every pixel: nothing is known to restore from")
-        op = Inpainting(keep)
+        op = make_operator("inpainting", keep=keep)
     else:
         f = h // y.shape[-2] if y.shape[-2] else 0
-        if f not in SR_FACTORS or y.shape[-2] * f != h or y.shape[-1] * f != w:
+        if f not in SR_SCALES or y.shape[-2] * f != h or y.shape[-1] * f != w:
             raise InputError(f"the measurement is {y.shape[-1]}x{y.shape[-2]} pixels: it must be the canvas size "
                              f"({w}x{h}, a masked raster) or the canvas divided by 2, 4 or 8 (a low-resolution "
                              "raster); resize it or connect a Dream Degrade 'degradation'")
         if mask is not None:
             raise InputError("a mask needs a measurement of the canvas size; a low-resolution measurement has no mask")
-        op = AvgPoolSR(f)
-    if getattr(op, "name", "") == "colorization":
-        y = y.mean(1, keepdim=True)
+        op = make_operator("sr_avgpool", scale=f)
     with user_errors(OperatorError):
-        op.check(y, image_shape)
+        y, _ = fit_measurement(op, y, image_shape)
         return PixelDataTerm(op, y, float(weight))
 
 
@@ -165,10 +167,10 @@ class _Materialised:
     def batch(self) -> int:
         return int(self.init_latent.shape[0])
 
-    def generator(self, device, source_latent):
-        """The core generator (parameters on ``device``; a latent generator starts at ``source_latent``,
-        the model-space input)."""
-        s = self.spec
+    def generator(self, source_latent):
+        """The core generator on ``source_latent``'s device (a latent generator starts at
+        ``source_latent``, the run's model-space input)."""
+        s, device = self.spec, source_latent.device
         if s.kind == "svg":
             return SVGGenerator(s.value, point_lr=s.point_lr, color_lr=s.lr, width_lr=s.width_lr, device=device)
         if s.kind == "image":
@@ -177,16 +179,16 @@ class _Materialised:
 
     def outputs(self, gen, samples: torch.Tensor, vae) -> tuple:
         """(svg, image, latent, svg_file) of the optimized generator; ``samples``: E(g) (VAE space)."""
-        out_latent = C.latent_output(self.spec.value if self.spec.kind == "latent" else None, samples,
-                                     drop=("noise_mask",))
+        out_latent = latent_output(self.spec.value if self.spec.kind == "latent" else None, samples,
+                                   drop=("noise_mask",))
         if self.spec.kind == "svg":
             out_svg = svg_output(gen.result())
-            return out_svg, render_image(out_svg), out_latent, C.core_svg(svg_texts(out_svg))
+            return out_svg, render_image(out_svg), out_latent, core_svg(svg_texts(out_svg))
         if self.spec.kind == "image":
             out_image = gen.image.detach().movedim(1, -1).clamp(0.0, 1.0).float().cpu()
         else:
-            out_image = C.vae_decode(vae, samples).float().cpu()
-        return (), out_image, out_latent, C.core_svg([])
+            out_image = vae_decode(vae, samples).float().cpu()
+        return (), out_image, out_latent, core_svg([])
 
 
 def _materialise(spec: GeneratorSpec, model, vae, codec) -> _Materialised:
@@ -198,7 +200,7 @@ def _materialise(spec: GeneratorSpec, model, vae, codec) -> _Materialised:
     if canvas[0] % f or canvas[1] % f:
         raise InputError(f"the {spec.kind} is {canvas[1]}x{canvas[0]} pixels, not a multiple of the VAE's factor {f}; "
                          f"use a canvas / image size divisible by {f}")
-    return _Materialised(spec, C.vae_encode(vae, pixels), pixels, canvas)
+    return _Materialised(spec, vae_encode(vae, pixels), pixels, canvas)
 
 
 def _fit_data_term(term: DataTermSpec | None, mat: _Materialised) -> PixelDataTerm | None:
@@ -215,14 +217,25 @@ def _preview(image_bhwc: torch.Tensor):
     return ("JPEG", Image.fromarray(arr), PREVIEW_SIZE)
 
 
+def _show_progress(pbar, i: int, n: int, gen) -> None:
+    """The node's progress bar after iteration i of n, with the rendered generator as the preview
+    where a UI is listening (an SVG or image generator)."""
+    preview = None
+    if gen.space == "pixel" and getattr(pbar, "hook", None) is not None:
+        with torch.no_grad():
+            preview = _preview((gen.render()[:1] + 1.0).movedim(1, -1) / 2.0)
+    pbar.update_absolute(i + 1, n, preview)
+
+
 # ----------------------------------------------------------------------------- the shared pipeline
 def _distill(model, positive, negative, vae, generator, data_term, seed, iterations, inner_steps, cfg, fit_space, *,
-             auto_space: str, grid: Callable, method: Callable, regularizers=None, source=None) -> tuple:
-    """One distillation run: (svg, image, latent, svg_file).
+             auto_space: str, sigmas, noise, method: str, levels=None, eta: float = 0.0, regularizers=None,
+             source=None) -> tuple:
+    """One distillation run (``pipelines.score_distill``): (svg, image, latent, svg_file).
 
-    auto_space: the fit space 'auto' means; grid(init_latent) -> (sigmas, noise) handed to ComfyUI;
-    method(job, gen, fit, common) -> DistillResult: the core call (``common``: codec, rng, callback,
-    interrupt); regularizers / source: the guider's extra prompts."""
+    auto_space: the fit space 'auto' means; sigmas(init_latent) -> the grid handed to ComfyUI and
+    noise(init_latent) -> the run's start noise; method / levels / eta: the core method and its
+    settings; regularizers / source: the guider's extra prompts."""
     check_model(model)
     check_conditioning(positive, "positive")
     check_conditioning(negative, "negative")
@@ -231,38 +244,20 @@ def _distill(model, positive, negative, vae, generator, data_term, seed, iterati
     if data_term is not None and not isinstance(data_term, DataTermSpec):
         raise InputError("'data_term' is not a Dream data term; connect a Dream Distill Data Term")
     with user_errors():
-        vae_codec = C.VAECodec(vae, "score distillation")
+        vae_codec = VAECodec(vae, "score distillation")
     mat = _materialise(generator, model, vae, vae_codec)
     fit = FitConfig(space=auto_space if fit_space == "auto" else fit_space, inner_steps=int(inner_steps),
                     data_term=_fit_data_term(data_term, mat))
-    sigmas, noise = grid(mat.init_latent)
-    guider = C.new_guider(model, positive, negative, cfg, regularizers)
+    grid = sigmas(mat.init_latent)
+    guider = new_guider(model, positive, negative, cfg, regularizers)
     if source is not None:
         guider.add_branch("source", source, cfg)
-    pbar = C.progress_bar(iterations)
-
-    def run(job):
-        codec = vae_codec.in_model_space(job.host.latent_in, job.host.latent_out)
-        gen = mat.generator(job.latent.device, job.latent)
-
-        def callback(i, n, z):
-            preview = None
-            if gen.space == "pixel" and getattr(pbar, "hook", None) is not None:     # a UI is listening
-                with torch.no_grad():
-                    preview = _preview((gen.render()[:1] + 1.0).movedim(1, -1) / 2.0)
-            pbar.update_absolute(i + 1, n, preview)
-
-        common = dict(codec=codec, rng=torch.Generator(device="cpu").manual_seed(int(seed)), callback=callback,
-                      interrupt=C.throw_if_interrupted)
-        try:
-            result = method(job, gen, fit, common)
-        finally:
-            codec.release()
-        return result.latent.to(job.latent.dtype), gen
-
-    sampler = C.CoreSampler(C.with_autograd(run))
-    samples = C.run(guider, sampler, sigmas, mat.init_latent, noise, seed, progress=False)
-    return mat.outputs(sampler.report, samples.to(C.intermediate_device()), vae)
+    sampler = CoreSampler(pipelines.score_distill, method=method, make_generator=mat.generator, fit=fit,
+                          codec=vae_codec, levels=levels, eta=eta, seed=seed,
+                          preview=functools.partial(_show_progress, progress_bar(iterations)))
+    samples, gen = run_pipeline(guider, sampler, grid, mat.init_latent, noise(mat.init_latent), seed,
+                                progress=False)
+    return mat.outputs(gen, samples.to(intermediate_device()), vae)
 
 
 def _check_regularizers(regularizers):
@@ -276,22 +271,18 @@ def run_dream_distill(model, positive, negative, vae, generator, seed, iteration
     estimate fitted, the projection renoised."""
     _check_regularizers(regularizers)
 
-    def grid(init_latent):
+    def sigmas(init_latent):
         require_schedule(iterations, denoise, "iterations", "denoise")
-        sigmas = C.calculate_sigmas(model, scheduler, iterations, denoise)
-        if len(sigmas) < 2:
+        grid = calculate_sigmas(model, scheduler, iterations, denoise)
+        if len(grid) < 2:
             raise InputError(f"iterations={iterations} with denoise={denoise} leaves no step; raise iterations or "
                              "denoise.")
-        return sigmas, C.prepare_noise({"samples": init_latent}, seed)
-
-    def method(job, gen, fit, common):
-        spans, times = job.time_grid(job.sigmas)
-        return dream_distill(job.model, gen, job.sigmas, job.param, fit, extras=job.extras,
-                             regularizers=job.regularizers, eta=eta, x=job.start(job.sigmas), spans=spans,
-                             times=times, host=job.host, **common)
+        return grid
 
     return _distill(model, positive, negative, vae, generator, data_term, seed, iterations, inner_steps, cfg,
-                    fit_space, auto_space="pixel", grid=grid, method=method, regularizers=regularizers)
+                    fit_space, auto_space="pixel", sigmas=sigmas,
+                    noise=lambda init_latent: prepare_noise({"samples": init_latent}, seed),
+                    method="dreamsampler", eta=eta, regularizers=regularizers)
 
 
 def _levels_error(min_t, max_t, max_name: str = "max_t"):
@@ -316,17 +307,10 @@ def run_score_distill(model, positive, negative, vae, generator, seed, iteration
     with user_errors():
         levels = RandomLevels(iterations=int(iterations), t_range=(min_t, max_t), weighting=weighting)
 
-    def grid(init_latent):
-        return level_span(C.sigma_at(C.model_sampling(model)), min_t, max_t), torch.zeros_like(init_latent)
-
-    def method(job, gen, fit, common):
-        if source is None:
-            return sds(job.model, gen, job.host.sigma_at, job.param, levels, fit, **common)
-        return dds(job.model, job.branches["source"], gen, job.host.sigma_at, job.param, levels, fit,
-                   source_latent=job.latent, **common)
-
     return _distill(model, positive, negative, vae, generator, data_term, seed, iterations, inner_steps, cfg,
-                    fit_space, auto_space="latent", grid=grid, method=method, source=source)
+                    fit_space, auto_space="latent",
+                    sigmas=lambda init_latent: level_span(sigma_at(model_sampling(model)), min_t, max_t),
+                    noise=torch.zeros_like, method="sds" if source is None else "dds", levels=levels, source=source)
 
 
 # ----------------------------------------------------------------------------- shared declarations
@@ -378,7 +362,7 @@ def lr_input(name: str, tooltip: str):
 def schedule_inputs():
     """scheduler, denoise, eta of DreamSampler distillation."""
     return [
-        io.Combo.Input("scheduler", options=C.SCHEDULER_NAMES, default=C.DEFAULT_SCHEDULER,
+        io.Combo.Input("scheduler", options=SCHEDULER_NAMES, default=DEFAULT_SCHEDULER,
                        tooltip="Noise schedule of the reverse steps."),
         io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                        tooltip="Where to start: 1 = pure noise (text-to-SVG); 0.4-0.7 keeps the initial drawing's "

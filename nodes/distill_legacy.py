@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import host as C
+from .host.model import DEFAULT_SCHEDULER, SCHEDULER_NAMES
 from .common import CATEGORY, InputError, Regularizers, check_schedule, first_error
 from .common import DreamNode, schema, seed_input
 from .distill import (DataTermSpec, GeneratorSpec, cfg_input, critic_inputs, distill_outputs,
@@ -62,7 +62,7 @@ class DreamScoreDistill(DreamNode):
                                   "(10-20 for 'dreamsampler'; 1 for classic SDS / DDS)."),
                 cfg_input("Classifier-free guidance of positive vs negative. 5-10 for 'dreamsampler'; SDS needs "
                           "much more (VectorFusion: 100)."),
-                io.Combo.Input("scheduler", options=C.SCHEDULER_NAMES, default=C.DEFAULT_SCHEDULER,
+                io.Combo.Input("scheduler", options=SCHEDULER_NAMES, default=DEFAULT_SCHEDULER,
                                tooltip="Noise schedule of 'dreamsampler' (ignored by SDS / DDS)."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="'dreamsampler': where to start (1 = pure noise, for text-to-SVG; 0.4-0.7 keeps "

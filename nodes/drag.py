@@ -7,7 +7,10 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from . import host as C
+from .host.files import input_file_path
+from .host.model import to_intermediate
+from .host.sampling import CoreSampler, new_guider, run_pipeline
+from .host.vae import vae_decode, vae_downscale, vae_encode
 from .common import (CATEGORY, MAX_STEPS, InputError, check_cdata_end, check_conditioning, check_image, check_model,
                      check_schedule, first_error, latent_mask, scheduler_input, user_errors)
 from .common import DreamNode, schema, seed_input
@@ -119,37 +122,33 @@ class DreamSDEDrag(DreamNode):
         check_conditioning(negative, "negative")
         pixels = _check_image(image)
         H, W = pixels.shape[1:3]
-        f = C.vae_downscale(vae)
+        f = vae_downscale(vae)
         if min(H, W) < MIN_LATENT_SIDE * f:
             raise InputError(f"image is {W}x{H} pixels; SDE-Drag needs at least {MIN_LATENT_SIDE * f}x"
                              f"{MIN_LATENT_SIDE * f} ({MIN_LATENT_SIDE} latent cells of the VAE's {f}-pixel factor): "
                              "resize it (SD1.5 works best near 512x512)")
         src, tgt = drag_pairs(points, target_points, W, H)
-        samples = C.vae_encode(vae, pixels)
+        samples = vae_encode(vae, pixels)
         h, w = samples.shape[-2:]
         plan = pipelines.plan_drag(src, tgt, (W, H), (w, h), step_size)
         m = latent_mask(mask, samples)
         sigmas = cycle_grid(model, scheduler, steps, t0, "t0")
         generator = torch.Generator().manual_seed(int(seed))
 
-        def run(job):
-            return pipelines.sde_drag_pipeline(job.model, job.latent, job.sigmas, job.param, plan, cfg=cfg,
-                                               guidance_ramp=guidance_ramp, mask=m, alpha=alpha, beta=beta,
-                                               radius=radius, generator=generator,
-                                               callback=lambda k, x0h, x: job.step(x0h, x))[0]
-
+        dragger = CoreSampler(pipelines.sde_drag, plan.model_calls(sigmas), plan=plan, cfg=cfg,
+                              guidance_ramp=guidance_ramp, mask=m, alpha=alpha, beta=beta, radius=radius,
+                              generator=generator)
         with user_errors():
-            sampler = C.CoreSampler(run, plan.model_calls(sigmas))
-            out = C.run(C.new_guider(model, positive, negative, cfg), sampler, sigmas, samples, seed=seed)
-        result = C.vae_decode(vae, out)
+            out, _ = run_pipeline(new_guider(model, positive, negative, cfg), dragger, sigmas, samples, seed=seed)
+        result = vae_decode(vae, out)
         preview = ui.PreviewImage(pixels, cls=None).values
-        return io.NodeOutput(result, {"samples": C.to_intermediate(out)}, ui={EDITOR_UI_KEY: preview})
+        return io.NodeOutput(result, {"samples": to_intermediate(out)}, ui={EDITOR_UI_KEY: preview})
 
 
 def _item_path(item_folder) -> str:
     """The item folder inside ComfyUI's input folder (the same confinement and message as Dream Load SVG)."""
     try:
-        return C.input_file_path(str(item_folder).strip(), kind="folder")
+        return input_file_path(str(item_folder).strip(), kind="folder")
     except ValueError as e:
         raise InputError(f"item_folder: {e}") from None
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from . import host as C
+from .host.model import INVERSION_KEY, calculate_sigmas, latent_output
+from .host.sampling import CoreSampler, new_guider, run_pipeline
 from .common import (CATEGORY, MAX_STEPS, InputError, check_conditioning, check_model, latent_mask,
                      model_latent, scheduler_input, seed_input, user_errors)
 from .common import DreamNode, schema
-from ..dreamsampler_core.distill import distill_edit
+from ..dreamsampler_core import pipelines
 
 SUB = f"{CATEGORY}/edit"
 
@@ -38,7 +39,7 @@ def edit_grid(model, scheduler: str, steps: int, start: float) -> torch.Tensor:
     err = no_level_error(steps, start)
     if err:
         raise InputError(err)
-    sigmas = C.calculate_sigmas(model, scheduler, steps, 1.0)
+    sigmas = calculate_sigmas(model, scheduler, steps, 1.0)
     return sigmas[len(sigmas) - 1 - round(steps * start):]
 
 
@@ -116,19 +117,15 @@ class DreamDistillEdit(DreamNode):
         samples = model_latent(model, latent_image)
         m = latent_mask(mask, samples)
         sigmas = edit_grid(model, scheduler, steps, start)
-        guider = C.new_guider(model, target, source if negative is None else negative, cfg)
+        guider = new_guider(model, target, source if negative is None else negative, cfg)
         guider.add_branch("source", source, source_cfg)          # source_cfg is 1 without a negative (above)
         levels = len(sigmas) - 1
 
-        def run(job):
-            rng = torch.Generator(device="cpu").manual_seed(int(seed))
-            return distill_edit(job.model, job.branches["source"], job.latent, job.sigmas, job.param,
-                                strength=strength, fidelity=fidelity, mask=m,
-                                rng=rng, callback=lambda i, n, x0, z: job.step(z, z), interrupt=job.host.interrupt)
-
+        editor = CoreSampler(pipelines.distill_edit_pipeline, levels, strength=strength, fidelity=fidelity,
+                             mask=m, seed=seed)
         with user_errors():
-            out = C.run(guider, C.CoreSampler(run, levels), sigmas, samples, seed=seed)
-        result = C.latent_output(latent_image, out, drop=("noise_mask", C.INVERSION_KEY))
+            out, _ = run_pipeline(guider, editor, sigmas, samples, seed=seed)
+        result = latent_output(latent_image, out, drop=("noise_mask", INVERSION_KEY))
         return io.NodeOutput(result)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from comfy_api.latest import io
 
-from . import host as C
+from .host.vae import VAECodec
 from .common import (CATEGORY, InputError, RegularizerSpec, Regularizers, check_conditioning, check_image,
                      check_latent, extend, first_error, mask_input, user_errors)
 from .common import DreamNode, schema, seed_input
@@ -278,7 +278,7 @@ class DreamDataConsistency(DreamNode):
     def execute(cls, vae, measurement, operator, scale, blur_sigma, kernel_size, motion_angle, strength, sigma_y,
                 mu, preset, solver, cg_iters, dps, mask=None, degradation=None, regularizers=None) -> io.NodeOutput:
         with user_errors():
-            codec = C.VAECodec(vae, "data consistency", video=True)
+            codec = VAECodec(vae, "data consistency", video=True)
         y = image_to_pixels(measurement, "measurement")
         if degradation is not None:
             degradation = degradation_of(degradation)

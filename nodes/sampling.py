@@ -4,10 +4,13 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from . import host as C
+from .host.model import INVERSION_KEY, calculate_sigmas, latent_output, prepare_noise, process_latent_out
+from .host.sampling import CoreSampler, new_guider, run_pipeline
+from .host.vae import check_grad_memory
 from .common import (CATEGORY, MAX_STEPS, InputError, Regularizers, check_conditioning, check_model, check_schedule,
                      first_error, model_latent, require_schedule, scheduler_input, user_errors)
 from .common import DreamNode, schema, seed_input
+from ..dreamsampler_core import pipelines
 from ..dreamsampler_core.sampler import ETA_SCHEDULES
 
 MAX_RESAMPLE = 10
@@ -31,7 +34,7 @@ def _validate_sampling(steps=None, denoise=None):
 
 def _sigmas(model, scheduler, steps, denoise):
     require_schedule(steps, denoise)
-    sigmas = C.calculate_sigmas(model, scheduler, steps, denoise)
+    sigmas = calculate_sigmas(model, scheduler, steps, denoise)
     if len(sigmas) < 2:
         raise InputError(f"steps={steps} with denoise={denoise} leaves no sampling step; raise steps or denoise.")
     return sigmas
@@ -78,15 +81,15 @@ class DreamDDIMInversion(DreamNode):
         check_conditioning(conditioning, "conditioning")
         samples = model_latent(model, latent_image)
         sigmas = _sigmas(model, scheduler, steps, denoise)
-        sampler = C.ddim_inversion(refine=refine_steps)
-        x_t = C.run(C.new_guider(model, conditioning, conditioning, 1.0), sampler, sigmas, samples)
-        out = C.latent_output(latent_image, x_t)
+        x_t, refined = run_pipeline(new_guider(model, conditioning, conditioning, 1.0),
+                                    CoreSampler(pipelines.invert, refine=refine_steps), sigmas, samples)
+        out = latent_output(latent_image, x_t)
         # "source": the clean latent, for a noise_mask (set before or after this node): its known
         # region must end equal to the source, not to the inverted x_T
-        out[C.INVERSION_KEY] = {"sigma_start": float(sigmas[0]), "steps": int(steps), "scheduler": scheduler,
-                                "denoise": float(denoise), "source": samples}
-        if sampler.report is not None:
-            out[C.INVERSION_KEY]["refine"] = sampler.report.as_dict()
+        out[INVERSION_KEY] = {"sigma_start": float(sigmas[0]), "steps": int(steps), "scheduler": scheduler,
+                              "denoise": float(denoise), "source": samples}
+        if refined is not None:
+            out[INVERSION_KEY]["refine"] = refined.as_dict()
         return io.NodeOutput(out)
 
 
@@ -162,6 +165,13 @@ def resample_input():
                                 "0 = the plain sampler.")
 
 
+def dream_sampler(eta: float, eta_schedule: str, resample: int | None, known_source=None) -> CoreSampler:
+    """The DreamSampler loop (``pipelines.sample``) as a sampler; ``known_source``: the clean latent
+    (VAE space) a noise mask keeps when the input is an inverted x_T."""
+    return CoreSampler(pipelines.sample, eta=eta, eta_schedule=eta_schedule,
+                       resample=0 if resample is None else int(resample), known_source=known_source)
+
+
 def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image, denoise, eta, eta_schedule,
            regularizers=None, resample=0):
     """The DreamSampler node's body (also used by the other pack nodes)."""
@@ -171,7 +181,7 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
     samples = model_latent(model, latent_image)
     sigmas = _sigmas(model, scheduler, steps, denoise)
     latent = dict(latent_image, samples=samples)
-    inverted = latent.pop(C.INVERSION_KEY, None)
+    inverted = latent.pop(INVERSION_KEY, None)
     if inverted is not None:
         s0 = inverted.get("sigma_start")
         if s0 is not None and abs(float(sigmas[0]) - s0) > 1e-3 * max(1.0, s0):
@@ -187,21 +197,20 @@ def sample(model, seed, steps, cfg, scheduler, positive, negative, latent_image,
                 f"{tuple(samples.shape)} is not the inverted image's {tuple(known.shape)}; set the noise mask "
                 f"on the latent as it leaves the inversion (or before it), without resizing it in between.")
     else:
-        noise = C.prepare_noise(latent, seed)
+        noise = prepare_noise(latent, seed)
         known = None
     dps = [spec for spec in regularizers or () if float(getattr(spec.core, "dps", 0.0) or 0.0) > 0.0]
     if dps:
         with user_errors():
-            C.check_grad_memory(model, samples.shape, "Dream Data Consistency's dps")
-    guider = C.new_guider(model, positive, negative, cfg, regularizers)
-    sampler = C.dream_sampler(eta=eta, eta_schedule=eta_schedule, known_source=known,
-                              resample=0 if resample is None else int(resample))
+            check_grad_memory(model, samples.shape, "Dream Data Consistency's dps")
+    guider = new_guider(model, positive, negative, cfg, regularizers)
+    sampler = dream_sampler(eta, eta_schedule, resample, known_source=known)
     x0_output = {}
-    result = C.run(guider, sampler, sigmas, samples, noise, seed, latent.get("noise_mask"), x0_output)
-    out = C.latent_output(latent, result)
+    result, _ = run_pipeline(guider, sampler, sigmas, samples, noise, seed, latent.get("noise_mask"), x0_output)
+    out = latent_output(latent, result)
     denoised = dict(out)
     if "x0" in x0_output:
-        denoised["samples"] = C.process_latent_out(model, x0_output["x0"].cpu())
+        denoised["samples"] = process_latent_out(model, x0_output["x0"].cpu())
     return out, denoised
 
 
@@ -229,8 +238,7 @@ class DreamSamplerSelect(DreamNode):
 
     @classmethod
     def execute(cls, eta, eta_schedule, resample=0) -> io.NodeOutput:
-        return io.NodeOutput(C.dream_sampler(eta=eta, eta_schedule=eta_schedule,
-                                             resample=0 if resample is None else int(resample)))
+        return io.NodeOutput(dream_sampler(eta, eta_schedule, resample))
 
 
 class DreamInversionSampler(DreamNode):
@@ -250,7 +258,7 @@ class DreamInversionSampler(DreamNode):
 
     @classmethod
     def execute(cls, refine_steps) -> io.NodeOutput:
-        return io.NodeOutput(C.ddim_inversion(refine=refine_steps))
+        return io.NodeOutput(CoreSampler(pipelines.invert, refine=refine_steps))
 
 
 class DreamGuiderNode(DreamNode):
@@ -279,7 +287,7 @@ class DreamGuiderNode(DreamNode):
         check_model(model)
         check_conditioning(positive, "positive")
         check_conditioning(negative, "negative")
-        return io.NodeOutput(C.new_guider(model, positive, negative, cfg, regularizers))
+        return io.NodeOutput(new_guider(model, positive, negative, cfg, regularizers))
 
 
 NODES = [DreamDDIMInversion, DreamSampler, DreamSamplerSelect, DreamInversionSampler, DreamGuiderNode]

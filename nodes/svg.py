@@ -7,7 +7,8 @@ import hashlib
 import torch
 from comfy_api.latest import io
 
-from . import host as C
+from .host.files import core_svg, input_file_path, input_svg_files
+from .host.model import free_ram_bytes, throw_if_interrupted
 from .common import CATEGORY, InputError, check_cdata_end, check_image, check_text
 from .common import DreamNode, schema, seed_input
 from ..dreamsampler_core.svg import (SVGError, SVGScene, parse_svg, random_scenes, render, scale_scene, traced_scenes,
@@ -49,7 +50,7 @@ def svg_output(scenes) -> tuple[SVGScene, ...]:
 
 def render_budget() -> int:
     """Bytes one render may use: MAX_RENDER_BYTES, or half of the RAM still free if that is less."""
-    return int(min(MAX_RENDER_BYTES, C.free_ram_bytes() // 2))
+    return int(min(MAX_RENDER_BYTES, free_ram_bytes() // 2))
 
 
 def check_render_size(scenes, hint: str, grad: bool = False):
@@ -65,7 +66,7 @@ def render_image(scenes, hint: str = "use a smaller canvas or fewer scenes") -> 
     """IMAGE [B, H, W, 3] in 0..1 of a batch of scenes (no gradients); size-checked first."""
     check_render_size(scenes, hint)
     with torch.no_grad():
-        return render(list(scenes), interrupt=C.throw_if_interrupted).clamp(0.0, 1.0).float().cpu()
+        return render(list(scenes), interrupt=throw_if_interrupted).clamp(0.0, 1.0).float().cpu()
 
 
 def svg_texts(scenes, precision: int = 3) -> list[str]:
@@ -181,7 +182,7 @@ class DreamSVGRender(DreamNode):
 # ----------------------------------------------------------------------------- Load SVG
 def _read_input_file(name: str) -> bytes:
     try:
-        path = C.input_file_path(name)
+        path = input_file_path(name)
     except ValueError as e:
         raise InputError(f"svg_file: {e}") from None
     with open(path, "rb") as f:
@@ -221,7 +222,7 @@ class DreamLoadSVG(DreamNode):
                         "safely: size and element limits, no DTD / entities, no external references; shapes are "
                         "converted to cubic paths, text / images / filters are dropped.",
             inputs=[
-                io.Combo.Input("svg_file", options=[NO_FILE] + C.input_svg_files(), default=NO_FILE,
+                io.Combo.Input("svg_file", options=[NO_FILE] + input_svg_files(), default=NO_FILE,
                                tooltip="An .svg file in ComfyUI's input folder (put files there; refresh to list "
                                        "them). Ignored when svg_text is not empty."),
                 io.String.Input("svg_text", default="", multiline=True,
@@ -247,7 +248,7 @@ class DreamLoadSVG(DreamNode):
             return "give an SVG: pick an svg_file from the input folder or paste svg_text"
         if not svg_text and svg_file not in (None, "", NO_FILE):
             try:
-                C.input_file_path(svg_file)
+                input_file_path(svg_file)
             except ValueError as e:
                 return f"svg_file: {e}"
         return True
@@ -280,7 +281,7 @@ class DreamLoadSVG(DreamNode):
         except (SVGError, RenderLimitError) as e:
             raise InputError(f"{origin}: {e}") from None
         out = svg_output([scene])
-        return io.NodeOutput(out, render_image(out), C.core_svg(svg_texts(out)))
+        return io.NodeOutput(out, render_image(out), core_svg(svg_texts(out)))
 
 
 # ----------------------------------------------------------------------------- export
@@ -305,7 +306,7 @@ class DreamSVGToFile(DreamNode):
 
     @classmethod
     def execute(cls, svg, precision) -> io.NodeOutput:
-        return io.NodeOutput(C.core_svg(svg_texts(check_svg(svg), precision)))
+        return io.NodeOutput(core_svg(svg_texts(check_svg(svg), precision)))
 
 
 NODES = [DreamSVGInit, DreamLoadSVG, DreamSVGRender, DreamSVGToFile]

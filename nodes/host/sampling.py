@@ -7,10 +7,12 @@
   and CSD's source prompt) and InstructPix2Pix's three-way guidance (core's dual-CFG formula).  What
   one evaluation computes is a frozen ``GuiderCall``, an argument of ``DreamGuider.predict``
   (which returns the guided x0 and the batched extras), never state on the guider.
-* ``CoreSampler`` (a ``comfy.samplers.Sampler``) runs one core pipeline inside ``guider.sample``, so
-  model loading, patches, hooks, ControlNets, the progress bar, previews and /interrupt are ComfyUI's.
-  It hands the pipeline a ``Job``: the guider as the core's denoiser contract ``model(x, sigma) -> x0``
-  (``dreamsampler_core.denoiser``) with its named extras, the grid, the latents and the host services.
+* ``CoreSampler`` (a ``comfy.samplers.Sampler``) runs one named core pipeline
+  (``dreamsampler_core.pipelines``) with its options inside ``guider.sample``, so model loading,
+  patches, hooks, ControlNets, the progress bar, previews and /interrupt are ComfyUI's.  It hands the
+  pipeline a ``pipelines.Run``: the guider as the core's denoiser contract ``model(x, sigma) -> x0``
+  (``dreamsampler_core.denoiser``) with its named branches and extras, the grid, the latents and the
+  host services.  ``run_pipeline`` returns the pipeline's ``(latent, report)`` to the node.
   It is a ``Sampler`` rather than a ``KSAMPLER(fn)``: an inverted latent starts as it is (KSAMPLER's
   noise_scaling would scale it by 1 - sigma on flow models), a noise mask is kept by the core's
   ``KeepKnown`` on the source (not core's x0-inpaint wrapper, which would re-noise the inverted
@@ -19,7 +21,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -32,15 +33,11 @@ import comfy.patcher_extension
 import comfy.samplers
 
 from ...dreamsampler_core.denoiser import Host
-from ...dreamsampler_core.inversion import RefineStats, ddim_invert
 from ...dreamsampler_core.masks import MaskError, check_mask_values
-from ...dreamsampler_core.regularizers import KeepKnown
-from ...dreamsampler_core.sampler import dream_sample
-from ...dreamsampler_core.schedule import Parameterization
+from ...dreamsampler_core.pipelines import Run
 from . import model as M
 from .vae import grad_copy
 
-log = logging.getLogger("DreamSampler")
 
 @dataclass(frozen=True)
 class GuiderCall:
@@ -321,59 +318,21 @@ def grad_denoiser(model_wrap, extra_args):
 
 
 # ----------------------------------------------------------------------------- the sampler adapter
-@dataclass
-class Job:
-    """What a pipeline gets from ``CoreSampler``: the core's denoiser contract over the guider and
-    the run's grid, latents (model space) and host services."""
-
-    model: Callable                   # the base branch: model(x, sigma, **extra) -> x0, and predict_many
-    extras: dict                      # the regularizers' named predictions (each alone; see predict_many)
-    branches: dict                    # the guider's named guided branches as denoisers
-    regularizers: tuple               # the guider's bound regularizers
-    param: Parameterization
-    sigmas: torch.Tensor
-    latent: torch.Tensor              # the input latent (model space; clean unless it was inverted)
-    noise: torch.Tensor
-    mask: torch.Tensor | None         # the LATENT's noise_mask on the latent grid (1 = repaint), or None
-    seed: int | None
-    host: Host
-    step: Callable                    # step(x0, x): one model call done (progress bar, preview)
-    process_latent_in: Callable
-    start: Callable                   # start(sigmas): the start latent of a grid (see CoreSampler)
-    time_grid: Callable               # time_grid(sigmas) -> (spans, times) in normalized time
-    inverse_noise_scaling: Callable   # (sigma, x): the model's, as KSAMPLER applies it to a sample at sigma
-
-    def denoised(self, out: torch.Tensor) -> torch.Tensor:
-        """A sample at the grid's last level as KSAMPLER returns it: the inverse noise scaling
-        applied when that level is 0 (not to an inverted latent)."""
-        if len(self.sigmas) > 1 and float(self.sigmas[-1]) == 0.0:
-            return self.inverse_noise_scaling(self.sigmas[-1], out)
-        return out
-
-
-def with_autograd(run: Callable[[Job], Any]) -> Callable[[Job], Any]:
-    """``run`` outside inference mode with gradients on (model calls stay in inference mode): the
-    distillation generators' optimizer steps."""
-
-    def run_with_autograd(job: Job):
-        with torch.inference_mode(False), torch.enable_grad():
-            return run(job)
-
-    return run_with_autograd
-
-
 class CoreSampler(comfy.samplers.Sampler):
-    """Runs ``run(job)`` inside ``guider.sample`` (see the module docstring).  ``run`` returns the
-    latent (model space), or ``(latent, report)`` as the core's pipelines do; ``report`` is the last
-    run's report (None when ``run`` returned a latent alone).
+    """Runs the core pipeline ``pipeline(run, **options)`` (``dreamsampler_core.pipelines``) inside
+    ``guider.sample`` (see the module docstring); ``run`` is the ``pipelines.Run`` of this sampling
+    call.  ``report`` is the last run's report, which ``run_pipeline`` returns with the latent
+    (``guider.sample`` returns a latent only).
 
     steps: progress-bar length in model calls (None: the grid's steps).
 
-    ``job.start(sigmas)``: the input noised to sigmas[0] with the run's noise, as KSampler does; an
-    all-zero noise (DisableNoise, an inverted latent) starts from the latent as it is."""
+    The run's ``start(sigmas)``: the input noised to sigmas[0] with the run's noise, as KSampler does;
+    an all-zero noise (DisableNoise, an inverted latent) starts from the latent as it is.  Its
+    ``finish``: KSAMPLER's inverse noise scaling where the grid ends at level 0."""
 
-    def __init__(self, run: Callable[[Job], Any], steps: int | None = None):
-        self.run = run
+    def __init__(self, pipeline: Callable[..., tuple], steps: int | None = None, **options):
+        self.pipeline = pipeline
+        self.options = options
         self.steps = steps
         self.report = None
 
@@ -386,7 +345,6 @@ class CoreSampler(comfy.samplers.Sampler):
                 raise MaskError(f"the latent's noise_mask (Set Latent Noise Mask) cannot be used: {e}") from None
         inner = model_wrap.inner_model
         ms = inner.model_sampling            # the object this run's model samples with
-        param = M.run_parameterization(inner)
         latent_image = torch.zeros_like(noise) if latent_image is None else latent_image
         is_dream = isinstance(model_wrap, DreamGuider)
         base = GuidedDenoiser(model_wrap, extra_args)
@@ -396,80 +354,34 @@ class CoreSampler(comfy.samplers.Sampler):
         total = self.steps if self.steps is not None else len(sigmas) - 1
         counter = [0]
 
-        def step(x0, x):
+        def progress(x0, x):
             if callback is not None:
                 callback(counter[0], x0, x, total)
             counter[0] += 1
 
-        latent_in, latent_out = M.latent_maps(inner)
-        host = Host(latent_in=latent_in, latent_out=latent_out,
-                    grad_model=grad_denoiser(model_wrap, extra_args), sigma_at=M.sigma_at(ms),
-                    interrupt=M.throw_if_interrupted)
         def start(grid):
             if torch.count_nonzero(noise) == 0:
                 return latent_image.clone()
             return ms.noise_scaling(grid[0], noise, latent_image, self.max_denoise(model_wrap, grid))
 
-        job = Job(model=base, extras=extras, branches=branches,
-                  regularizers=tuple(model_wrap.regularizers) if is_dream else (), param=param, sigmas=sigmas,
-                  latent=latent_image, noise=noise, mask=denoise_mask, seed=extra_args.get("seed"), host=host,
-                  step=step, process_latent_in=inner.process_latent_in, start=start,
-                  time_grid=lambda grid: M.time_grid(ms, grid), inverse_noise_scaling=ms.inverse_noise_scaling)
+        def finish(out):
+            if len(sigmas) > 1 and float(sigmas[-1]) == 0.0:
+                return ms.inverse_noise_scaling(sigmas[-1], out)
+            return out
+
+        latent_in, latent_out = M.latent_maps(inner)
+        host = Host(latent_in=latent_in, latent_out=latent_out,
+                    grad_model=grad_denoiser(model_wrap, extra_args), sigma_at=M.sigma_at(ms),
+                    interrupt=M.throw_if_interrupted)
+        seed = extra_args.get("seed")
+        run = Run(model=base, param=M.run_parameterization(inner), sigmas=sigmas, latent=latent_image,
+                  branches=branches, extras=extras,
+                  regularizers=tuple(model_wrap.regularizers) if is_dream else (), mask=denoise_mask, noise=noise,
+                  seed=int(seed) if seed is not None else 0, host=host, progress=progress, start=start,
+                  time_grid=lambda grid: M.time_grid(ms, grid), finish=finish)
         self.report = None
-        out = self.run(job)
-        if isinstance(out, tuple):
-            out, self.report = out
+        out, self.report = self.pipeline(run, **self.options)
         return out
-
-
-# ----------------------------------------------------------------------------- DreamSampler and inversion
-def sampling_grid(sigmas: torch.Tensor) -> torch.Tensor:
-    """A FlipSigmas (ascending) grid back to the sampling grid the pack walks (its last level 0)."""
-    if len(sigmas) > 1 and float(sigmas[0]) < float(sigmas[-1]):
-        sigmas = sigmas.flip(0)
-        if float(sigmas[-1]) < 1e-3:
-            sigmas[-1] = 0.0
-    return sigmas
-
-
-def dream_sampler(eta: float = 0.0, eta_schedule: str = "constant", known_source=None,
-                  resample: int = 0) -> CoreSampler:
-    """The DreamSampler loop (``sampler.dream_sample``) as a sampler: eta, resampling, the guider's
-    regularizers, and a noise mask kept by ``KeepKnown`` on the source (``known_source``: the clean
-    latent a mask keeps when the input is an inverted x_T)."""
-
-    def run(job: Job):
-        sigmas = sampling_grid(job.sigmas)
-        regs = job.regularizers
-        if job.mask is not None:
-            known = job.latent if known_source is None else job.process_latent_in(known_source.to(job.latent))
-            regs = regs + (KeepKnown(known, job.mask),)
-        spans, times = job.time_grid(sigmas)
-        generator = torch.Generator(device="cpu").manual_seed(int(job.seed if job.seed is not None else 0) + 7)
-        return job.denoised(dream_sample(
-            job.model, job.start(sigmas), sigmas, job.param, extras=job.extras, regularizers=regs, eta=eta,
-            eta_schedule=eta_schedule, spans=spans, times=times, generator=generator,
-            callback=lambda i, z, x: job.step(z, x), host=job.host, resample=int(resample)))
-
-    return CoreSampler(run)
-
-
-def ddim_inversion(refine: int = 0) -> CoreSampler:
-    """DDIM inversion (``inversion.ddim_invert``) of the input latent up the sampling grid (a
-    FlipSigmas grid is accepted); ``report``: the RefineStats when refine > 0, else None."""
-
-    def run(job: Job):
-        sigmas = sampling_grid(job.sigmas)
-        stats = RefineStats()
-        x_t = ddim_invert(job.model, job.latent, sigmas, job.param, refine=refine,
-                          callback=lambda k, x: job.step(x, x), stats=stats)
-        if refine > 0:
-            log.info("DDIM inversion refinement: %d of %d iterations lowered the reverse-step residual "
-                     "(%d steps x %d refine_steps x %d latents; %d non-finite iterates discarded)",
-                     stats.helped, stats.requested, len(sigmas) - 1, refine, job.latent.shape[0], stats.non_finite)
-        return x_t, (stats if refine > 0 else None)
-
-    return CoreSampler(run)
 
 
 def new_guider(model, positive, negative, cfg: float, regularizers=None) -> DreamGuider:
@@ -480,13 +392,14 @@ def new_guider(model, positive, negative, cfg: float, regularizers=None) -> Drea
     return guider
 
 
-def run(guider, sampler: CoreSampler, sigmas, samples, noise=None, seed: int = 0, denoise_mask=None,
-        x0_output: dict | None = None, progress: bool = True):
+def run_pipeline(guider, sampler: CoreSampler, sigmas, samples, noise=None, seed: int = 0, denoise_mask=None,
+                 x0_output: dict | None = None, progress: bool = True) -> tuple[torch.Tensor, Any]:
     """guider.sample with a CoreSampler like core SamplerCustom: progress bar and previews over the
     sampler's steps, /interrupt honoured.  ``samples``: VAE-space latent (the model's
-    process_latent_in is applied for the run); returns the VAE-space result."""
+    process_latent_in is applied for the run); returns the VAE-space result and the pipeline's report."""
     total = sampler.steps if sampler.steps is not None else len(sigmas) - 1
     callback = M.progress_callback(guider.model_patcher, total, x0_output) if progress else None
     noise = torch.zeros_like(samples) if noise is None else noise
-    return guider.sample(noise, samples, sampler, sigmas, denoise_mask=denoise_mask, callback=callback,
-                         disable_pbar=not M.progress_bar_enabled(), seed=seed)
+    out = guider.sample(noise, samples, sampler, sigmas, denoise_mask=denoise_mask, callback=callback,
+                        disable_pbar=not M.progress_bar_enabled(), seed=seed)
+    return out, sampler.report

@@ -165,20 +165,20 @@ def test_ip2p_three_way_guidance_uses_the_source_image_and_zero_for_none(pack, w
     src = torch.randn(3, 4, 4, 4, generator=torch.Generator().manual_seed(0))          # VAE space
     got = {}
 
-    def body(job):
-        x = job.latent
+    def body(run):
+        x = run.latent
         assert torch.allclose(x, src * 0.18215)                  # the run sees model space
         g = torch.Generator().manual_seed(1)
         x_t, xs_t = torch.randn(x.shape, generator=g), torch.randn(x.shape, generator=g)
         sigma = torch.tensor(2.0)
-        pred = (job.model(x_t, sigma, image=x), job.branches["source"](xs_t, sigma, image=x))
+        pred = (run.model(x_t, sigma, image=x), run.branches["source"](xs_t, sigma, image=x))
         got.update(x_t=x_t, xs_t=xs_t, sigma=sigma, pred=pred)
-        job.step(x, x)
-        return x
+        run.progress(x, x)
+        return x, None
 
     guider = csd_guider(model, text(a), text(0.0), text(b) if with_source else None, s_t, s_i)
     with torch.inference_mode():
-        out = C.run(guider, C.CoreSampler(body, 1), torch.tensor([3.0, 0.1]), src)
+        out, _ = C.run_pipeline(guider, C.CoreSampler(body, 1), torch.tensor([3.0, 0.1]), src)
     assert torch.allclose(out, src, atol=1e-6)
     x0_t, x0_s = got["pred"]
     img = src                                                   # image condition = the SOURCE latent, VAE space

@@ -83,10 +83,11 @@ def test_each_run_probes_its_own_model_sampling_and_logs_a_change(H, caplog):
     seen = []
 
     def run_once(model):
-        sampler = H.CoreSampler(lambda job: seen.append(job.param.kind) or job.latent)
+        sampler = H.CoreSampler(lambda run: (seen.append(run.param.kind), (run.latent, None))[1])
         sigmas = H.calculate_sigmas(model, "normal", 2)
         with torch.inference_mode():
-            H.run(H.new_guider(model, null, null, 1.0), sampler, sigmas, torch.zeros(1, 4, 8, 8), progress=False)
+            H.run_pipeline(H.new_guider(model, null, null, 1.0), sampler, sigmas, torch.zeros(1, 4, 8, 8),
+                           progress=False)
 
     with caplog.at_level(logging.WARNING, logger="DreamSampler"):
         run_once(plain)

@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from dreamsampler_core import cycle, pipelines
+from dreamsampler_core import cycle
 from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
 from dreamsampler_core.denoiser import randn_like
 from dreamsampler_core.regularizers import StepContext
@@ -144,25 +144,6 @@ def test_lockstep_source_equals_encode_then_decode():
     b = cycle.cycle_sample(tgt, x_start, sig, VE, eta=0.3, noise_fn=provider)
     assert torch.allclose(a, b, atol=1e-12)
     assert float((a - x0).abs().max()) > 0.1                   # the target decode did edit
-
-
-def test_cyclediffusion_pipeline_is_encode_then_decode():
-    """pipelines.cyclediffusion_pipeline (the diffusers host's CycleDiffusion; the nodes run its two
-    halves as DDPM Encode and CycleDiffusion Decode) is dpm_encode then cycle_decode, bit for bit."""
-    gm = GaussianMixture.two_class(16, sep=3.0, std=0.5)
-    sig = sd_grid(20)[-13:]
-    src, tgt = mixture_denoiser(gm, VE, 0), mixture_denoiser(gm, VE, 1)
-    x0 = gm.sample(4, torch.Generator().manual_seed(5), cls_index=0)
-    calls = []
-    out, report = pipelines.cyclediffusion_pipeline(src, tgt, x0, sig, VE, eta=0.3,
-                                                    generator=torch.Generator().manual_seed(9),
-                                                    callback=lambda *a: calls.append(a[0]))
-    code = cycle.dpm_encode(src, x0, sig, VE, eta=0.3, generator=torch.Generator().manual_seed(9))
-    assert torch.equal(out, cycle.cycle_decode(tgt, code, VE))
-    assert torch.equal(torch.stack(report.code.noises), torch.stack(code.noises))
-    assert len(calls) == report.model_calls == 2 * code.steps
-    rec, _ = pipelines.cyclediffusion_pipeline(src, src, x0, sig, VE, eta=0.3, generator=torch.Generator().manual_seed(9))
-    assert float((rec - x0).abs().max()) < 1e-9
 
 
 def test_mask_reset_keeps_unedited_region_exact():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamsampler_core import drag, pipelines, points
+from dreamsampler_core import drag, points
 from dreamsampler_core.analytic import GaussianMixture, mixture_denoiser
 from dreamsampler_core.formats import dragbench
 from dreamsampler_core.schedule import Parameterization, scaled_linear_sigmas
@@ -151,31 +151,6 @@ def test_noop_drag_reconstructs_exactly_and_mask_keeps_black_region():
         drag.sde_drag(den, x0, sig, VE, [(8, 0)], [(1, 1)])
     with pytest.raises(ValueError, match="sigma > 0"):
         drag.sde_drag(den, x0, torch.cat([sig, sig.new_zeros(1)]), VE, [(1, 1)], [(2, 2)])
-
-
-def test_pipeline_plans_pixel_points_and_ramps_the_guidance_per_call():
-    """pipelines.sde_drag_pipeline, what both hosts call: pixel points become latent cells (floor(p / f)),
-    every model call gets its level's guidance (drag.guidance_ramp) as cfg=, and otherwise it is
-    drag.sde_drag itself (bit for bit)."""
-    sig, den, x0 = _setup()
-    plan = pipelines.plan_drag([(9, 17)], [(33, 41)], (64, 64), (8, 8), step_size=2.0)
-    assert plan.sources == ((1, 2),) and plan.targets == ((4, 5),) and plan.substeps == 2
-    seen = []
-
-    def model(x, s, cfg=None):
-        seen.append((float(s), cfg))
-        return den(x, s)
-
-    out, report = pipelines.sde_drag_pipeline(model, x0, sig, VE, plan, cfg=3.0, radius=1,
-                                              generator=torch.Generator().manual_seed(1))
-    ref = drag.sde_drag(den, x0, sig, VE, [(1, 2)], [(4, 5)], radius=1, step_size=2.0,
-                        generator=torch.Generator().manual_seed(1))
-    assert torch.equal(out, ref)
-    ramp = drag.guidance_ramp(len(sig) - 1, 3.0)
-    level = dict(zip(map(float, sig[:-1]), ramp))
-    assert len(seen) == report.model_calls == plan.model_calls(sig) == 2 * 2 * (len(sig) - 1)
-    assert all(cfg == level[s] for s, cfg in seen)
-    assert report.guidance == tuple(ramp) and report.substeps == 2
 
 
 # ----------------------------------------------------------------------------- DragBench
