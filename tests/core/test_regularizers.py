@@ -45,12 +45,25 @@ def test_cfg_edit_closed_form_equals_explicit_dds_step(gm, kind, omega):
     assert not torch.allclose(closed, d_null)
 
 
+_INVERTED = {}
+
+
+def _inverted(gm, x0, kind, steps):
+    """The null-prompt inversion (refine 8) of x0 on the ``steps`` grid, once per module's fixtures
+    (the edits below differ only after it)."""
+    key = (id(gm), id(x0), kind, steps)
+    if key not in _INVERTED:
+        p = Parameterization(kind)
+        _INVERTED[key] = ddim_invert(mixture_denoiser(gm, p), x0, grid(kind, steps), p, refine=8)
+    return _INVERTED[key].clone()
+
+
 def _edit(gm, x0, kind, steps, strength, schedule="invariant"):
     p = Parameterization(kind)
     sig = grid(kind, steps)
     spans, times = time_grid(kind, sig)
     null, tgt = mixture_denoiser(gm, p), mixture_denoiser(gm, p, 1)
-    xt = ddim_invert(null, x0, sig, p, refine=8)
+    xt = _inverted(gm, x0, kind, steps)
     return dream_sample(null, xt, sig, p, extras={"target": tgt},
                         regularizers=[CFGEdit(strength=strength, schedule=schedule)], spans=spans, times=times)
 
@@ -85,7 +98,7 @@ def _edit_src(gm, x0, steps, strength):
     sig = grid("ve", steps)
     spans, times = time_grid("ve", sig)
     null, src, tgt = mixture_denoiser(gm, p), mixture_denoiser(gm, p, 0), mixture_denoiser(gm, p, 1)
-    xt = ddim_invert(null, x0, sig, p, refine=8)
+    xt = _inverted(gm, x0, "ve", steps)
     return dream_sample(null, xt, sig, p, extras={"target": tgt, "source": src},
                         regularizers=[CFGEdit(strength=strength, source="source")], spans=spans, times=times)
 
