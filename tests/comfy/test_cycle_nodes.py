@@ -12,12 +12,6 @@ from support.inprocess import run
 
 
 @pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.nodes import common, cycle, drag
-    return cycle, drag, common
-
-
-@pytest.fixture(scope="module")
 def gm():
     return GaussianMixture.two_class(4 * 4 * 4, sep=3.0, std=0.5)
 
@@ -29,7 +23,7 @@ def _latent(gm, cls, n=4, seed=1):
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
 def test_oracle_dpm_encoder_round_trip_and_edit(N, gm, kind):
     from tools.tiny_models import class_conditioning, oracle_model
-    cycle, _, _ = N
+    cycle = N.cycle
     model = oracle_model(gm, kind)
     src, tgt, null = class_conditioning(0), class_conditioning(1), class_conditioning(None)
     lat = _latent(gm, 0)
@@ -48,7 +42,7 @@ def test_oracle_dpm_encoder_round_trip_and_edit(N, gm, kind):
 def test_tiny_sd15_round_trip_sampler_and_errors(N, sd15):
     import nodes as core
     from comfy_extras import nodes_custom_sampler as cs
-    cycle, _, common = N
+    cycle, common = N.cycle, N.common
     model, clip, vae = sd15
     with torch.inference_mode():
         src = core.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
@@ -81,7 +75,7 @@ def test_tiny_sd15_round_trip_sampler_and_errors(N, sd15):
 
 def test_cycle_sde_edit_stages_and_mask(N, gm):
     from tools.tiny_models import class_conditioning, oracle_model
-    cycle, _, common = N
+    cycle, common = N.cycle, N.common
     model = oracle_model(gm, "eps")
     src, tgt, null = class_conditioning(0), class_conditioning(1), class_conditioning(None)
     lat = _latent(gm, 0, n=2)
@@ -106,7 +100,7 @@ def test_cycle_sde_edit_stages_and_mask(N, gm):
 
 def test_sde_drag_node(N, sd15):
     import nodes as core
-    _, drag, common = N
+    drag, common = N.drag, N.common
     model, clip, vae = sd15
     with torch.inference_mode():
         pos = core.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
@@ -146,7 +140,7 @@ def cls_execute(node, *args, points, mask=None, target_points="", **w):
 def test_dragbench_loader_node(N, tmp_path, monkeypatch):
     import folder_paths
     from PIL import Image
-    _, drag, common = N
+    drag, common = N.drag, N.common
     monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(tmp_path / "input"))
     item = tmp_path / "input" / "DragBench" / "art_0"
     item.mkdir(parents=True)
@@ -173,7 +167,7 @@ def test_dragbench_loader_node(N, tmp_path, monkeypatch):
 
 
 def test_schemas_document_every_input(N):
-    cycle, drag, _ = N
+    cycle, drag = N.cycle, N.drag
     for node in (*cycle.NODES, *drag.NODES):
         schema = node.define_schema()
         assert schema.node_id.startswith("Dream") and schema.category.startswith("DreamSampler")

@@ -19,13 +19,6 @@ STEPS = 3
 VAE_KEYS = ("encoder.conv_in.weight", "decoder.conv_out.weight")
 
 
-@pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.nodes import restoration, sampling
-    from dreamsampler_pack.nodes.host import vae as host_vae
-    return sampling, restoration, host_vae
-
-
 def _delta(shape, seed):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 0.3
 
@@ -72,7 +65,7 @@ def _offload_during_sampling(patcher):
 
 
 def _dps_sample(N, model, vae, seed=0):
-    sampling, restoration, _ = N
+    sampling, restoration = N.sampling, N.restoration
     image = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():
         latent = {"samples": vae.encode(image)}
@@ -113,7 +106,7 @@ def test_dps_step_runs_the_patched_weights(N):
 def test_differentiable_vae_encoder_runs_the_patched_weights(N):
     """The distillation's VAE encoder with gradients (VAECodec.encode of an input that requires
     grad): the patched VAE's copy equals the baked one, values and gradients."""
-    _, _, host_vae = N
+    host_vae = N.host_vae
     vae_p, vae_b = _vaes()
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
     res = []
@@ -136,7 +129,7 @@ def test_grad_copy_of_an_offloaded_model_holds_the_patched_weights(N):
     """ComfyUI's lowvram state (unpatched weights + LowVramPatch, cast at forward): the copy holds
     the patched weights, plain, with none of that state; the live model keeps its own."""
     import comfy.model_management
-    _, _, host_vae = N
+    host_vae = N.host_vae
     patched, baked, _ = _models()
     comfy.model_management.load_models_gpu([patched])
     patched.partially_unload(patched.offload_device, memory_to_free=10 ** 12)
@@ -168,7 +161,7 @@ def test_grad_copy_of_an_offloaded_model_holds_the_patched_weights(N):
 def test_grad_copy_refuses_weights_that_are_not_loaded(N):
     """A weight ComfyUI has not handed out (a meta tensor of lazy loading) is a clear error."""
     import comfy.ops
-    _, _, host_vae = N
+    host_vae = N.host_vae
     net = torch.nn.Sequential(comfy.ops.disable_weight_init.Linear(4, 4, device="meta"))
     with pytest.raises(host_vae.GradCopyError, match="not loaded"):
         host_vae.grad_copy(net, device="cpu", what="test model")
@@ -180,7 +173,7 @@ def test_grad_copy_keeps_a_bypass_lora_injected_forward(N):
     hook._bypass_forward``, the hook holding the module and its original forward).  The copy keeps
     that forward, bound to the copy, with the adapter's tensors usable by autograd."""
     import comfy.ops
-    _, _, host_vae = N
+    host_vae = N.host_vae
 
     class Hook:                    # the shape of comfy.weight_adapter.bypass.BypassForwardHook
         def __init__(self, module, up, down):
@@ -219,7 +212,7 @@ def test_grad_copy_of_a_quantized_layer_is_a_plain_differentiable_layer(N):
     layer: its output and input gradient are those of ``F.linear`` with those weights, exactly (an
     FP8-rounded activation is off by ~1e-2), while the live op keeps quantizing as before."""
     from support.newest_internals import fp8_activation, quantized_linear
-    _, _, host_vae = N
+    host_vae = N.host_vae
     op = quantized_linear(16, 8, seed=7)
     net = torch.nn.Sequential(op)
     w = op.weight.float()
@@ -263,7 +256,7 @@ def test_grad_copy_budget_is_the_patchers_free_memory(N, sd15):
     has) the weights go there when the patcher says they fit."""
     import comfy.model_management
     import comfy.ops
-    _, _, host_vae = N
+    host_vae = N.host_vae
     with torch.inference_mode():
         net = torch.nn.Sequential(comfy.ops.manual_cast.Linear(8, 8), comfy.ops.manual_cast.Linear(8, 8))
     size = sum(p.numel() * p.element_size() for p in net.parameters())

@@ -13,12 +13,6 @@ LATENT = (1, 4, 8, 8)
 
 
 @pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.nodes import common, restoration, sampling
-    return sampling, restoration, common
-
-
-@pytest.fixture(scope="module")
 def gm():
     return GaussianMixture.two_class(4 * 8 * 8, sep=3.0, std=0.5)
 
@@ -28,14 +22,14 @@ def _image(size=32, seed=0):
 
 
 def _sample(N, model, pos, latent, steps=3, regs=None, eta=0.0, sched="ddim_uniform", seed=0):
-    sampling = N[0]
+    sampling = N.sampling
     out, _ = run(sampling.DreamSampler, model, seed, steps, 1.0, sched, pos, pos, latent, 1.0, eta, "constant", regs)
     return out["samples"]
 
 
 def _identity_dc(N, op, y, **kw):
     """A data-consistency regularizer with the identity codec: the operator acts on the latent."""
-    common = N[2]
+    common = N.common
     core = DataConsistency(op=op, y=y, codec=IdentityCodec(), **kw)
     return (common.RegularizerSpec(core, {}, "data_consistency"),)
 
@@ -63,7 +57,7 @@ def test_oracle_data_consistency_residual_falls_to_noise_level(N, gm, kind):
 @pytest.mark.parametrize("kind", ["eps", "flow"])
 def test_oracle_mask_inpaint_node_keeps_source_and_follows_text(N, gm, kind):
     from tools.tiny_models import class_conditioning, oracle_model
-    sampling, restoration, _ = N
+    sampling, restoration = N.sampling, N.restoration
     model = oracle_model(gm, kind)
     null, target = class_conditioning(None), class_conditioning(1)
     src = gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(LATENT).float()
@@ -85,7 +79,7 @@ def test_oracle_mask_inpaint_node_keeps_source_and_follows_text(N, gm, kind):
 
 def test_oracle_zero_strength_is_exactly_the_unregularized_sampler(N, gm):
     from tools.tiny_models import class_conditioning, oracle_model
-    restoration = N[1]
+    restoration = N.restoration
     model = oracle_model(gm, "eps")
     null, target = class_conditioning(None), class_conditioning(1)
     src = gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(LATENT).float()
@@ -107,7 +101,7 @@ def test_restoration_graph_on_tiny_model(N, tiny_vae, opname, kind):
     """Degrade -> VAE encode(initial) -> Data Consistency -> DreamSampler on ComfyUI's VAE class,
     for each parameterization."""
     from tools.tiny_models import fake_conditioning, tiny_model
-    _, restoration, _ = N
+    restoration = N.restoration
     model = tiny_model(kind)
     cond = fake_conditioning(0)
     mask = torch.zeros(1, 32, 32)
@@ -129,7 +123,7 @@ def test_dps_backprops_through_an_inference_mode_model(N, sd15, tiny_vae):
     """The checkpoint's weights are inference tensors (loaded under inference_mode, as in ComfyUI):
     DPS must run through the compat layer's deep copies, and change the result."""
     from tools.tiny_models import fake_conditioning
-    _, restoration, _ = N
+    restoration = N.restoration
     model = sd15[0]
     assert next(model.model.diffusion_model.parameters()).is_inference()
     null = fake_conditioning(0)
@@ -147,7 +141,7 @@ def test_dps_backprops_through_an_inference_mode_model(N, sd15, tiny_vae):
 
 def test_two_masks_with_their_own_prompts(N, tiny_vae):
     from tools.tiny_models import fake_conditioning, tiny_model
-    _, restoration, _ = N
+    restoration = N.restoration
     model = tiny_model("eps")
     null, a, b = fake_conditioning(0), fake_conditioning(1), fake_conditioning(2)
     m1, m2 = torch.zeros(1, 32, 32), torch.zeros(1, 32, 32)
@@ -172,7 +166,7 @@ def test_two_masks_with_their_own_prompts(N, tiny_vae):
 
 # ----------------------------------------------------------------------------- bad inputs
 def test_bad_inputs_give_clear_errors(N, tiny_vae):
-    _, restoration, common = N
+    restoration, common = N.restoration, N.common
     InputError = common.InputError
     img = _image()
     zero = torch.zeros(1, 32, 32)
@@ -217,7 +211,7 @@ def test_bad_inputs_give_clear_errors(N, tiny_vae):
 
 
 def test_validate_inputs_checks_ranges_and_combos(N):
-    restoration = N[1]
+    restoration = N.restoration
     DC, DG, MI = restoration.DreamDataConsistency, restoration.DreamDegrade, restoration.DreamMaskInpaint
     assert DC.validate_inputs() is True and DG.validate_inputs() is True and MI.validate_inputs() is True
     assert "scale must be one of" in DC.validate_inputs(operator="sr_bicubic", scale=3)
@@ -232,7 +226,7 @@ def test_validate_inputs_checks_ranges_and_combos(N):
 
 
 def test_schemas_follow_pack_conventions(N):
-    restoration = N[1]
+    restoration = N.restoration
     assert [n.define_schema().node_id for n in restoration.NODES] == ["DreamMaskInpaint", "DreamDataConsistency",
                                                                  "DreamDegrade"]
     for node in restoration.NODES:

@@ -10,15 +10,6 @@ LATENT = (1, 16, 2, SIZE // 8, SIZE // 8)
 
 
 @pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.dreamsampler_core import operators, restoration as core_restoration
-    from dreamsampler_pack.nodes import common, csd, cycle, drag, distill, restoration, sampling
-    from dreamsampler_pack.nodes import host
-    return {"common": common, "csd": csd, "cycle": cycle, "drag": drag, "distill": distill, "restoration": restoration,
-            "sampling": sampling, "host": host, "O": operators, "core_restoration": core_restoration}
-
-
-@pytest.fixture(scope="module")
 def wan(pack):
     """(MODEL, VAE, positive, negative, alt_positive): the wan21 family's files through ComfyUI's own
     loaders (UNETLoader's and VAELoader's functions) and its UMT5-shaped conditioning."""
@@ -50,20 +41,20 @@ def encode(vae, image):
 
 
 def sample(N, model, pos, neg, latent, regs=None, steps=3):
-    out, _ = run(N["sampling"].DreamSampler, model, 0, steps, 1.0, "simple", pos, neg, latent, 1.0, 0.0, "constant",
+    out, _ = run(N.sampling.DreamSampler, model, 0, steps, 1.0, "simple", pos, neg, latent, 1.0, 0.0, "constant",
                  regs)
     return out["samples"]
 
 
 def invert(N, model, neg, samples, steps=3):
-    (inv,) = run(N["sampling"].DreamDDIMInversion, model, neg, {"samples": samples}, steps, "simple", 1.0, 1)
+    (inv,) = run(N.sampling.DreamDDIMInversion, model, neg, {"samples": samples}, steps, "simple", 1.0, 1)
     return inv
 
 
 # ----------------------------------------------------------------------------- the codec
 def test_video_codec_round_trips_frames_through_comfy_vae(N, wan):
     _, vae = wan[:2]
-    host = N["host"]
+    host = N.host
     codec = host.VAECodec(vae, "data consistency", video=True)
     assert codec.video and codec.downscale() == 8 and codec.frames(5) == 5 and codec.frames(6) == 5
     z = encode(vae, frames())
@@ -88,7 +79,7 @@ def test_video_codec_round_trips_frames_through_comfy_vae(N, wan):
 # ----------------------------------------------------------------------------- data consistency
 def test_data_consistency_measures_every_frame(N, wan):
     model, vae, pos, neg, _ = wan
-    restoration, ops = N["restoration"], N["O"]
+    restoration, ops = N.restoration, N.core.operators
     image = frames()
     z = encode(vae, image)
     one = image[:1].expand(FRAMES, -1, -1, -1).contiguous()  # the first frame on every frame
@@ -110,24 +101,24 @@ def test_data_consistency_measures_every_frame(N, wan):
     paper = sample(N, model, neg, neg, start, regs=dc(meas, "paper"))
     dps = sample(N, model, neg, neg, start, regs=dc(meas, "paper", dps=1.0))
     assert torch.isfinite(dps).all() and not torch.allclose(dps, paper)
-    with pytest.raises(N["common"].InputError, match="6 frames.*encodes and decodes 5.*1, 5, 9"):
+    with pytest.raises(N.common.InputError, match="6 frames.*encodes and decodes 5.*1, 5, 9"):
         dc(torch.cat([meas, meas[:1]]))
     # the core: a video's frames are solved one by one, exactly as a batch of images
     op = ops.make_operator("sr_avgpool", scale=2)
     g = torch.Generator().manual_seed(3)
     x_hat = torch.randn(2, 3, FRAMES, 8, 8, generator=g)
     y = torch.randn(FRAMES, 3, 4, 4, generator=g)
-    reg = N["core_restoration"].DataConsistency(op=op, y=y, sigma_y=0.05)
+    reg = N.core.restoration.DataConsistency(op=op, y=y, sigma_y=0.05)
     flat = x_hat.movedim(2, 1).reshape(2 * FRAMES, 3, 8, 8)
     want = ops.prox(op, y.repeat(2, 1, 1, 1), flat, 1e-4, 0.05).reshape(2, FRAMES, 3, 8, 8).movedim(1, 2)
     assert torch.allclose(reg.solve(x_hat), want, atol=1e-6)
     with pytest.raises(ops.OperatorError, match="3 frames but the video has 5 frames"):
-        N["core_restoration"].DataConsistency(op=op, y=y[:3]).solve(x_hat)
+        N.core.restoration.DataConsistency(op=op, y=y[:3]).solve(x_hat)
 
 
 # ----------------------------------------------------------------------------- masks
 def test_masks_follow_the_video_frames(N, wan):
-    common = N["common"]
+    common = N.common
     z = torch.zeros(2, 16, 2, 4, 4)
     m = torch.zeros(1, SIZE, SIZE)
     m[:, :, : SIZE // 2] = 1
@@ -142,7 +133,7 @@ def test_masks_follow_the_video_frames(N, wan):
 
 def test_mask_inpaint_and_cycle_sde_keep_the_black_region_on_every_frame(N, wan):
     model, vae, pos, neg, alt = wan
-    restoration, cycle = N["restoration"], N["cycle"]
+    restoration, cycle = N.restoration, N.cycle
     z = encode(vae, frames())
     mask = torch.zeros(1, SIZE, SIZE)
     mask[:, :, : SIZE // 2] = 1                                   # left half editable: latent columns 0-1
@@ -162,7 +153,7 @@ def test_mask_inpaint_and_cycle_sde_keep_the_black_region_on_every_frame(N, wan)
 # ----------------------------------------------------------------------------- shapes and refusals
 def test_video_model_takes_an_image_latent_as_one_frame(N, wan):
     """ComfyUI's own convention (fix_empty_latent_channels): a 4-D latent on a 3-D latent format is one frame."""
-    s = N["common"].model_latent(wan[0], {"samples": torch.randn(1, 16, 4, 4)})
+    s = N.common.model_latent(wan[0], {"samples": torch.randn(1, 16, 4, 4)})
     assert tuple(s.shape) == (1, 16, 1, 4, 4)
 
 
@@ -172,14 +163,14 @@ def test_image_only_nodes_take_each_image_as_one_frame(N, wan):
     one video of B frames."""
     model, vae, pos, neg, _ = wan
     with torch.inference_mode():
-        img, lat = run(N["csd"].DreamCSDEdit, model, vae, frames(), pos, neg, "frames", 0, 1, 0.5, "constant", 7.5,
+        img, lat = run(N.csd.DreamCSDEdit, model, vae, frames(), pos, neg, "frames", 0, 1, 0.5, "constant", 7.5,
                        5.0, 0, 512, 128, 0.02, 0.5, False, "noisy", 0)
         assert tuple(lat["samples"].shape) == (FRAMES, 16, 1, SIZE // 8, SIZE // 8)
         assert tuple(img.shape) == (FRAMES, SIZE, SIZE, 3)
-        img, lat = run(N["drag"].DreamSDEDrag, model, vae, frames(2, 64), pos, neg,
+        img, lat = run(N.drag.DreamSDEDrag, model, vae, frames(2, 64), pos, neg,
                        '[{"x": 8, "y": 8}, {"x": 16, "y": 8}]', 0, 3, "simple", 0.6, 3.0, "linear", 1.1, 0.3, 5, 2.0)
         assert tuple(lat["samples"].shape) == (2, 16, 1, 8, 8) and tuple(img.shape) == (2, 64, 64, 3)
-        d = N["distill"]
+        d = N.distill
         _, img, lat, _ = d.run_score_distill(model, pos, neg, vae, d.raster_generator("image", frames(1), 0.01),
                                              seed=0, iterations=1, inner_steps=1, cfg=1.0, max_t=1.0, min_t=0.02,
                                              fit_space="latent", weighting="sds")
