@@ -69,12 +69,16 @@ def _dps_sample(N, model, vae, seed=0):
     image = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():
         latent = {"samples": vae.encode(image)}
-        y, deg, _ = restoration.DreamDegrade.execute(image, "colorization", 4, 1.0, 0, 0.0, 0.0, 0).result
-        (regs,) = restoration.DreamDataConsistency.execute(vae, y, "colorization", 4, 3.0, 0, 0.0, 1.0, 0.0, 1e-4,
-                                                           "paper", "auto", 10, 1.0, degradation=deg).result
+        y, deg, _ = restoration.DreamDegrade.execute(image, operator="colorization", scale=4, blur_sigma=1.0,
+                                                     kernel_size=0, motion_angle=0.0, sigma_y=0.0, seed=0).result
+        (regs,) = restoration.DreamDataConsistency.execute(vae, y, operator="colorization", scale=4, blur_sigma=3.0,
+                                                           kernel_size=0, motion_angle=0.0, strength=1.0, sigma_y=0.0,
+                                                           mu=1e-4, preset="paper", solver="auto", cg_iters=10, dps=1.0,
+                                                           degradation=deg).result
         null = fake_conditioning(0)
-        out, _ = sampling.DreamSampler.execute(model, 0, STEPS, 1.0, "ddim_uniform", null, null, latent, 1.0, 0.0,
-                                               "constant", regs).result
+        out, _ = sampling.DreamSampler.execute(model, seed=0, steps=STEPS, cfg=1.0, scheduler="ddim_uniform",
+                                               positive=null, negative=null, latent_image=latent, denoise=1.0, eta=0.0,
+                                               eta_schedule="constant", regularizers=regs).result
     return out["samples"]
 
 

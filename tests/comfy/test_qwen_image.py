@@ -98,13 +98,18 @@ def test_dps_gradients_pass_qwen_images_latent_format(N, qwen, pack):
     img = images(1)
     with torch.inference_mode():
         z = N.host.vae_encode(vae, img)
-        meas, _, _ = restoration.DreamDegrade.execute(img, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0).result
+        meas, _, _ = restoration.DreamDegrade.execute(img, operator="sr_bicubic", scale=2, blur_sigma=3.0,
+                                                      kernel_size=0, motion_angle=0.0, sigma_y=0.0, seed=0).result
         outs = []
         for dps in (0.0, 1.0):
-            (regs,) = restoration.DreamDataConsistency.execute(vae, meas, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
-                                                               "paper", "auto", 10, dps).result
-            out, _ = sampling.DreamSampler.execute(model, 0, 3, 1.0, "simple", neg, neg, {"samples": z}, 1.0, 0.0,
-                                                   "constant", regs).result      # DPS on steps 1, 2
+            (regs,) = restoration.DreamDataConsistency.execute(vae, meas, operator="sr_bicubic", scale=2,
+                                                               blur_sigma=3.0, kernel_size=0, motion_angle=0.0,
+                                                               strength=1.0, sigma_y=0.01, mu=1e-4, preset="paper",
+                                                               solver="auto", cg_iters=10, dps=dps).result
+            out, _ = sampling.DreamSampler.execute(model, seed=0, steps=3, cfg=1.0, scheduler="simple", positive=neg,
+                                                   negative=neg, latent_image={"samples": z}, denoise=1.0, eta=0.0,
+                                                   eta_schedule="constant",
+                                                   regularizers=regs).result      # DPS on steps 1, 2
             outs.append(out["samples"])
     assert all(torch.isfinite(o).all() for o in outs) and not torch.allclose(outs[0], outs[1])
 
@@ -123,7 +128,9 @@ def test_unsampling_gives_the_image_back(N, qwen, pack):
         m = ma.ModelSamplingAuraFlow().patch_aura(model, 3.1)[0]
         z = N.host.vae_encode(vae, img)
         (inv,) = sampling.DreamDDIMInversion.execute(m, neg, {"samples": z}, 10, "simple", 1.0, 2).result
-        out, _ = sampling.DreamSampler.execute(m, 0, 10, 1.0, "simple", neg, neg, inv, 1.0, 0.0, "constant").result
+        out, _ = sampling.DreamSampler.execute(m, seed=0, steps=10, cfg=1.0, scheduler="simple", positive=neg,
+                                               negative=neg, latent_image=inv, denoise=1.0, eta=0.0,
+                                               eta_schedule="constant").result
         (sigmas,) = cs.BasicScheduler.execute(m, "simple", 10, 1.0).result
         guider = cs.BasicGuider.execute(m, neg).result[0]
         noise = cs.DisableNoise.execute().result[0]

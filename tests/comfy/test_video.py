@@ -41,13 +41,14 @@ def encode(vae, image):
 
 
 def sample(N, model, pos, neg, latent, regs=None, steps=3):
-    out, _ = run(N.sampling.DreamSampler, model, 0, steps, 1.0, "simple", pos, neg, latent, 1.0, 0.0, "constant",
-                 regs)
+    out, _ = run(N.sampling.DreamSampler, model, seed=0, steps=steps, cfg=1.0, scheduler="simple", positive=pos,
+                 negative=neg, latent_image=latent, denoise=1.0, eta=0.0, eta_schedule="constant", regularizers=regs)
     return out["samples"]
 
 
 def invert(N, model, neg, samples, steps=3):
-    (inv,) = run(N.sampling.DreamDDIMInversion, model, neg, {"samples": samples}, steps, "simple", 1.0, 1)
+    (inv,) = run(N.sampling.DreamDDIMInversion, model, neg, {"samples": samples}, steps=steps, scheduler="simple",
+                 denoise=1.0, refine_steps=1)
     return inv
 
 
@@ -85,10 +86,13 @@ def test_data_consistency_measures_every_frame(N, wan):
     one = image[:1].expand(FRAMES, -1, -1, -1).contiguous()  # the first frame on every frame
 
     def dc(y, preset="restore", dps=0.0):
-        return run(restoration.DreamDataConsistency, vae, y, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
-                   preset, "auto", 10, dps)[0]
-    (meas, deg, _) = run(restoration.DreamDegrade, one, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
-    (meas1, _, _) = run(restoration.DreamDegrade, one[:1], "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
+        return run(restoration.DreamDataConsistency, vae, y, operator="sr_bicubic", scale=2, blur_sigma=3.0,
+                   kernel_size=0, motion_angle=0.0, strength=1.0, sigma_y=0.01, mu=1e-4, preset=preset, solver="auto",
+                   cg_iters=10, dps=dps)[0]
+    (meas, deg, _) = run(restoration.DreamDegrade, one, operator="sr_bicubic", scale=2, blur_sigma=3.0, kernel_size=0,
+                         motion_angle=0.0, sigma_y=0.0, seed=0)
+    (meas1, _, _) = run(restoration.DreamDegrade, one[:1], operator="sr_bicubic", scale=2, blur_sigma=3.0,
+                        kernel_size=0, motion_angle=0.0, sigma_y=0.0, seed=0)
     assert tuple(meas.shape) == (FRAMES, SIZE // 2, SIZE // 2, 3)
     start = {"samples": z}
     plain = sample(N, model, neg, neg, start, steps=2)
@@ -144,8 +148,8 @@ def test_mask_inpaint_and_cycle_sde_keep_the_black_region_on_every_frame(N, wan)
     assert tuple(out.shape) == LATENT
     assert float((out - z)[keep].abs().max()) < 1e-4
     assert float((out - z)[edit].abs().max()) > 1e-3
-    (o,) = run(cycle.DreamCycleSDEEdit, model, neg, alt, neg, {"samples": z}, 0, 4, "simple", 0.7, "cycle_sde",
-               1.0, 1.0, mask=mask)
+    (o,) = run(cycle.DreamCycleSDEEdit, model, source=neg, target=alt, negative=neg, latent_image={"samples": z},
+               seed=0, steps=4, scheduler="simple", t0=0.7, stage2="cycle_sde", cfg=1.0, source_cfg=1.0, mask=mask)
     assert torch.allclose(o["samples"][keep], z[keep], atol=1e-5)
     assert float((o["samples"] - z)[edit].abs().max()) > 1e-3
 
@@ -163,12 +167,15 @@ def test_image_only_nodes_take_each_image_as_one_frame(N, wan):
     one video of B frames."""
     model, vae, pos, neg, _ = wan
     with torch.inference_mode():
-        img, lat = run(N.csd.DreamCSDEdit, model, vae, frames(), pos, neg, "frames", 0, 1, 0.5, "constant", 7.5,
-                       5.0, 0, 512, 128, 0.02, 0.5, False, "noisy", 0)
+        img, lat = run(N.csd.DreamCSDEdit, model, vae, frames(), target=pos, negative=neg, mode="frames", seed=0,
+                       iterations=1, lr=0.5, lr_schedule="constant", text_cfg=7.5, image_cfg=5.0, particles=0,
+                       window=512, stride=128, t_min=0.02, t_max=0.5, svgd=False, kernel_feature="noisy",
+                       vae_tile_size=0)
         assert tuple(lat["samples"].shape) == (FRAMES, 16, 1, SIZE // 8, SIZE // 8)
         assert tuple(img.shape) == (FRAMES, SIZE, SIZE, 3)
-        img, lat = run(N.drag.DreamSDEDrag, model, vae, frames(2, 64), pos, neg,
-                       '[{"x": 8, "y": 8}, {"x": 16, "y": 8}]', 0, 3, "simple", 0.6, 3.0, "linear", 1.1, 0.3, 5, 2.0)
+        img, lat = run(N.drag.DreamSDEDrag, model, vae, frames(2, 64), positive=pos, negative=neg,
+                       points='[{"x": 8, "y": 8}, {"x": 16, "y": 8}]', seed=0, steps=3, scheduler="simple", t0=0.6,
+                       cfg=3.0, guidance_ramp="linear", alpha=1.1, beta=0.3, radius=5, step_size=2.0)
         assert tuple(lat["samples"].shape) == (2, 16, 1, 8, 8) and tuple(img.shape) == (2, 64, 64, 3)
         d = N.distill
         _, img, lat, _ = d.run_score_distill(model, pos, neg, vae, d.raster_generator("image", frames(1), 0.01),
