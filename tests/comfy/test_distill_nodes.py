@@ -36,7 +36,8 @@ def vae_seed():
 
 @pytest.fixture(scope="module")
 def svg32(N):
-    svg, _ = run(N.svg.DreamSVGInit, "random", CANVAS, CANVAS, 6, 4, 5.0, 0.0, 8, "kmeans", 3, 1)
+    svg, _ = run(N.svg.DreamSVGInit, "random", width=CANVAS, height=CANVAS, num_paths=6, num_segments=4, radius=5.0,
+                 stroke_width=0.0, num_colors=8, trace="kmeans", seed=3, batch_size=1)
     return svg
 
 
@@ -61,7 +62,8 @@ def distill(N, model, vae, positive=None, negative=None, **kw):
 # ----------------------------------------------------------------------------- SVG nodes
 def test_svg_init_render_export_and_reload(N):
     svg_nodes = N.svg
-    scenes, image = run(svg_nodes.DreamSVGInit, "random", 48, 32, 10, 4, 0.0, 2.0, 8, "kmeans", 7, 2)
+    scenes, image = run(svg_nodes.DreamSVGInit, "random", width=48, height=32, num_paths=10, num_segments=4, radius=0.0,
+                        stroke_width=2.0, num_colors=8, trace="kmeans", seed=7, batch_size=2)
     assert len(scenes) == 2 and image.shape == (2, 32, 48, 3)
     assert not torch.equal(image[0], image[1])                        # independent random scenes
     (big,) = run(svg_nodes.DreamSVGRender, scenes, 2.0)
@@ -78,7 +80,9 @@ def test_svg_init_render_export_and_reload(N):
     img = torch.zeros(1, 32, 32, 3)
     img[:, :, :16] = torch.tensor([0.9, 0.1, 0.1])
     img[:, :, 16:] = torch.tensor([0.1, 0.2, 0.9])
-    traced, traced_img = run(svg_nodes.DreamSVGInit, "image", 512, 512, 16, 8, 0.0, 0.0, 4, "kmeans", 0, 1, image=img)
+    traced, traced_img = run(svg_nodes.DreamSVGInit, "image", width=512, height=512, num_paths=16, num_segments=8,
+                             radius=0.0, stroke_width=0.0, num_colors=4, trace="kmeans", seed=0, batch_size=1,
+                             image=img)
     assert (traced[0].width, traced[0].height) == (32, 32)
     flat = float((img - img.mean((1, 2), keepdim=True)).pow(2).mean())     # one flat colour: 0.108
     assert float((traced_img - img).pow(2).mean()) < 0.4 * flat
@@ -87,9 +91,11 @@ def test_svg_init_render_export_and_reload(N):
 def test_svg_nodes_reject_bad_inputs(N):
     svg_nodes, common = N.svg, N.common
     with pytest.raises(common.InputError, match="connect an IMAGE"):
-        run(svg_nodes.DreamSVGInit, "image", 32, 32, 4, 4, 0.0, 0.0, 4, "kmeans", 0, 1)
+        run(svg_nodes.DreamSVGInit, "image", width=32, height=32, num_paths=4, num_segments=4, radius=0.0,
+            stroke_width=0.0, num_colors=4, trace="kmeans", seed=0, batch_size=1)
     with pytest.raises(common.InputError, match="NaN"):
-        run(svg_nodes.DreamSVGInit, "image", 32, 32, 4, 4, 0.0, 0.0, 4, "kmeans", 0, 1,
+        run(svg_nodes.DreamSVGInit, "image", width=32, height=32, num_paths=4, num_segments=4, radius=0.0,
+            stroke_width=0.0, num_colors=4, trace="kmeans", seed=0, batch_size=1,
             image=torch.full((1, 8, 8, 3), float("nan")))
     with pytest.raises(common.InputError, match="not a Dream SVG"):
         run(svg_nodes.DreamSVGRender, "<svg/>", 1.0)
@@ -446,10 +452,12 @@ def test_split_nodes_reject_bad_inputs_clearly(N, oracle, tiny_vae, svg32):
         with pytest.raises(common.InputError, match=message):
             split(N, oracle, tiny_vae, data_term=term, **kw)
     with pytest.raises(common.InputError, match="not a Dream generator"):
-        run(d.DreamSDS, oracle, cond(1), cond(None), tiny_vae, svg32, 0, 2, 1, 1.0, 1.0, 0.02, "auto", "tweedie")
+        run(d.DreamSDS, oracle, positive=cond(1), negative=cond(None), vae=tiny_vae, generator=svg32, seed=0,
+            iterations=2, inner_steps=1, cfg=1.0, max_t=1.0, min_t=0.02, fit_space="auto", weighting="tweedie")
     with pytest.raises(common.InputError, match="source: required input is null"):
-        run(d.DreamDDS, oracle, cond(1), cond(None), tiny_vae, None, generator(N, svg=svg32), 0, 2, 1, 1.0, 1.0,
-            0.02, "auto", "tweedie")
+        run(d.DreamDDS, oracle, positive=cond(1), negative=cond(None), vae=tiny_vae, source=None,
+            generator=generator(N, svg=svg32), seed=0, iterations=2, inner_steps=1, cfg=1.0, max_t=1.0, min_t=0.02,
+            fit_space="auto", weighting="tweedie")
     # validation of the widgets a method node reads
     assert "denoise" in d.DreamDistill.validate_inputs(denoise=0.0)
     assert "10000" in d.DreamDistill.validate_inputs(iterations=4, denoise=1e-7)
