@@ -6,12 +6,37 @@ classes a node raises or returns are then the ones a test compares with.  (The t
 ``dreamsampler_core`` is the same source imported as a second module; tests/core use that one,
 without ComfyUI.)  ``support.inprocess.run`` executes a node.
 """
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from tools.host import load_pack
 
 load_pack()
+
+
+@pytest.fixture(scope="session")
+def N(pack):
+    """The pack's modules, one attribute each under its own name (as the in-process ComfyUI
+    imported them, under ``dreamsampler_pack``):
+
+    - the node modules ``dreamsampler_pack.nodes.<name>``: ``N.common``, ``N.cycle``, ``N.drag``,
+      ``N.distill``, ``N.distill_legacy``, ``N.svg``, ``N.csd``, ``N.sampling``, ``N.restoration``,
+      ``N.edit``, ``N.regularizers``;
+    - the host adapter: ``N.host`` (the package ``dreamsampler_pack.nodes.host``) and ``N.host_vae``
+      (``dreamsampler_pack.nodes.host.vae``);
+    - ``N.core``: the core modules the tests use, ``dreamsampler_pack.dreamsampler_core.<name>``
+      (``N.core.operators``, ``N.core.restoration``).
+    """
+    from dreamsampler_pack.dreamsampler_core import operators, restoration as core_restoration
+    from dreamsampler_pack.nodes import (common, csd, cycle, distill, distill_legacy, drag, edit, host, regularizers,
+                                         restoration, sampling, svg)
+    from dreamsampler_pack.nodes.host import vae as host_vae
+    return SimpleNamespace(common=common, cycle=cycle, drag=drag, distill=distill, distill_legacy=distill_legacy,
+                           svg=svg, csd=csd, sampling=sampling, restoration=restoration, edit=edit,
+                           regularizers=regularizers, host=host, host_vae=host_vae,
+                           core=SimpleNamespace(operators=operators, restoration=core_restoration))
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.nodes import csd
-    return csd
-
-
-@pytest.fixture(scope="module")
 def prompts(sd15):
     import nodes as core
     _, clip, _ = sd15
@@ -43,7 +37,7 @@ def edit(N, sd15, prompts, img, source=True, **kw):
     """DreamCSDEdit on the tiny SD1.5 checkpoint with DEFAULTS, overridden by ``kw``."""
     model, _, vae = sd15
     target, neg, src = prompts
-    return run(N.DreamCSDEdit, model, vae, img, target, neg, source=src if source else None, **dict(DEFAULTS, **kw))
+    return run(N.csd.DreamCSDEdit, model, vae, img, target, neg, source=src if source else None, **dict(DEFAULTS, **kw))
 
 
 def test_panorama_odd_size_is_padded_deterministic_and_lr0_keeps_the_source(N, sd15, prompts):
@@ -86,7 +80,7 @@ def test_tiled_vae_is_used_for_large_images(N, sd15, prompts, monkeypatch):
 
 
 def test_bad_inputs_are_clear_errors(N, sd15, prompts):
-    v = N.DreamCSDEdit.validate_inputs
+    v = N.csd.DreamCSDEdit.validate_inputs
     assert v() is True
     assert "stride" in v(window=64, stride=128)
     assert "t_min" in v(t_min=0.6, t_max=0.5)
@@ -195,6 +189,6 @@ def test_ip2p_model_runs_through_the_node(N, pack, sd15):
     # conds from core InstructPixToPixConditioning carry a whole-image concat latent: replaced per window
     ip2p_target = [[text(0.3)[0][0], {"concat_latent_image": torch.ones(1, 4, 2, 4)}]]
     with torch.inference_mode():
-        out, lat = N.DreamCSDEdit.execute(model, vae, image(1, 16, 32), ip2p_target, text(0.0),
-                                          **dict(DEFAULTS, iterations=2)).result
+        out, lat = N.csd.DreamCSDEdit.execute(model, vae, image(1, 16, 32), ip2p_target, text(0.0),
+                                              **dict(DEFAULTS, iterations=2)).result
     assert out.shape == (1, 16, 32, 3) and torch.isfinite(lat["samples"]).all()

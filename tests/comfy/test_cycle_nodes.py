@@ -12,12 +12,6 @@ from support.inprocess import run
 
 
 @pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.nodes import common, cycle, drag
-    return cycle, drag, common
-
-
-@pytest.fixture(scope="module")
 def gm():
     return GaussianMixture.two_class(4 * 4 * 4, sep=3.0, std=0.5)
 
@@ -29,12 +23,13 @@ def _latent(gm, cls, n=4, seed=1):
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
 def test_oracle_dpm_encoder_round_trip_and_edit(N, gm, kind):
     from tools.tiny_models import class_conditioning, oracle_model
-    cycle, _, _ = N
+    cycle = N.cycle
     model = oracle_model(gm, kind)
     src, tgt, null = class_conditioning(0), class_conditioning(1), class_conditioning(None)
     lat = _latent(gm, 0)
     sched = "ddim_uniform" if kind != "flow" else "simple"
-    enc, info = run(cycle.DreamDDPMEncode, model, src, null, lat, 3, 20, sched, 0.8, 0.1, 1.0, "posterior")
+    enc, info = run(cycle.DreamDDPMEncode, model, source=src, negative=null, latent_image=lat, seed=3, steps=20,
+                    scheduler=sched, strength=0.8, eta=0.1, source_cfg=1.0, coupling="posterior")
     code = enc[cycle.CYCLE_KEY]
     assert code.steps == 20 and float(code.sigmas[-1]) > 0 and "MiB" in info
     (rec,) = run(cycle.DreamDDPMDecode, model, src, null, enc, 1.0)
@@ -48,14 +43,15 @@ def test_oracle_dpm_encoder_round_trip_and_edit(N, gm, kind):
 def test_tiny_sd15_round_trip_sampler_and_errors(N, sd15):
     import nodes as core
     from comfy_extras import nodes_custom_sampler as cs
-    cycle, _, common = N
+    cycle, common = N.cycle, N.common
     model, clip, vae = sd15
     with torch.inference_mode():
         src = core.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
         tgt = core.CLIPTextEncode().encode(clip, "a photo of a dog")[0]
         null = core.CLIPTextEncode().encode(clip, "")[0]
         lat = {"samples": vae.encode(torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0)))}
-    enc, _ = run(cycle.DreamDDPMEncode, model, src, null, lat, 0, 3, "ddim_uniform", 0.5, 0.1, 1.0, "posterior")
+    enc, _ = run(cycle.DreamDDPMEncode, model, source=src, negative=null, latent_image=lat, seed=0, steps=3,
+                 scheduler="ddim_uniform", strength=0.5, eta=0.1, source_cfg=1.0, coupling="posterior")
     (rec,) = run(cycle.DreamDDPMDecode, model, src, null, enc, 1.0)
     err = float((rec["samples"] - lat["samples"]).abs().max())
     assert err < 1e-5, err                                                   # measured ~6e-7
@@ -81,32 +77,32 @@ def test_tiny_sd15_round_trip_sampler_and_errors(N, sd15):
 
 def test_cycle_sde_edit_stages_and_mask(N, gm):
     from tools.tiny_models import class_conditioning, oracle_model
-    cycle, _, common = N
+    cycle, common = N.cycle, N.common
     model = oracle_model(gm, "eps")
     src, tgt, null = class_conditioning(0), class_conditioning(1), class_conditioning(None)
     lat = _latent(gm, 0, n=2)
     outs = {}
     for stage in ("cycle_sde", "sde", "ode"):
-        (outs[stage],) = run(cycle.DreamCycleSDEEdit, model, src, src, null, lat, 5, 12, "ddim_uniform", 0.6, stage,
-                             1.0, 1.0)
+        (outs[stage],) = run(cycle.DreamCycleSDEEdit, model, source=src, target=src, negative=null, latent_image=lat,
+                             seed=5, steps=12, scheduler="ddim_uniform", t0=0.6, stage2=stage, cfg=1.0, source_cfg=1.0)
     errs = {k: float((v["samples"] - lat["samples"]).abs().max()) for k, v in outs.items()}
     assert errs["cycle_sde"] < 1e-4, errs            # no prompt change: Cycle-SDE reconstructs
     assert errs["sde"] > 1e-2 and errs["ode"] > 1e-3, errs
     mask = torch.zeros(1, 32, 32)
     mask[:, :16] = 1.0                               # top half editable (latent rows 0-1 of 4)
     for stage in ("cycle_sde", "sde", "ode"):
-        (o,) = run(cycle.DreamCycleSDEEdit, model, src, tgt, null, lat, 5, 12, "ddim_uniform", 0.6, stage,
-                   1.0, 1.0, mask=mask)
+        (o,) = run(cycle.DreamCycleSDEEdit, model, source=src, target=tgt, negative=null, latent_image=lat, seed=5,
+                   steps=12, scheduler="ddim_uniform", t0=0.6, stage2=stage, cfg=1.0, source_cfg=1.0, mask=mask)
         assert torch.allclose(o["samples"][..., 2:, :], lat["samples"][..., 2:, :], atol=1e-6), stage
         assert float((o["samples"][..., :2, :] - lat["samples"][..., :2, :]).abs().max()) > 1e-2, stage
     with pytest.raises(common.InputError, match="no white"):
-        run(cycle.DreamCycleSDEEdit, model, src, tgt, null, lat, 5, 12, "ddim_uniform", 0.6, "ode", 1.0, 1.0,
-            mask=torch.zeros(1, 32, 32))
+        run(cycle.DreamCycleSDEEdit, model, source=src, target=tgt, negative=null, latent_image=lat, seed=5, steps=12,
+            scheduler="ddim_uniform", t0=0.6, stage2="ode", cfg=1.0, source_cfg=1.0, mask=torch.zeros(1, 32, 32))
 
 
 def test_sde_drag_node(N, sd15):
     import nodes as core
-    _, drag, common = N
+    drag, common = N.drag, N.common
     model, clip, vae = sd15
     with torch.inference_mode():
         pos = core.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
@@ -139,14 +135,13 @@ def test_sde_drag_node(N, sd15):
 
 
 def cls_execute(node, *args, points, mask=None, target_points="", **w):
-    return node.execute(*args, points, w["seed"], w["steps"], w["scheduler"], w["t0"], w["cfg"], w["guidance_ramp"],
-                        w["alpha"], w["beta"], w["radius"], w["step_size"], mask=mask, target_points=target_points)
+    return node.execute(*args, points=points, mask=mask, target_points=target_points, **w)
 
 
 def test_dragbench_loader_node(N, tmp_path, monkeypatch):
     import folder_paths
     from PIL import Image
-    _, drag, common = N
+    drag, common = N.drag, N.common
     monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(tmp_path / "input"))
     item = tmp_path / "input" / "DragBench" / "art_0"
     item.mkdir(parents=True)
@@ -173,7 +168,7 @@ def test_dragbench_loader_node(N, tmp_path, monkeypatch):
 
 
 def test_schemas_document_every_input(N):
-    cycle, drag, _ = N
+    cycle, drag = N.cycle, N.drag
     for node in (*cycle.NODES, *drag.NODES):
         schema = node.define_schema()
         assert schema.node_id.startswith("Dream") and schema.category.startswith("DreamSampler")

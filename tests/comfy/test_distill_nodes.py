@@ -18,12 +18,6 @@ CANVAS = 32                      # tiny VAE factor 8 -> latent [1, 4, 4, 4]
 
 
 @pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.nodes import common, distill, distill_legacy, svg
-    return svg, distill, common, distill_legacy
-
-
-@pytest.fixture(scope="module")
 def gm():
     return GaussianMixture.two_class(4 * 4 * 4, sep=3.0, std=0.5)
 
@@ -42,7 +36,8 @@ def vae_seed():
 
 @pytest.fixture(scope="module")
 def svg32(N):
-    svg, _ = run(N[0].DreamSVGInit, "random", CANVAS, CANVAS, 6, 4, 5.0, 0.0, 8, "kmeans", 3, 1)
+    svg, _ = run(N.svg.DreamSVGInit, "random", width=CANVAS, height=CANVAS, num_paths=6, num_segments=4, radius=5.0,
+                 stroke_width=0.0, num_colors=8, trace="kmeans", seed=3, batch_size=1)
     return svg
 
 
@@ -60,13 +55,15 @@ def distill(N, model, vae, positive=None, negative=None, **kw):
     """The old all-in-one Dream Score Distill (deprecated; kept for saved workflows)."""
     args = dict(DEFAULTS)
     args.update({k: kw.pop(k) for k in list(kw) if k in DEFAULTS})
-    return run(N[3].DreamScoreDistill, model, positive or cond(1), negative or cond(None), vae, **args, **kw)
+    return run(N.distill_legacy.DreamScoreDistill, model, positive or cond(1), negative or cond(None), vae, **args,
+               **kw)
 
 
 # ----------------------------------------------------------------------------- SVG nodes
 def test_svg_init_render_export_and_reload(N):
-    svg_nodes = N[0]
-    scenes, image = run(svg_nodes.DreamSVGInit, "random", 48, 32, 10, 4, 0.0, 2.0, 8, "kmeans", 7, 2)
+    svg_nodes = N.svg
+    scenes, image = run(svg_nodes.DreamSVGInit, "random", width=48, height=32, num_paths=10, num_segments=4, radius=0.0,
+                        stroke_width=2.0, num_colors=8, trace="kmeans", seed=7, batch_size=2)
     assert len(scenes) == 2 and image.shape == (2, 32, 48, 3)
     assert not torch.equal(image[0], image[1])                        # independent random scenes
     (big,) = run(svg_nodes.DreamSVGRender, scenes, 2.0)
@@ -83,18 +80,22 @@ def test_svg_init_render_export_and_reload(N):
     img = torch.zeros(1, 32, 32, 3)
     img[:, :, :16] = torch.tensor([0.9, 0.1, 0.1])
     img[:, :, 16:] = torch.tensor([0.1, 0.2, 0.9])
-    traced, traced_img = run(svg_nodes.DreamSVGInit, "image", 512, 512, 16, 8, 0.0, 0.0, 4, "kmeans", 0, 1, image=img)
+    traced, traced_img = run(svg_nodes.DreamSVGInit, "image", width=512, height=512, num_paths=16, num_segments=8,
+                             radius=0.0, stroke_width=0.0, num_colors=4, trace="kmeans", seed=0, batch_size=1,
+                             image=img)
     assert (traced[0].width, traced[0].height) == (32, 32)
     flat = float((img - img.mean((1, 2), keepdim=True)).pow(2).mean())     # one flat colour: 0.108
     assert float((traced_img - img).pow(2).mean()) < 0.4 * flat
 
 
 def test_svg_nodes_reject_bad_inputs(N):
-    svg_nodes, _, common, _ = N
+    svg_nodes, common = N.svg, N.common
     with pytest.raises(common.InputError, match="connect an IMAGE"):
-        run(svg_nodes.DreamSVGInit, "image", 32, 32, 4, 4, 0.0, 0.0, 4, "kmeans", 0, 1)
+        run(svg_nodes.DreamSVGInit, "image", width=32, height=32, num_paths=4, num_segments=4, radius=0.0,
+            stroke_width=0.0, num_colors=4, trace="kmeans", seed=0, batch_size=1)
     with pytest.raises(common.InputError, match="NaN"):
-        run(svg_nodes.DreamSVGInit, "image", 32, 32, 4, 4, 0.0, 0.0, 4, "kmeans", 0, 1,
+        run(svg_nodes.DreamSVGInit, "image", width=32, height=32, num_paths=4, num_segments=4, radius=0.0,
+            stroke_width=0.0, num_colors=4, trace="kmeans", seed=0, batch_size=1,
             image=torch.full((1, 8, 8, 3), float("nan")))
     with pytest.raises(common.InputError, match="not a Dream SVG"):
         run(svg_nodes.DreamSVGRender, "<svg/>", 1.0)
@@ -128,7 +129,7 @@ CYCLE = ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org
     ('<svg xmlns="http://www.w3.org/2000/svg" width="1e9" height="8"/>', "svg_text"),
 ])
 def test_load_svg_rejects_hostile_or_malformed_text(N, text, message):
-    svg_nodes, _, common, _ = N
+    svg_nodes, common = N.svg, N.common
     with pytest.raises(common.InputError, match=message) as err:
         run(svg_nodes.DreamLoadSVG, svg_nodes.NO_FILE, text)
     assert str(err.value).startswith("svg_text")                      # says which input is wrong
@@ -136,7 +137,7 @@ def test_load_svg_rejects_hostile_or_malformed_text(N, text, message):
 
 def test_load_svg_files_stay_inside_the_input_folder(N, tmp_path, monkeypatch):
     import folder_paths
-    svg_nodes, _, common, _ = N
+    svg_nodes, common = N.svg, N.common
     inputs = tmp_path / "input"
     inputs.mkdir()
     monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(inputs))
@@ -185,7 +186,7 @@ def test_svg_distillation_runs_every_method_under_inference_mode(N, oracle, tiny
     """The SVG generator through ComfyUI: pixel and latent fits (the latter backpropagates through a copy of
     the VAE encoder while the node runs under torch.inference_mode), SDS and DDS; deterministic, the
     input scene untouched, outputs consistent."""
-    svg_nodes = N[0]
+    svg_nodes = N.svg
     before = svg32[0].paths[0].points.clone()
     outs = {}
     for name, kw in {"pixel": dict(fit_space="pixel"), "latent": dict(fit_space="latent"),
@@ -204,7 +205,7 @@ def test_svg_distillation_runs_every_method_under_inference_mode(N, oracle, tiny
 
 
 def test_svg_restoration_inputs(N, oracle, tiny_vae, svg32):
-    common = N[2]
+    common = N.common
     target = torch.rand(1, CANVAS, CANVAS, 3, generator=torch.Generator().manual_seed(1))
     hole = torch.zeros(1, CANVAS, CANVAS)
     hole[:, 8:20, 8:20] = 1.0
@@ -229,7 +230,7 @@ def test_svg_restoration_inputs(N, oracle, tiny_vae, svg32):
 
 
 def test_distill_rejects_bad_inputs(N, oracle, tiny_vae, svg32):
-    _, _, common, legacy = N
+    common, legacy = N.common, N.distill_legacy
     node = legacy.DreamScoreDistill
     lat = {"samples": torch.zeros(1, 4, 4, 4)}
     cases = [
@@ -318,7 +319,7 @@ NODE_OF_METHOD = {"dreamsampler": "DreamDistill", "sds": "DreamSDS", "dds": "Dre
 
 def generator(N, svg=None, image=None, latent=None, point_lr=1.0, color_lr=0.01, width_lr=0.0):
     """The generator node of the one given input, with the old node's learning-rate widgets."""
-    d = N[1]
+    d = N.distill
     if svg is not None:
         return run(d.DreamSVGGenerator, svg, point_lr, color_lr, width_lr)[0]
     if image is not None:
@@ -338,11 +339,11 @@ def split(N, model, vae, method="dreamsampler", positive=None, negative=None, so
     if method == "dreamsampler":
         extra["regularizers"] = regularizers
     prompts = [model, positive or cond(1), negative or cond(None), vae] + ([source] if method == "dds" else [])
-    return run(getattr(N[1], cls), *prompts, gen, **widgets, **extra)
+    return run(getattr(N.distill, cls), *prompts, gen, **widgets, **extra)
 
 
 def test_split_nodes_declare_only_the_inputs_they_read(N):
-    d, legacy = N[1], N[3]
+    d, legacy = N.distill, N.distill_legacy
     for name, inputs in SPLIT_INPUTS.items():
         s = getattr(d, name).GET_SCHEMA()
         assert [i.id for i in s.inputs] == inputs, name
@@ -403,7 +404,7 @@ def test_split_nodes_give_the_old_nodes_svg_image_and_restoration_results(N, ora
         term = None
         if restoration:
             r = dict(restoration)
-            term = run(N[1].DreamDistillDataTerm, r.pop("measurement"), r.pop("data_weight", 1.0), **r)[0]
+            term = run(N.distill.DreamDistillDataTerm, r.pop("measurement"), r.pop("data_weight", 1.0), **r)[0]
         new = split(N, oracle, tiny_vae, iterations=2, inner_steps=2, data_term=term, **dict(kw))
         old = distill(N, oracle, tiny_vae, iterations=2, inner_steps=2, **dict(kw), **restoration)
         assert torch.equal(new[1], old[1]) and torch.equal(new[2]["samples"], old[2]["samples"]), kw
@@ -412,7 +413,7 @@ def test_split_nodes_give_the_old_nodes_svg_image_and_restoration_results(N, ora
 
 
 def test_split_nodes_reject_bad_inputs_clearly(N, oracle, tiny_vae, svg32):
-    d, common = N[1], N[2]
+    d, common = N.distill, N.common
     lat = {"samples": torch.zeros(1, 4, 4, 4)}
     target = torch.rand(1, CANVAS, CANVAS, 3)
     # generators: nothing to optimize, bad inputs (checked where they are connected)
@@ -451,10 +452,12 @@ def test_split_nodes_reject_bad_inputs_clearly(N, oracle, tiny_vae, svg32):
         with pytest.raises(common.InputError, match=message):
             split(N, oracle, tiny_vae, data_term=term, **kw)
     with pytest.raises(common.InputError, match="not a Dream generator"):
-        run(d.DreamSDS, oracle, cond(1), cond(None), tiny_vae, svg32, 0, 2, 1, 1.0, 1.0, 0.02, "auto", "tweedie")
+        run(d.DreamSDS, oracle, positive=cond(1), negative=cond(None), vae=tiny_vae, generator=svg32, seed=0,
+            iterations=2, inner_steps=1, cfg=1.0, max_t=1.0, min_t=0.02, fit_space="auto", weighting="tweedie")
     with pytest.raises(common.InputError, match="source: required input is null"):
-        run(d.DreamDDS, oracle, cond(1), cond(None), tiny_vae, None, generator(N, svg=svg32), 0, 2, 1, 1.0, 1.0,
-            0.02, "auto", "tweedie")
+        run(d.DreamDDS, oracle, positive=cond(1), negative=cond(None), vae=tiny_vae, source=None,
+            generator=generator(N, svg=svg32), seed=0, iterations=2, inner_steps=1, cfg=1.0, max_t=1.0, min_t=0.02,
+            fit_space="auto", weighting="tweedie")
     # validation of the widgets a method node reads
     assert "denoise" in d.DreamDistill.validate_inputs(denoise=0.0)
     assert "10000" in d.DreamDistill.validate_inputs(iterations=4, denoise=1e-7)

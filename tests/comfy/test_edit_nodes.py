@@ -81,7 +81,8 @@ def test_strength_1_fidelity_1_is_flowedit(flow):
     model, lat = flow
     sg = run(BasicScheduler, model, "simple", 20, 1.0)[0]
     with torch.inference_mode():
-        fe = P.TestFlowEdit().edit(model, c(0), c(1), c(None), lat, sg, 12, 0, 1, 1.0, 2.5, 7)[0]["samples"]
+        fe = P.TestFlowEdit().edit(model, source=c(0), target=c(1), negative=c(None), latent_image=lat, sigmas=sg,
+                                   n_max=12, n_min=0, n_avg=1, source_cfg=1.0, target_cfg=2.5, seed=7)[0]["samples"]
     ours = run(DreamDistillEdit, model, c(0), c(1), lat, seed=7, steps=20, scheduler="simple", start=0.6,
                strength=1.0, fidelity=1.0, cfg=2.5, source_cfg=1.0, negative=c(None))[0]["samples"]
     other = run(DreamDistillEdit, model, c(0), c(1), lat, seed=7, steps=20, scheduler="simple", start=0.6,

@@ -75,9 +75,11 @@ def _null():
 
 def _invert_and_sample(sampling, model, name, lat, steps, refine, edit=None):
     """Dream DDIM Inversion (null prompt, ``refine``) -> DreamSampler (eta 0, cfg 1, ``edit``), in model space."""
-    (inv,) = run(sampling.DreamDDIMInversion, model, _null(), lat, steps, _scheduler(name), 1.0, refine)
-    out, _ = run(sampling.DreamSampler, model, 0, steps, 1.0, _scheduler(name), _null(), _null(), inv, 1.0, 0.0,
-                 "constant", *(() if edit is None else (edit,)))
+    (inv,) = run(sampling.DreamDDIMInversion, model, _null(), lat, steps=steps, scheduler=_scheduler(name), denoise=1.0,
+                 refine_steps=refine)
+    out, _ = run(sampling.DreamSampler, model, seed=0, steps=steps, cfg=1.0, scheduler=_scheduler(name),
+                 positive=_null(), negative=_null(), latent_image=inv, denoise=1.0, eta=0.0, eta_schedule="constant",
+                 regularizers=edit)
     return _model_space(model, out)
 
 
@@ -99,8 +101,9 @@ def test_generation_follows_the_data_on_the_family_grid(nodes, oracles, name):
     sampling, _, _ = nodes
     model, gm, shape = oracles(name)
     empty = {"samples": model.model.process_latent_out(torch.zeros(8, *shape))}
-    out, _ = run(sampling.DreamSampler, model, 3, STEPS, 1.0, _scheduler(name), class_conditioning(1), _null(), empty,
-                 1.0, 0.0, "constant")
+    out, _ = run(sampling.DreamSampler, model, seed=3, steps=STEPS, cfg=1.0, scheduler=_scheduler(name),
+                 positive=class_conditioning(1), negative=_null(), latent_image=empty, denoise=1.0, eta=0.0,
+                 eta_schedule="constant")
     x = _model_space(model, out).reshape(8, -1)
     assert (gm.classify(x) == 1).all()
     spread = float((x - gm.means[1]).pow(2).mean().sqrt())
@@ -128,7 +131,7 @@ def test_cycle_sde_reconstructs_where_the_plain_sde_does_not_on_the_family_grid(
     errs = {}
     for stage in ("cycle_sde", "sde"):
         source = class_conditioning(0)
-        (o,) = run(cycle.DreamCycleSDEEdit, model, source, source, _null(), lat, 5, 12, _scheduler(name), 0.6, stage,
-                   1.0, 1.0)
+        (o,) = run(cycle.DreamCycleSDEEdit, model, source=source, target=source, negative=_null(), latent_image=lat,
+                   seed=5, steps=12, scheduler=_scheduler(name), t0=0.6, stage2=stage, cfg=1.0, source_cfg=1.0)
         errs[stage] = float((_model_space(model, o) - x0).abs().max())
     assert errs["cycle_sde"] < 1e-3 and errs["sde"] > 1e-2, errs

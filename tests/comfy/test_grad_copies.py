@@ -19,13 +19,6 @@ STEPS = 3
 VAE_KEYS = ("encoder.conv_in.weight", "decoder.conv_out.weight")
 
 
-@pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.nodes import restoration, sampling
-    from dreamsampler_pack.nodes.host import vae as host_vae
-    return sampling, restoration, host_vae
-
-
 def _delta(shape, seed):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 0.3
 
@@ -72,16 +65,20 @@ def _offload_during_sampling(patcher):
 
 
 def _dps_sample(N, model, vae, seed=0):
-    sampling, restoration, _ = N
+    sampling, restoration = N.sampling, N.restoration
     image = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():
         latent = {"samples": vae.encode(image)}
-        y, deg, _ = restoration.DreamDegrade.execute(image, "colorization", 4, 1.0, 0, 0.0, 0.0, 0).result
-        (regs,) = restoration.DreamDataConsistency.execute(vae, y, "colorization", 4, 3.0, 0, 0.0, 1.0, 0.0, 1e-4,
-                                                           "paper", "auto", 10, 1.0, degradation=deg).result
+        y, deg, _ = restoration.DreamDegrade.execute(image, operator="colorization", scale=4, blur_sigma=1.0,
+                                                     kernel_size=0, motion_angle=0.0, sigma_y=0.0, seed=0).result
+        (regs,) = restoration.DreamDataConsistency.execute(vae, y, operator="colorization", scale=4, blur_sigma=3.0,
+                                                           kernel_size=0, motion_angle=0.0, strength=1.0, sigma_y=0.0,
+                                                           mu=1e-4, preset="paper", solver="auto", cg_iters=10, dps=1.0,
+                                                           degradation=deg).result
         null = fake_conditioning(0)
-        out, _ = sampling.DreamSampler.execute(model, 0, STEPS, 1.0, "ddim_uniform", null, null, latent, 1.0, 0.0,
-                                               "constant", regs).result
+        out, _ = sampling.DreamSampler.execute(model, seed=0, steps=STEPS, cfg=1.0, scheduler="ddim_uniform",
+                                               positive=null, negative=null, latent_image=latent, denoise=1.0, eta=0.0,
+                                               eta_schedule="constant", regularizers=regs).result
     return out["samples"]
 
 
@@ -113,7 +110,7 @@ def test_dps_step_runs_the_patched_weights(N):
 def test_differentiable_vae_encoder_runs_the_patched_weights(N):
     """The distillation's VAE encoder with gradients (VAECodec.encode of an input that requires
     grad): the patched VAE's copy equals the baked one, values and gradients."""
-    _, _, host_vae = N
+    host_vae = N.host_vae
     vae_p, vae_b = _vaes()
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
     res = []
@@ -136,7 +133,7 @@ def test_grad_copy_of_an_offloaded_model_holds_the_patched_weights(N):
     """ComfyUI's lowvram state (unpatched weights + LowVramPatch, cast at forward): the copy holds
     the patched weights, plain, with none of that state; the live model keeps its own."""
     import comfy.model_management
-    _, _, host_vae = N
+    host_vae = N.host_vae
     patched, baked, _ = _models()
     comfy.model_management.load_models_gpu([patched])
     patched.partially_unload(patched.offload_device, memory_to_free=10 ** 12)
@@ -168,7 +165,7 @@ def test_grad_copy_of_an_offloaded_model_holds_the_patched_weights(N):
 def test_grad_copy_refuses_weights_that_are_not_loaded(N):
     """A weight ComfyUI has not handed out (a meta tensor of lazy loading) is a clear error."""
     import comfy.ops
-    _, _, host_vae = N
+    host_vae = N.host_vae
     net = torch.nn.Sequential(comfy.ops.disable_weight_init.Linear(4, 4, device="meta"))
     with pytest.raises(host_vae.GradCopyError, match="not loaded"):
         host_vae.grad_copy(net, device="cpu", what="test model")
@@ -180,7 +177,7 @@ def test_grad_copy_keeps_a_bypass_lora_injected_forward(N):
     hook._bypass_forward``, the hook holding the module and its original forward).  The copy keeps
     that forward, bound to the copy, with the adapter's tensors usable by autograd."""
     import comfy.ops
-    _, _, host_vae = N
+    host_vae = N.host_vae
 
     class Hook:                    # the shape of comfy.weight_adapter.bypass.BypassForwardHook
         def __init__(self, module, up, down):
@@ -219,7 +216,7 @@ def test_grad_copy_of_a_quantized_layer_is_a_plain_differentiable_layer(N):
     layer: its output and input gradient are those of ``F.linear`` with those weights, exactly (an
     FP8-rounded activation is off by ~1e-2), while the live op keeps quantizing as before."""
     from support.newest_internals import fp8_activation, quantized_linear
-    _, _, host_vae = N
+    host_vae = N.host_vae
     op = quantized_linear(16, 8, seed=7)
     net = torch.nn.Sequential(op)
     w = op.weight.float()
@@ -263,7 +260,7 @@ def test_grad_copy_budget_is_the_patchers_free_memory(N, sd15):
     has) the weights go there when the patcher says they fit."""
     import comfy.model_management
     import comfy.ops
-    _, _, host_vae = N
+    host_vae = N.host_vae
     with torch.inference_mode():
         net = torch.nn.Sequential(comfy.ops.manual_cast.Linear(8, 8), comfy.ops.manual_cast.Linear(8, 8))
     size = sum(p.numel() * p.element_size() for p in net.parameters())

@@ -18,13 +18,15 @@ def gm():
 def _lanpaint(model, pos, neg, latent, opts, cfg=1.0, steps=20, sched="ddim_uniform", seed=0):
     from support.lanpaint_nodes import lanpaint_sample
     with torch.inference_mode():
-        return lanpaint_sample(model, seed, steps, cfg, "euler", sched, pos, neg, latent, opts)["samples"]
+        return lanpaint_sample(model, seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler=sched,
+                               positive=pos, negative=neg, latent=latent, opts=opts)["samples"]
 
 
 def _ksampler(model, pos, neg, latent, cfg=1.0, steps=20, sched="ddim_uniform", seed=0):
     import nodes
     with torch.inference_mode():
-        return nodes.common_ksampler(model, seed, steps, cfg, "euler", sched, pos, neg, latent)[0]["samples"]
+        return nodes.common_ksampler(model, seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler=sched,
+                                     positive=pos, negative=neg, latent=latent)[0]["samples"]
 
 
 @pytest.mark.parametrize("kind", ["eps", "flow"])

@@ -25,8 +25,10 @@ def _latent(gm):
 def test_size_keys_are_left_out_and_other_keys_kept(setup):
     sampling, model, null, gm = setup
     lat = _latent(gm)
-    (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, 6, "ddim_uniform", 1.0, 0)
-    out, denoised = run(sampling.DreamSampler, model, 0, 6, 1.0, "ddim_uniform", null, null, inv, 1.0, 0.0, "constant")
+    (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, steps=6, scheduler="ddim_uniform", denoise=1.0,
+                 refine_steps=0)
+    out, denoised = run(sampling.DreamSampler, model, seed=0, steps=6, cfg=1.0, scheduler="ddim_uniform", positive=null,
+                        negative=null, latent_image=inv, denoise=1.0, eta=0.0, eta_schedule="constant")
     for result in (inv, out, denoised):
         assert "downscale_ratio_spacial" not in result and "downscale_ratio_temporal" not in result
         assert result["batch_index"] == [5, 6]
@@ -44,7 +46,8 @@ def test_size_keys_reach_a_newer_fix_empty_latent_channels(setup, monkeypatch):
         return original(model, latent_image)
 
     monkeypatch.setattr(comfy.sample, "fix_empty_latent_channels", newer)
-    run(sampling.DreamDDIMInversion, model, null, _latent(gm), 4, "ddim_uniform", 1.0, 0)
+    run(sampling.DreamDDIMInversion, model, null, _latent(gm), steps=4, scheduler="ddim_uniform", denoise=1.0,
+        refine_steps=0)
     assert calls == [(8, 1)]
 
     def older(model, latent_image):                   # 0.3.75's signature: nothing extra is passed
@@ -52,7 +55,8 @@ def test_size_keys_reach_a_newer_fix_empty_latent_channels(setup, monkeypatch):
         return original(model, latent_image)
 
     monkeypatch.setattr(comfy.sample, "fix_empty_latent_channels", older)
-    run(sampling.DreamDDIMInversion, model, null, _latent(gm), 4, "ddim_uniform", 1.0, 0)
+    run(sampling.DreamDDIMInversion, model, null, _latent(gm), steps=4, scheduler="ddim_uniform", denoise=1.0,
+        refine_steps=0)
     assert calls[-1] == "old"
 
 
@@ -66,9 +70,11 @@ def test_output_latents_go_where_core_puts_sampler_outputs(setup, monkeypatch):
     sampling, model, null, gm = setup
 
     def latents():
-        (inv,) = run(sampling.DreamDDIMInversion, model, null, _latent(gm), 4, "ddim_uniform", 1.0, 0)
-        out, denoised = run(sampling.DreamSampler, model, 0, 4, 1.0, "ddim_uniform", null, null, inv, 1.0, 0.0,
-                            "constant")
+        (inv,) = run(sampling.DreamDDIMInversion, model, null, _latent(gm), steps=4, scheduler="ddim_uniform",
+                     denoise=1.0, refine_steps=0)
+        out, denoised = run(sampling.DreamSampler, model, seed=0, steps=4, cfg=1.0, scheduler="ddim_uniform",
+                            positive=null, negative=null, latent_image=inv, denoise=1.0, eta=0.0,
+                            eta_schedule="constant")
         return [r["samples"] for r in (inv, out, denoised)]
 
     assert all(s.dtype == torch.float32 and s.device == mm.intermediate_device() for s in latents())

@@ -186,8 +186,10 @@ def test_packed_audio_video_latent_is_refused_naming_the_model(pack):
     packed = {"samples": NestedTensor([torch.zeros(1, 4, 2, 8, 8), torch.zeros(1, 8, 5, 16)])}
     with pytest.raises(common.InputError, match=r"packed audio-video latent \(2 streams.*this model \(SD15\).*"
                                                 r"connect the video latent"):
-        run(sampling.DreamDDIMInversion, model, null, packed, 2, "ddim_uniform", 1.0, 0)
+        run(sampling.DreamDDIMInversion, model, null, packed, steps=2, scheduler="ddim_uniform", denoise=1.0,
+            refine_steps=0)
     with pytest.raises(common.InputError, match="packed audio-video latent"):
-        run(sampling.DreamSampler, model, 0, 2, 1.0, "ddim_uniform", null, null, packed, 1.0, 0.0, "constant")
+        run(sampling.DreamSampler, model, seed=0, steps=2, cfg=1.0, scheduler="ddim_uniform", positive=null,
+            negative=null, latent_image=packed, denoise=1.0, eta=0.0, eta_schedule="constant")
     with pytest.raises(common.InputError, match="packed audio-video latent"):
         common.check_latent(packed)

@@ -39,8 +39,10 @@ def test_flowedit_with_the_target_equal_to_the_source_returns_the_source_exactly
     model, lat = oracle
     sg = sigmas(model, 28)
     with torch.inference_mode():
-        same = P.TestFlowEdit().edit(model, c(0), c(0), c(None), lat, sg, 24, 0, 1, 3.5, 3.5, 0)[0]["samples"]
-        moved = P.TestFlowEdit().edit(model, c(0), c(1), c(None), lat, sg, 24, 0, 1, 1.0, 1.5, 0)[0]["samples"]
+        same = P.TestFlowEdit().edit(model, source=c(0), target=c(0), negative=c(None), latent_image=lat, sigmas=sg,
+                                     n_max=24, n_min=0, n_avg=1, source_cfg=3.5, target_cfg=3.5, seed=0)[0]["samples"]
+        moved = P.TestFlowEdit().edit(model, source=c(0), target=c(1), negative=c(None), latent_image=lat, sigmas=sg,
+                                      n_max=24, n_min=0, n_avg=1, source_cfg=1.0, target_cfg=1.5, seed=0)[0]["samples"]
     assert torch.equal(same, lat["samples"])
     assert (moved - lat["samples"]).norm() > 0.3 * lat["samples"].norm()
 
@@ -53,7 +55,8 @@ def test_rf_inversion_gamma_0_eta_0_is_the_core_unsampler_recipe(oracle):
     model, lat = oracle
     sg = sigmas(model, 16, 0.8)
     with torch.inference_mode():
-        ours = P.TestRFInversion().edit(model, c(None), c(1), c(None), lat, sg, 0.0, 0.0, 0, 6, 2.0, 0)[0]["samples"]
+        ours = P.TestRFInversion().edit(model, null=c(None), target=c(1), negative=c(None), latent_image=lat, sigmas=sg,
+                                        gamma=0.0, eta=0.0, eta_start=0, eta_stop=6, cfg=2.0, seed=0)[0]["samples"]
         x = lat["samples"]
         inv = comfy.samplers.CFGGuider(model)
         inv.set_conds(c(None), c(None))
@@ -64,7 +67,9 @@ def test_rf_inversion_gamma_0_eta_0_is_the_core_unsampler_recipe(oracle):
         tar.set_conds(c(1), c(None))
         tar.set_cfg(2.0)
         core = tar.sample(torch.zeros_like(x), z, euler, sg, seed=0)
-        controlled = P.TestRFInversion().edit(model, c(None), c(1), c(None), lat, sg, 0.5, 0.0, 0, 6, 2.0, 0)[0]
+        controlled = P.TestRFInversion().edit(model, null=c(None), target=c(1), negative=c(None), latent_image=lat,
+                                              sigmas=sg, gamma=0.5, eta=0.0, eta_start=0, eta_stop=6, cfg=2.0,
+                                              seed=0)[0]
     err = (ours - core).abs().max()
     assert err < 2e-3 * x.abs().max(), err          # FlipSigmas' 1e-4 start level scales the core's by 1 - 1e-4
     assert (controlled["samples"] - core).abs().max() > 100 * err
@@ -74,14 +79,16 @@ def test_rf_inversion_eta_1_over_the_whole_reverse_grid_returns_the_source(oracl
     model, lat = oracle
     sg = sigmas(model, 12)
     with torch.inference_mode():
-        out, inv = P.TestRFInversion().edit(model, c(None), c(1), c(None), lat, sg, 0.5, 1.0, 0, 12, 3.0, 0)
+        out, inv = P.TestRFInversion().edit(model, null=c(None), target=c(1), negative=c(None), latent_image=lat,
+                                            sigmas=sg, gamma=0.5, eta=1.0, eta_start=0, eta_stop=12, cfg=3.0, seed=0)
     assert torch.allclose(out["samples"], lat["samples"], atol=1e-5)
     assert (inv["samples"] - lat["samples"]).norm() > lat["samples"].norm()
 
 
 def _round_trip(model, lat, solver, steps):
     with torch.inference_mode():
-        out = P.TestRFSolverEdit().edit(model, c(None), c(None), c(None), lat, sigmas(model, steps), solver, 1.0)[0]
+        out = P.TestRFSolverEdit().edit(model, null=c(None), target=c(None), negative=c(None), latent_image=lat,
+                                        sigmas=sigmas(model, steps), solver=solver, cfg=1.0)[0]
     return float((out["samples"] - lat["samples"]).norm() / lat["samples"].norm())
 
 
@@ -105,14 +112,20 @@ def test_model_rows_counted_by_the_wrapper(oracle):
     model, lat = oracle
     n, steps = SHAPE[0], 10
     sg = sigmas(model, steps)
-    cases = {"flowedit": (lambda m: P.TestFlowEdit().edit(m, c(0), c(1), c(None), lat, sg, 4, 0, 1, 1.0, 1.5, 0),
+    cases = {"flowedit": (lambda m: P.TestFlowEdit().edit(m, source=c(0), target=c(1), negative=c(None),
+                                                          latent_image=lat, sigmas=sg, n_max=4, n_min=0, n_avg=1,
+                                                          source_cfg=1.0, target_cfg=1.5, seed=0),
                           4 * 3),
-             "rf_solver": (lambda m: P.TestRFSolverEdit().edit(m, c(None), c(1), c(None), lat, sg, "rf_solver", 2.0),
+             "rf_solver": (lambda m: P.TestRFSolverEdit().edit(m, null=c(None), target=c(1), negative=c(None),
+                                                               latent_image=lat, sigmas=sg, solver="rf_solver",
+                                                               cfg=2.0),
                            2 * steps * 3),
-             "fireflow": (lambda m: P.TestRFSolverEdit().edit(m, c(None), c(1), c(None), lat, sg, "fireflow", 2.0),
+             "fireflow": (lambda m: P.TestRFSolverEdit().edit(m, null=c(None), target=c(1), negative=c(None),
+                                                              latent_image=lat, sigmas=sg, solver="fireflow", cfg=2.0),
                           (steps + 1) * 3),
-             "rf_inversion": (lambda m: P.TestRFInversion().edit(m, c(None), c(1), c(None), lat, sg, 0.5, 0.9, 0, 3,
-                                                                 2.0, 0), steps * 3)}
+             "rf_inversion": (lambda m: P.TestRFInversion().edit(m, null=c(None), target=c(1), negative=c(None),
+                                                                 latent_image=lat, sigmas=sg, gamma=0.5, eta=0.9,
+                                                                 eta_start=0, eta_stop=3, cfg=2.0, seed=0), steps * 3)}
     for key, (edit, rows) in cases.items():
         counted = P.TestCountRows().patch(model, key)[0]
         with torch.inference_mode():

@@ -15,12 +15,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.nodes import csd, distill, host
-    return {"csd": csd, "distill": distill, "host": host}
-
-
-@pytest.fixture(scope="module")
 def qwen(pack):
     """(MODEL, VAE, positive, negative): the qwen_image family's VAE file through ComfyUI's VAE
     loader and its in-server model and Qwen2.5-VL-shaped conditioning, built here."""
@@ -41,7 +35,7 @@ def images(b, h=SIZE, w=SIZE, seed=0):
 
 def test_codec_maps_each_image_as_a_one_frame_video(N, qwen):
     _, vae = qwen[:2]
-    host = N["host"]
+    host = N.host
     codec = host.VAECodec(vae, "score distillation")
     assert codec.one_frame and not codec.video and codec.frames(3) == 3
     imgs = images(2)
@@ -75,7 +69,7 @@ def test_image_only_nodes_run_on_qwen_image(N, qwen):
     img = images(1, SIZE, SIZE + 32)
     # score distillation: an image generator fit in latent space (gradients through the VAE copy)
     with torch.inference_mode():
-        d = N["distill"]
+        d = N.distill
         _, out_img, out_lat, _ = d.run_dream_distill(model, pos, neg, vae, d.raster_generator("image", img, 0.05),
                                                      seed=0, iterations=2, inner_steps=2, cfg=1.0, scheduler="simple",
                                                      denoise=1.0, eta=0.0, fit_space="latent")
@@ -83,13 +77,13 @@ def test_image_only_nodes_run_on_qwen_image(N, qwen):
     assert tuple(out_img.shape) == tuple(img.shape) and torch.isfinite(out_img).all()
     assert not torch.allclose(out_img, img)
     # CSD Edit: panorama windows on the one-frame latent, and frames as separate images
-    csd = N["csd"].DreamCSDEdit
+    csd = N.csd.DreamCSDEdit
     args = dict(seed=0, iterations=2, lr=2.0, lr_schedule="step", text_cfg=2.0, image_cfg=1.0, particles=0,
                 window=32, stride=16, t_min=0.02, t_max=0.5, svgd=True, kernel_feature="noisy", vae_tile_size=0)
     with torch.inference_mode():
         pano, lat = csd.execute(model, vae, img, pos, neg, mode="panorama", **args).result
         frames, flat = csd.execute(model, vae, images(2), pos, neg, mode="frames", **args).result
-        src = N["host"].vae_encode(vae, img)
+        src = N.host.vae_encode(vae, img)
     assert tuple(lat["samples"].shape) == tuple(src.shape) and not torch.allclose(lat["samples"], src)
     assert tuple(pano.shape) == tuple(img.shape) and torch.isfinite(pano).all()
     assert tuple(flat["samples"].shape) == (2, 16, 1, SIZE // 8, SIZE // 8)
@@ -103,14 +97,19 @@ def test_dps_gradients_pass_qwen_images_latent_format(N, qwen, pack):
     model, vae, pos, neg = qwen
     img = images(1)
     with torch.inference_mode():
-        z = N["host"].vae_encode(vae, img)
-        meas, _, _ = restoration.DreamDegrade.execute(img, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0).result
+        z = N.host.vae_encode(vae, img)
+        meas, _, _ = restoration.DreamDegrade.execute(img, operator="sr_bicubic", scale=2, blur_sigma=3.0,
+                                                      kernel_size=0, motion_angle=0.0, sigma_y=0.0, seed=0).result
         outs = []
         for dps in (0.0, 1.0):
-            (regs,) = restoration.DreamDataConsistency.execute(vae, meas, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
-                                                               "paper", "auto", 10, dps).result
-            out, _ = sampling.DreamSampler.execute(model, 0, 3, 1.0, "simple", neg, neg, {"samples": z}, 1.0, 0.0,
-                                                   "constant", regs).result      # DPS on steps 1, 2
+            (regs,) = restoration.DreamDataConsistency.execute(vae, meas, operator="sr_bicubic", scale=2,
+                                                               blur_sigma=3.0, kernel_size=0, motion_angle=0.0,
+                                                               strength=1.0, sigma_y=0.01, mu=1e-4, preset="paper",
+                                                               solver="auto", cg_iters=10, dps=dps).result
+            out, _ = sampling.DreamSampler.execute(model, seed=0, steps=3, cfg=1.0, scheduler="simple", positive=neg,
+                                                   negative=neg, latent_image={"samples": z}, denoise=1.0, eta=0.0,
+                                                   eta_schedule="constant",
+                                                   regularizers=regs).result      # DPS on steps 1, 2
             outs.append(out["samples"])
     assert all(torch.isfinite(o).all() for o in outs) and not torch.allclose(outs[0], outs[1])
 
@@ -127,9 +126,11 @@ def test_unsampling_gives_the_image_back(N, qwen, pack):
     img = images(1)
     with torch.inference_mode():
         m = ma.ModelSamplingAuraFlow().patch_aura(model, 3.1)[0]
-        z = N["host"].vae_encode(vae, img)
+        z = N.host.vae_encode(vae, img)
         (inv,) = sampling.DreamDDIMInversion.execute(m, neg, {"samples": z}, 10, "simple", 1.0, 2).result
-        out, _ = sampling.DreamSampler.execute(m, 0, 10, 1.0, "simple", neg, neg, inv, 1.0, 0.0, "constant").result
+        out, _ = sampling.DreamSampler.execute(m, seed=0, steps=10, cfg=1.0, scheduler="simple", positive=neg,
+                                               negative=neg, latent_image=inv, denoise=1.0, eta=0.0,
+                                               eta_schedule="constant").result
         (sigmas,) = cs.BasicScheduler.execute(m, "simple", 10, 1.0).result
         guider = cs.BasicGuider.execute(m, neg).result[0]
         noise = cs.DisableNoise.execute().result[0]

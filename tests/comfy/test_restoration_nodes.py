@@ -13,12 +13,6 @@ LATENT = (1, 4, 8, 8)
 
 
 @pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.nodes import common, restoration, sampling
-    return sampling, restoration, common
-
-
-@pytest.fixture(scope="module")
 def gm():
     return GaussianMixture.two_class(4 * 8 * 8, sep=3.0, std=0.5)
 
@@ -28,14 +22,15 @@ def _image(size=32, seed=0):
 
 
 def _sample(N, model, pos, latent, steps=3, regs=None, eta=0.0, sched="ddim_uniform", seed=0):
-    sampling = N[0]
-    out, _ = run(sampling.DreamSampler, model, seed, steps, 1.0, sched, pos, pos, latent, 1.0, eta, "constant", regs)
+    sampling = N.sampling
+    out, _ = run(sampling.DreamSampler, model, seed=seed, steps=steps, cfg=1.0, scheduler=sched, positive=pos,
+                 negative=pos, latent_image=latent, denoise=1.0, eta=eta, eta_schedule="constant", regularizers=regs)
     return out["samples"]
 
 
 def _identity_dc(N, op, y, **kw):
     """A data-consistency regularizer with the identity codec: the operator acts on the latent."""
-    common = N[2]
+    common = N.common
     core = DataConsistency(op=op, y=y, codec=IdentityCodec(), **kw)
     return (common.RegularizerSpec(core, {}, "data_consistency"),)
 
@@ -63,14 +58,15 @@ def test_oracle_data_consistency_residual_falls_to_noise_level(N, gm, kind):
 @pytest.mark.parametrize("kind", ["eps", "flow"])
 def test_oracle_mask_inpaint_node_keeps_source_and_follows_text(N, gm, kind):
     from tools.tiny_models import class_conditioning, oracle_model
-    sampling, restoration, _ = N
+    sampling, restoration = N.sampling, N.restoration
     model = oracle_model(gm, kind)
     null, target = class_conditioning(None), class_conditioning(1)
     src = gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(LATENT).float()
     mask = torch.zeros(1, 8, 8)
     mask[:, :, :4] = 1                                             # repaint the left half (latent-size mask)
     sched = "ddim_uniform" if kind != "flow" else "simple"
-    (inv,) = run(sampling.DreamDDIMInversion, model, null, {"samples": src}, 20, sched, 1.0, 2)
+    (inv,) = run(sampling.DreamDDIMInversion, model, null, {"samples": src}, steps=20, scheduler=sched, denoise=1.0,
+                 refine_steps=2)
     (regs,) = run(restoration.DreamMaskInpaint, mask, 1.0, "restore", 0, "average", 1.0, target=target,
                   source={"samples": src})
     (keep_only,) = run(restoration.DreamMaskInpaint, mask, 1.0, "restore", 0, "average", 1.0, source={"samples": src})
@@ -85,7 +81,7 @@ def test_oracle_mask_inpaint_node_keeps_source_and_follows_text(N, gm, kind):
 
 def test_oracle_zero_strength_is_exactly_the_unregularized_sampler(N, gm):
     from tools.tiny_models import class_conditioning, oracle_model
-    restoration = N[1]
+    restoration = N.restoration
     model = oracle_model(gm, "eps")
     null, target = class_conditioning(None), class_conditioning(1)
     src = gm.sample(1, torch.Generator().manual_seed(0), 0).reshape(LATENT).float()
@@ -107,18 +103,20 @@ def test_restoration_graph_on_tiny_model(N, tiny_vae, opname, kind):
     """Degrade -> VAE encode(initial) -> Data Consistency -> DreamSampler on ComfyUI's VAE class,
     for each parameterization."""
     from tools.tiny_models import fake_conditioning, tiny_model
-    _, restoration, _ = N
+    restoration = N.restoration
     model = tiny_model(kind)
     cond = fake_conditioning(0)
     mask = torch.zeros(1, 32, 32)
     mask[:, 8:20, 4:28] = 1
-    y, deg, initial = run(restoration.DreamDegrade, _image(), opname, 4, 1.5, 0, 20.0, 0.01, 0, mask=mask)
+    y, deg, initial = run(restoration.DreamDegrade, _image(), operator=opname, scale=4, blur_sigma=1.5, kernel_size=0,
+                          motion_angle=20.0, sigma_y=0.01, seed=0, mask=mask)
     assert initial.shape == (1, 32, 32, 3)
     assert y.shape == ((1, 8, 8, 3) if opname == "sr_bicubic" else (1, 32, 32, 3))
     with torch.inference_mode():
         latent = {"samples": tiny_vae.encode(initial)}
-    (regs,) = run(restoration.DreamDataConsistency, tiny_vae, y, "sr_bicubic", 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
-                  "restore", "auto", 10, 0.0, degradation=deg)
+    (regs,) = run(restoration.DreamDataConsistency, tiny_vae, y, operator="sr_bicubic", scale=4, blur_sigma=3.0,
+                  kernel_size=0, motion_angle=0.0, strength=1.0, sigma_y=0.01, mu=1e-4, preset="restore", solver="auto",
+                  cg_iters=10, dps=0.0, degradation=deg)
     out = _sample(N, model, cond, latent, steps=1, regs=regs)
     plain = _sample(N, model, cond, latent, steps=1)
     assert out.shape == latent["samples"].shape and torch.isfinite(out).all()
@@ -129,17 +127,19 @@ def test_dps_backprops_through_an_inference_mode_model(N, sd15, tiny_vae):
     """The checkpoint's weights are inference tensors (loaded under inference_mode, as in ComfyUI):
     DPS must run through the compat layer's deep copies, and change the result."""
     from tools.tiny_models import fake_conditioning
-    _, restoration, _ = N
+    restoration = N.restoration
     model = sd15[0]
     assert next(model.model.diffusion_model.parameters()).is_inference()
     null = fake_conditioning(0)
     with torch.inference_mode():
         latent = {"samples": tiny_vae.encode(_image(seed=1))}
-    y, deg, _ = run(restoration.DreamDegrade, _image(seed=1), "colorization", 4, 1.0, 0, 0.0, 0.0, 0)
+    y, deg, _ = run(restoration.DreamDegrade, _image(seed=1), operator="colorization", scale=4, blur_sigma=1.0,
+                    kernel_size=0, motion_angle=0.0, sigma_y=0.0, seed=0)
     outs = []
     for dps in (0.0, 1.0):
-        (regs,) = run(restoration.DreamDataConsistency, tiny_vae, y, "colorization", 4, 3.0, 0, 0.0, 1.0, 0.0, 1e-4,
-                      "paper", "auto", 10, dps, degradation=deg)
+        (regs,) = run(restoration.DreamDataConsistency, tiny_vae, y, operator="colorization", scale=4, blur_sigma=3.0,
+                      kernel_size=0, motion_angle=0.0, strength=1.0, sigma_y=0.0, mu=1e-4, preset="paper",
+                      solver="auto", cg_iters=10, dps=dps, degradation=deg)
         outs.append(_sample(N, model, null, latent, steps=3, regs=regs))
     assert all(torch.isfinite(o).all() for o in outs)
     assert float((outs[0] - outs[1]).abs().max()) > 1e-4
@@ -147,18 +147,19 @@ def test_dps_backprops_through_an_inference_mode_model(N, sd15, tiny_vae):
 
 def test_two_masks_with_their_own_prompts(N, tiny_vae):
     from tools.tiny_models import fake_conditioning, tiny_model
-    _, restoration, _ = N
+    restoration = N.restoration
     model = tiny_model("eps")
     null, a, b = fake_conditioning(0), fake_conditioning(1), fake_conditioning(2)
     m1, m2 = torch.zeros(1, 32, 32), torch.zeros(1, 32, 32)
     m1[:, 4:12, 4:28] = 1
     m2[:, 18:26, 8:24] = 1
-    y, deg, initial = run(restoration.DreamDegrade, _image(), "inpainting", 4, 1.0, 0, 0.0, 0.01, 0,
-                          mask=torch.maximum(m1, m2))
+    y, deg, initial = run(restoration.DreamDegrade, _image(), operator="inpainting", scale=4, blur_sigma=1.0,
+                          kernel_size=0, motion_angle=0.0, sigma_y=0.01, seed=0, mask=torch.maximum(m1, m2))
     with torch.inference_mode():
         latent = {"samples": tiny_vae.encode(initial)}
-    (dc,) = run(restoration.DreamDataConsistency, tiny_vae, y, "inpainting", 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
-                "restore", "auto", 10, 0.0, degradation=deg)
+    (dc,) = run(restoration.DreamDataConsistency, tiny_vae, y, operator="inpainting", scale=4, blur_sigma=3.0,
+                kernel_size=0, motion_angle=0.0, strength=1.0, sigma_y=0.01, mu=1e-4, preset="restore", solver="auto",
+                cg_iters=10, dps=0.0, degradation=deg)
     (two,) = run(restoration.DreamMaskInpaint, m1, 1.0, "restore", 2, "average", 1.0, target=a, mask_2=m2,
                  target_2=b, regularizers=dc)
     (swapped,) = run(restoration.DreamMaskInpaint, m1, 1.0, "restore", 2, "average", 1.0, target=b, mask_2=m2,
@@ -172,7 +173,7 @@ def test_two_masks_with_their_own_prompts(N, tiny_vae):
 
 # ----------------------------------------------------------------------------- bad inputs
 def test_bad_inputs_give_clear_errors(N, tiny_vae):
-    _, restoration, common = N
+    restoration, common = N.restoration, N.common
     InputError = common.InputError
     img = _image()
     zero = torch.zeros(1, 32, 32)
@@ -188,36 +189,43 @@ def test_bad_inputs_give_clear_errors(N, tiny_vae):
     with pytest.raises(InputError, match="'target_3' is connected but 'mask_3' is not"):
         run(restoration.DreamMaskInpaint, mask, 1.0, "paper", 0, "average", 1.0, target_3=[[torch.zeros(1, 1, 768), {}]])
     with pytest.raises(InputError, match="multiples of 4"):
-        run(restoration.DreamDegrade, _image(30), "sr_bicubic", 4, 1.0, 0, 0.0, 0.01, 0)
+        run(restoration.DreamDegrade, _image(30), operator="sr_bicubic", scale=4, blur_sigma=1.0, kernel_size=0,
+            motion_angle=0.0, sigma_y=0.01, seed=0)
     with pytest.raises(InputError, match="needs a mask"):
-        run(restoration.DreamDegrade, img, "inpainting", 4, 1.0, 0, 0.0, 0.01, 0)
+        run(restoration.DreamDegrade, img, operator="inpainting", scale=4, blur_sigma=1.0, kernel_size=0,
+            motion_angle=0.0, sigma_y=0.01, seed=0)
     with pytest.raises(InputError, match="mask is 16x16 pixels but the image is 32x32"):
-        run(restoration.DreamDegrade, img, "inpainting", 4, 1.0, 0, 0.0, 0.01, 0, mask=torch.ones(1, 16, 16))
+        run(restoration.DreamDegrade, img, operator="inpainting", scale=4, blur_sigma=1.0, kernel_size=0,
+            motion_angle=0.0, sigma_y=0.01, seed=0, mask=torch.ones(1, 16, 16))
     with pytest.raises(InputError, match="all zero"):
-        run(restoration.DreamDegrade, img, "inpainting", 4, 1.0, 0, 0.0, 0.01, 0, mask=zero)
+        run(restoration.DreamDegrade, img, operator="inpainting", scale=4, blur_sigma=1.0, kernel_size=0,
+            motion_angle=0.0, sigma_y=0.01, seed=0, mask=zero)
     nan = img.clone()
     nan[0, 3, 3, 0] = float("nan")
-    dc_args = ("sr_bicubic", 4, 3.0, 0, 0.0, 1.0, 0.01, 1e-4, "restore", "auto", 10, 0.0)
+    dc_args = dict(operator="sr_bicubic", scale=4, blur_sigma=3.0, kernel_size=0, motion_angle=0.0, strength=1.0,
+                   sigma_y=0.01, mu=1e-4, preset="restore", solver="auto", cg_iters=10, dps=0.0)
     with pytest.raises(InputError, match="NaN"):
-        run(restoration.DreamDataConsistency, tiny_vae, nan, *dc_args)
+        run(restoration.DreamDataConsistency, tiny_vae, nan, **dc_args)
     with pytest.raises(InputError, match="not a valid VAE"):
-        run(restoration.DreamDataConsistency, object(), img, *dc_args)
-    y, deg, _ = run(restoration.DreamDegrade, img, "sr_bicubic", 4, 1.0, 0, 0.0, 0.01, 0)
+        run(restoration.DreamDataConsistency, object(), img, **dc_args)
+    y, deg, _ = run(restoration.DreamDegrade, img, operator="sr_bicubic", scale=4, blur_sigma=1.0, kernel_size=0,
+                    motion_angle=0.0, sigma_y=0.01, seed=0)
     with pytest.raises(InputError, match="degradation makes 8x8 measurements"):
-        run(restoration.DreamDataConsistency, tiny_vae, img, *dc_args, degradation=deg)
+        run(restoration.DreamDataConsistency, tiny_vae, img, **dc_args, degradation=deg)
     with pytest.raises(InputError, match="mask is 16x16 pixels but the image is 32x32"):
-        run(restoration.DreamDataConsistency, tiny_vae, img, "inpainting", *dc_args[1:], mask=torch.ones(1, 16, 16))
+        run(restoration.DreamDataConsistency, tiny_vae, img, **dict(dc_args, operator="inpainting"),
+            mask=torch.ones(1, 16, 16))
     with pytest.raises(InputError, match="not a multiple of the VAE's factor 8"):
-        run(restoration.DreamDataConsistency, tiny_vae, _image(13), "sr_avgpool", 2, *dc_args[2:])
+        run(restoration.DreamDataConsistency, tiny_vae, _image(13), **dict(dc_args, operator="sr_avgpool", scale=2))
     # a measurement that fits the operator but not the sampled latent: refused while sampling
     from tools.tiny_models import fake_conditioning, tiny_model
-    (regs,) = run(restoration.DreamDataConsistency, tiny_vae, y, *dc_args, degradation=deg)   # a 32x32 image
+    (regs,) = run(restoration.DreamDataConsistency, tiny_vae, y, **dc_args, degradation=deg)   # a 32x32 image
     with pytest.raises(O.OperatorError, match="does not fit the sr_bicubic x4 operator"):
         _sample(N, tiny_model("eps"), fake_conditioning(0), {"samples": torch.zeros(1, 4, 8, 8)}, steps=1, regs=regs)
 
 
 def test_validate_inputs_checks_ranges_and_combos(N):
-    restoration = N[1]
+    restoration = N.restoration
     DC, DG, MI = restoration.DreamDataConsistency, restoration.DreamDegrade, restoration.DreamMaskInpaint
     assert DC.validate_inputs() is True and DG.validate_inputs() is True and MI.validate_inputs() is True
     assert "scale must be one of" in DC.validate_inputs(operator="sr_bicubic", scale=3)
@@ -232,7 +240,7 @@ def test_validate_inputs_checks_ranges_and_combos(N):
 
 
 def test_schemas_follow_pack_conventions(N):
-    restoration = N[1]
+    restoration = N.restoration
     assert [n.define_schema().node_id for n in restoration.NODES] == ["DreamMaskInpaint", "DreamDataConsistency",
                                                                  "DreamDegrade"]
     for node in restoration.NODES:

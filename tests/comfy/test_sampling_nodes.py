@@ -32,12 +32,14 @@ def test_oracle_inversion_round_trip_through_comfy(S, gm, kind):
     sched = "ddim_uniform" if kind != "flow" else "simple"
     errs = []
     for refine in (0, 4):
-        (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, 25, sched, 1.0, refine)
+        (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, steps=25, scheduler=sched, denoise=1.0,
+                     refine_steps=refine)
         assert torch.isfinite(inv["samples"]).all()
         # how many refinement iterations helped rides along in the LATENT (DreamSampler ignores it)
         report = inv["dream_inversion"].get("refine")
         assert report is None if refine == 0 else 0 < report["helped"] <= report["requested"] == 25 * 4 * 4
-        out, _ = run(sampling.DreamSampler, model, 0, 25, 1.0, sched, null, null, inv, 1.0, 0.0, "constant")
+        out, _ = run(sampling.DreamSampler, model, seed=0, steps=25, cfg=1.0, scheduler=sched, positive=null,
+                     negative=null, latent_image=inv, denoise=1.0, eta=0.0, eta_schedule="constant")
         errs.append(float((out["samples"] - lat["samples"]).abs().max()))
     # float32 through ComfyUI's model wrapper: refined inversion reconstructs to ~1e-4
     assert errs[1] < 2e-3, errs
@@ -52,11 +54,13 @@ def test_oracle_edit_through_comfy_moves_to_target_class(S, gm, kind):
     null, target = class_conditioning(None), class_conditioning(1)
     lat = _latent(gm, 0)
     sched = "ddim_uniform" if kind != "flow" else "simple"
-    (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, 30, sched, 1.0, 3)
+    (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, steps=30, scheduler=sched, denoise=1.0, refine_steps=3)
     (r0,) = run(regs.DreamCFGEdit, target, 0.0, "invariant", 1.0, 0.0)
     (r1,) = run(regs.DreamCFGEdit, target, 0.5, "invariant", 1.0, 0.0)
-    rec, _ = run(sampling.DreamSampler, model, 0, 30, 1.0, sched, null, null, inv, 1.0, 0.0, "constant", r0)
-    ed, den = run(sampling.DreamSampler, model, 0, 30, 1.0, sched, null, null, inv, 1.0, 0.0, "constant", r1)
+    rec, _ = run(sampling.DreamSampler, model, seed=0, steps=30, cfg=1.0, scheduler=sched, positive=null, negative=null,
+                 latent_image=inv, denoise=1.0, eta=0.0, eta_schedule="constant", regularizers=r0)
+    ed, den = run(sampling.DreamSampler, model, seed=0, steps=30, cfg=1.0, scheduler=sched, positive=null,
+                  negative=null, latent_image=inv, denoise=1.0, eta=0.0, eta_schedule="constant", regularizers=r1)
     assert (gm.classify(lat["samples"].double()) == 0).all()
     assert float((rec["samples"] - lat["samples"]).abs().max()) < 5e-3
     assert (gm.classify(ed["samples"].double()) == 1).all()
@@ -72,17 +76,21 @@ def test_oracle_edit_with_a_source_prompt_uses_it_and_strength_zero_reconstructs
     model = oracle_model(gm, "eps")
     null, source, target = class_conditioning(None), class_conditioning(0), class_conditioning(1)
     lat = _latent(gm, 0)
-    (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, 30, "ddim_uniform", 1.0, 3)
+    (inv,) = run(sampling.DreamDDIMInversion, model, null, lat, steps=30, scheduler="ddim_uniform", denoise=1.0,
+                 refine_steps=3)
     out = {}
     for s, src in ((0.0, source), (0.5, source), (0.5, None)):
-        (r,) = run(regs.DreamCFGEdit, target, s, "invariant", 1.0, 0.0, None, src)
-        out[s, src is None] = run(sampling.DreamSampler, model, 0, 30, 1.0, "ddim_uniform", null, null, inv, 1.0,
-                                  0.0, "constant", r)[0]["samples"]
+        (r,) = run(regs.DreamCFGEdit, target, strength=s, schedule="invariant", start=1.0, end=0.0, regularizers=None,
+                   source=src)
+        out[s, src is None] = run(sampling.DreamSampler, model, seed=0, steps=30, cfg=1.0, scheduler="ddim_uniform",
+                                  positive=null, negative=null, latent_image=inv, denoise=1.0, eta=0.0,
+                                  eta_schedule="constant", regularizers=r)[0]["samples"]
     assert float((out[0.0, False] - lat["samples"]).abs().max()) < 5e-3
     assert (gm.classify(out[0.5, False].double()) == 1).all()
     assert float((out[0.5, False] - out[0.5, True]).abs().max()) > 1e-2      # the source prediction is used
     with pytest.raises(InputError, match="'source'"):
-        run(regs.DreamCFGEdit, target, 0.5, "invariant", 1.0, 0.0, None, "a horse")
+        run(regs.DreamCFGEdit, target, strength=0.5, schedule="invariant", start=1.0, end=0.0, regularizers=None,
+            source="a horse")
 
 
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
@@ -92,14 +100,16 @@ def test_tiny_models_every_parameterization_is_finite_and_deterministic(S, kind)
     model = tiny_model(kind)
     c, t = fake_conditioning(0), fake_conditioning(1)
     lat = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
-    (inv,) = run(sampling.DreamDDIMInversion, model, c, lat, 6, "simple", 1.0, 1)
+    (inv,) = run(sampling.DreamDDIMInversion, model, c, lat, steps=6, scheduler="simple", denoise=1.0, refine_steps=1)
     (r,) = run(regs.DreamCFGEdit, t, 1.0, "invariant", 1.0, 0.0)
-    outs = [run(sampling.DreamSampler, model, 5, 6, 1.0, "simple", c, c, inv, 1.0, 0.3, "constant", r)[0]["samples"]
+    outs = [run(sampling.DreamSampler, model, seed=5, steps=6, cfg=1.0, scheduler="simple", positive=c, negative=c,
+                latent_image=inv, denoise=1.0, eta=0.3, eta_schedule="constant", regularizers=r)[0]["samples"]
             for _ in range(2)]
     assert torch.isfinite(inv["samples"]).all() and torch.isfinite(outs[0]).all()
     assert torch.equal(outs[0], outs[1])
     # plain generation from an ordinary latent (noise added like KSampler), cfg > 1
-    gen = run(sampling.DreamSampler, model, 3, 5, 4.0, "simple", t, c, lat, 1.0, 0.0, "constant")[0]["samples"]
+    gen = run(sampling.DreamSampler, model, seed=3, steps=5, cfg=4.0, scheduler="simple", positive=t, negative=c,
+              latent_image=lat, denoise=1.0, eta=0.0, eta_schedule="constant")[0]["samples"]
     assert torch.isfinite(gen).all() and not torch.allclose(gen, lat["samples"])
 
 
@@ -114,9 +124,11 @@ def test_dream_sampler_without_regularizers_matches_core_ddim(S, sd15):
         lat = {"samples": torch.zeros(1, 4, 8, 8)}
         # (KSampler's ddim_uniform can run one step more than asked; 'normal' and 5-step grids agree)
         for steps, sched in ((6, "normal"), (5, "ddim_uniform")):
-            ref = core.KSampler().sample(model, 7, steps, 3.0, "ddim", sched, pos, neg, lat, 1.0)[0]["samples"]
-            ours = sampling.DreamSampler.execute(model, 7, steps, 3.0, sched, pos, neg, lat, 1.0, 0.0,
-                                                 "constant").result[0]["samples"]
+            ref = core.KSampler().sample(model, seed=7, steps=steps, cfg=3.0, sampler_name="ddim", scheduler=sched,
+                                         positive=pos, negative=neg, latent_image=lat, denoise=1.0)[0]["samples"]
+            ours = sampling.DreamSampler.execute(model, seed=7, steps=steps, cfg=3.0, scheduler=sched, positive=pos,
+                                                 negative=neg, latent_image=lat, denoise=1.0, eta=0.0,
+                                                 eta_schedule="constant").result[0]["samples"]
             assert torch.allclose(ours, ref, atol=1e-4, rtol=1e-4), float((ours - ref).abs().max())
 
 
@@ -145,8 +157,9 @@ def test_custom_sampling_composition(S, sd15):
         guider = sampling.DreamGuiderNode.execute(model, null, null, 1.0, r).result[0]
         dream = sampling.DreamSamplerSelect.execute(0.0, "constant").result[0]
         adv = cs.SamplerCustomAdvanced.execute(noise, guider, dream, sigmas, inv).result[0]
-        node = sampling.DreamSampler.execute(model, 0, 8, 1.0, "ddim_uniform", null, null, node_inv, 1.0, 0.0,
-                                             "constant", r).result[0]
+        node = sampling.DreamSampler.execute(model, seed=0, steps=8, cfg=1.0, scheduler="ddim_uniform", positive=null,
+                                             negative=null, latent_image=node_inv, denoise=1.0, eta=0.0,
+                                             eta_schedule="constant", regularizers=r).result[0]
         assert torch.allclose(adv["samples"], node["samples"], atol=1e-3)
         # a Dream guider with regularizers refuses to silently drop them under a core sampler
         euler = cs.KSamplerSelect.execute("euler").result[0]
@@ -165,7 +178,8 @@ def test_model_is_not_mutated(S, sd15):
         lat = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
         inv = sampling.DreamDDIMInversion.execute(model, c, lat, 4, "simple", 1.0, 1).result[0]
         r = regs.DreamCFGEdit.execute(t, 1.0, "invariant", 1.0, 0.0).result[0]
-        sampling.DreamSampler.execute(model, 0, 4, 2.0, "simple", c, c, inv, 1.0, 0.5, "alpha_bar", r)
+        sampling.DreamSampler.execute(model, seed=0, steps=4, cfg=2.0, scheduler="simple", positive=c, negative=c,
+                                      latent_image=inv, denoise=1.0, eta=0.5, eta_schedule="alpha_bar", regularizers=r)
     assert (dict(model.model_options), dict(model.object_patches), len(model.patches)) == before
     assert "dream_inversion" not in lat and set(inv) == {"samples", "dream_inversion"}
 
@@ -184,12 +198,15 @@ def test_clear_errors_for_bad_inputs(S, sd15):
         lat = {"samples": torch.randn(1, 4, 8, 8)}
         bad = {"samples": torch.full((1, 4, 8, 8), float("nan"))}
         with pytest.raises(InputError, match="NaN"):
-            sampling.DreamSampler.execute(model, 0, 4, 1.0, "simple", c, c, bad, 1.0, 0.0, "constant")
+            sampling.DreamSampler.execute(model, seed=0, steps=4, cfg=1.0, scheduler="simple", positive=c, negative=c,
+                                          latent_image=bad, denoise=1.0, eta=0.0, eta_schedule="constant")
         with pytest.raises(InputError, match="empty"):
-            sampling.DreamSampler.execute(model, 0, 4, 1.0, "simple", [], c, lat, 1.0, 0.0, "constant")
+            sampling.DreamSampler.execute(model, seed=0, steps=4, cfg=1.0, scheduler="simple", positive=[], negative=c,
+                                          latent_image=lat, denoise=1.0, eta=0.0, eta_schedule="constant")
         inv = sampling.DreamDDIMInversion.execute(model, c, lat, 4, "simple", 0.5, 0).result[0]
         with pytest.raises(InputError, match="denoise"):
-            sampling.DreamSampler.execute(model, 0, 4, 1.0, "simple", c, c, inv, 1.0, 0.0, "constant")
+            sampling.DreamSampler.execute(model, seed=0, steps=4, cfg=1.0, scheduler="simple", positive=c, negative=c,
+                                          latent_image=inv, denoise=1.0, eta=0.0, eta_schedule="constant")
 
 
 def test_schedule_length_is_bounded_and_interruptible(S):

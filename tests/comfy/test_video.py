@@ -10,15 +10,6 @@ LATENT = (1, 16, 2, SIZE // 8, SIZE // 8)
 
 
 @pytest.fixture(scope="module")
-def N(pack):
-    from dreamsampler_pack.dreamsampler_core import operators, restoration as core_restoration
-    from dreamsampler_pack.nodes import common, csd, cycle, drag, distill, restoration, sampling
-    from dreamsampler_pack.nodes import host
-    return {"common": common, "csd": csd, "cycle": cycle, "drag": drag, "distill": distill, "restoration": restoration,
-            "sampling": sampling, "host": host, "O": operators, "core_restoration": core_restoration}
-
-
-@pytest.fixture(scope="module")
 def wan(pack):
     """(MODEL, VAE, positive, negative, alt_positive): the wan21 family's files through ComfyUI's own
     loaders (UNETLoader's and VAELoader's functions) and its UMT5-shaped conditioning."""
@@ -50,20 +41,21 @@ def encode(vae, image):
 
 
 def sample(N, model, pos, neg, latent, regs=None, steps=3):
-    out, _ = run(N["sampling"].DreamSampler, model, 0, steps, 1.0, "simple", pos, neg, latent, 1.0, 0.0, "constant",
-                 regs)
+    out, _ = run(N.sampling.DreamSampler, model, seed=0, steps=steps, cfg=1.0, scheduler="simple", positive=pos,
+                 negative=neg, latent_image=latent, denoise=1.0, eta=0.0, eta_schedule="constant", regularizers=regs)
     return out["samples"]
 
 
 def invert(N, model, neg, samples, steps=3):
-    (inv,) = run(N["sampling"].DreamDDIMInversion, model, neg, {"samples": samples}, steps, "simple", 1.0, 1)
+    (inv,) = run(N.sampling.DreamDDIMInversion, model, neg, {"samples": samples}, steps=steps, scheduler="simple",
+                 denoise=1.0, refine_steps=1)
     return inv
 
 
 # ----------------------------------------------------------------------------- the codec
 def test_video_codec_round_trips_frames_through_comfy_vae(N, wan):
     _, vae = wan[:2]
-    host = N["host"]
+    host = N.host
     codec = host.VAECodec(vae, "data consistency", video=True)
     assert codec.video and codec.downscale() == 8 and codec.frames(5) == 5 and codec.frames(6) == 5
     z = encode(vae, frames())
@@ -88,16 +80,19 @@ def test_video_codec_round_trips_frames_through_comfy_vae(N, wan):
 # ----------------------------------------------------------------------------- data consistency
 def test_data_consistency_measures_every_frame(N, wan):
     model, vae, pos, neg, _ = wan
-    restoration, ops = N["restoration"], N["O"]
+    restoration, ops = N.restoration, N.core.operators
     image = frames()
     z = encode(vae, image)
     one = image[:1].expand(FRAMES, -1, -1, -1).contiguous()  # the first frame on every frame
 
     def dc(y, preset="restore", dps=0.0):
-        return run(restoration.DreamDataConsistency, vae, y, "sr_bicubic", 2, 3.0, 0, 0.0, 1.0, 0.01, 1e-4,
-                   preset, "auto", 10, dps)[0]
-    (meas, deg, _) = run(restoration.DreamDegrade, one, "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
-    (meas1, _, _) = run(restoration.DreamDegrade, one[:1], "sr_bicubic", 2, 3.0, 0, 0.0, 0.0, 0)
+        return run(restoration.DreamDataConsistency, vae, y, operator="sr_bicubic", scale=2, blur_sigma=3.0,
+                   kernel_size=0, motion_angle=0.0, strength=1.0, sigma_y=0.01, mu=1e-4, preset=preset, solver="auto",
+                   cg_iters=10, dps=dps)[0]
+    (meas, deg, _) = run(restoration.DreamDegrade, one, operator="sr_bicubic", scale=2, blur_sigma=3.0, kernel_size=0,
+                         motion_angle=0.0, sigma_y=0.0, seed=0)
+    (meas1, _, _) = run(restoration.DreamDegrade, one[:1], operator="sr_bicubic", scale=2, blur_sigma=3.0,
+                        kernel_size=0, motion_angle=0.0, sigma_y=0.0, seed=0)
     assert tuple(meas.shape) == (FRAMES, SIZE // 2, SIZE // 2, 3)
     start = {"samples": z}
     plain = sample(N, model, neg, neg, start, steps=2)
@@ -110,24 +105,24 @@ def test_data_consistency_measures_every_frame(N, wan):
     paper = sample(N, model, neg, neg, start, regs=dc(meas, "paper"))
     dps = sample(N, model, neg, neg, start, regs=dc(meas, "paper", dps=1.0))
     assert torch.isfinite(dps).all() and not torch.allclose(dps, paper)
-    with pytest.raises(N["common"].InputError, match="6 frames.*encodes and decodes 5.*1, 5, 9"):
+    with pytest.raises(N.common.InputError, match="6 frames.*encodes and decodes 5.*1, 5, 9"):
         dc(torch.cat([meas, meas[:1]]))
     # the core: a video's frames are solved one by one, exactly as a batch of images
     op = ops.make_operator("sr_avgpool", scale=2)
     g = torch.Generator().manual_seed(3)
     x_hat = torch.randn(2, 3, FRAMES, 8, 8, generator=g)
     y = torch.randn(FRAMES, 3, 4, 4, generator=g)
-    reg = N["core_restoration"].DataConsistency(op=op, y=y, sigma_y=0.05)
+    reg = N.core.restoration.DataConsistency(op=op, y=y, sigma_y=0.05)
     flat = x_hat.movedim(2, 1).reshape(2 * FRAMES, 3, 8, 8)
     want = ops.prox(op, y.repeat(2, 1, 1, 1), flat, 1e-4, 0.05).reshape(2, FRAMES, 3, 8, 8).movedim(1, 2)
     assert torch.allclose(reg.solve(x_hat), want, atol=1e-6)
     with pytest.raises(ops.OperatorError, match="3 frames but the video has 5 frames"):
-        N["core_restoration"].DataConsistency(op=op, y=y[:3]).solve(x_hat)
+        N.core.restoration.DataConsistency(op=op, y=y[:3]).solve(x_hat)
 
 
 # ----------------------------------------------------------------------------- masks
 def test_masks_follow_the_video_frames(N, wan):
-    common = N["common"]
+    common = N.common
     z = torch.zeros(2, 16, 2, 4, 4)
     m = torch.zeros(1, SIZE, SIZE)
     m[:, :, : SIZE // 2] = 1
@@ -142,7 +137,7 @@ def test_masks_follow_the_video_frames(N, wan):
 
 def test_mask_inpaint_and_cycle_sde_keep_the_black_region_on_every_frame(N, wan):
     model, vae, pos, neg, alt = wan
-    restoration, cycle = N["restoration"], N["cycle"]
+    restoration, cycle = N.restoration, N.cycle
     z = encode(vae, frames())
     mask = torch.zeros(1, SIZE, SIZE)
     mask[:, :, : SIZE // 2] = 1                                   # left half editable: latent columns 0-1
@@ -153,8 +148,8 @@ def test_mask_inpaint_and_cycle_sde_keep_the_black_region_on_every_frame(N, wan)
     assert tuple(out.shape) == LATENT
     assert float((out - z)[keep].abs().max()) < 1e-4
     assert float((out - z)[edit].abs().max()) > 1e-3
-    (o,) = run(cycle.DreamCycleSDEEdit, model, neg, alt, neg, {"samples": z}, 0, 4, "simple", 0.7, "cycle_sde",
-               1.0, 1.0, mask=mask)
+    (o,) = run(cycle.DreamCycleSDEEdit, model, source=neg, target=alt, negative=neg, latent_image={"samples": z},
+               seed=0, steps=4, scheduler="simple", t0=0.7, stage2="cycle_sde", cfg=1.0, source_cfg=1.0, mask=mask)
     assert torch.allclose(o["samples"][keep], z[keep], atol=1e-5)
     assert float((o["samples"] - z)[edit].abs().max()) > 1e-3
 
@@ -162,7 +157,7 @@ def test_mask_inpaint_and_cycle_sde_keep_the_black_region_on_every_frame(N, wan)
 # ----------------------------------------------------------------------------- shapes and refusals
 def test_video_model_takes_an_image_latent_as_one_frame(N, wan):
     """ComfyUI's own convention (fix_empty_latent_channels): a 4-D latent on a 3-D latent format is one frame."""
-    s = N["common"].model_latent(wan[0], {"samples": torch.randn(1, 16, 4, 4)})
+    s = N.common.model_latent(wan[0], {"samples": torch.randn(1, 16, 4, 4)})
     assert tuple(s.shape) == (1, 16, 1, 4, 4)
 
 
@@ -172,14 +167,17 @@ def test_image_only_nodes_take_each_image_as_one_frame(N, wan):
     one video of B frames."""
     model, vae, pos, neg, _ = wan
     with torch.inference_mode():
-        img, lat = run(N["csd"].DreamCSDEdit, model, vae, frames(), pos, neg, "frames", 0, 1, 0.5, "constant", 7.5,
-                       5.0, 0, 512, 128, 0.02, 0.5, False, "noisy", 0)
+        img, lat = run(N.csd.DreamCSDEdit, model, vae, frames(), target=pos, negative=neg, mode="frames", seed=0,
+                       iterations=1, lr=0.5, lr_schedule="constant", text_cfg=7.5, image_cfg=5.0, particles=0,
+                       window=512, stride=128, t_min=0.02, t_max=0.5, svgd=False, kernel_feature="noisy",
+                       vae_tile_size=0)
         assert tuple(lat["samples"].shape) == (FRAMES, 16, 1, SIZE // 8, SIZE // 8)
         assert tuple(img.shape) == (FRAMES, SIZE, SIZE, 3)
-        img, lat = run(N["drag"].DreamSDEDrag, model, vae, frames(2, 64), pos, neg,
-                       '[{"x": 8, "y": 8}, {"x": 16, "y": 8}]', 0, 3, "simple", 0.6, 3.0, "linear", 1.1, 0.3, 5, 2.0)
+        img, lat = run(N.drag.DreamSDEDrag, model, vae, frames(2, 64), positive=pos, negative=neg,
+                       points='[{"x": 8, "y": 8}, {"x": 16, "y": 8}]', seed=0, steps=3, scheduler="simple", t0=0.6,
+                       cfg=3.0, guidance_ramp="linear", alpha=1.1, beta=0.3, radius=5, step_size=2.0)
         assert tuple(lat["samples"].shape) == (2, 16, 1, 8, 8) and tuple(img.shape) == (2, 64, 64, 3)
-        d = N["distill"]
+        d = N.distill
         _, img, lat, _ = d.run_score_distill(model, pos, neg, vae, d.raster_generator("image", frames(1), 0.01),
                                              seed=0, iterations=1, inner_steps=1, cfg=1.0, max_t=1.0, min_t=0.02,
                                              fit_space="latent", weighting="sds")

@@ -308,14 +308,16 @@ def test_comfyui_and_diffusers_agree_on_inversion_and_edit(pipe, comfy_model):
     null_c, target_c = [[null.clone(), {}]], [[target.clone(), {}]]
     lat = {"samples": z0 / sf}                                       # ComfyUI latents are unscaled
 
-    (inv_c,) = comfy_run(sampling.DreamDDIMInversion, comfy_model, null_c, lat, STEPS, "ddim_uniform", 1.0, 0)
+    (inv_c,) = comfy_run(sampling.DreamDDIMInversion, comfy_model, null_c, lat, steps=STEPS, scheduler="ddim_uniform",
+                         denoise=1.0, refine_steps=0)
     inv = dream.invert(z0, "", steps=STEPS)
     comfy_inv = inv_c["samples"] * sf                                # back to the scaled (model-space) latent
     assert rel(inv.latent, comfy_inv) < 1e-4, rel(inv.latent, comfy_inv)
 
     (regs,) = comfy_run(regularizers.DreamCFGEdit, target_c, 2.0, "invariant", 1.0, 0.0)
-    out_c, _ = comfy_run(sampling.DreamSampler, comfy_model, 0, STEPS, 1.0, "ddim_uniform", null_c, null_c, inv_c,
-                         1.0, 0.0, "constant", regs)
+    out_c, _ = comfy_run(sampling.DreamSampler, comfy_model, seed=0, steps=STEPS, cfg=1.0, scheduler="ddim_uniform",
+                         positive=null_c, negative=null_c, latent_image=inv_c, denoise=1.0, eta=0.0,
+                         eta_schedule="constant", regularizers=regs)
     out = dream.edit(z0, "a painting of a zebra", edit_strength=2.0, steps=STEPS, output_type="latent")
     comfy_edit = out_c["samples"] * sf
     assert rel(out.latents, comfy_edit) < 1e-4, rel(out.latents, comfy_edit)
