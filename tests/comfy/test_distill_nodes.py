@@ -148,7 +148,7 @@ def test_load_svg_files_stay_inside_the_input_folder(N, tmp_path, monkeypatch):
     (tmp_path / "secret.svg").write_text(good)
     (inputs / "link.svg").symlink_to(tmp_path / "secret.svg")
 
-    assert "icon.svg" in svg_nodes.C.input_svg_files()
+    assert "icon.svg" in svg_nodes.input_svg_files()
     assert svg_nodes.DreamLoadSVG.validate_inputs(svg_file="icon.svg", svg_text="") is True
     scene, image, doc = run(svg_nodes.DreamLoadSVG, "icon.svg", "")
     assert scene[0].width == 16 and float(image[0, 8, 8, 1]) < 0.2       # a red disk in the middle
