@@ -71,7 +71,7 @@ class TestFlowEdit:
              target_cfg, seed):
         def loop(vel, x):
             return peers.flow_edit(vel("source", "negative", source_cfg), vel("target", "negative", target_cfg), x,
-                                   sigmas.cpu(), n_max, n_min, n_avg, _gen(seed))
+                                   sigmas=sigmas.cpu(), n_max=n_max, n_min=n_min, n_avg=n_avg, generator=_gen(seed))
         return (_run(model, {"source": source, "target": target, "negative": negative}, latent_image, sigmas,
                      seed, loop),)
 
@@ -101,7 +101,8 @@ class TestRFInversion:
 
         def loop(vel, x):
             out, box["inv"] = peers.rf_inversion(vel("null", "negative", 1.0), vel("target", "negative", cfg), x,
-                                                 sigmas.cpu(), gamma, eta, eta_start, eta_stop, _gen(seed))
+                                                 sigmas=sigmas.cpu(), gamma=gamma, eta=eta, eta_start=eta_start,
+                                                 eta_stop=eta_stop, generator=_gen(seed))
             return out
         edited = _run(model, {"null": null, "target": target, "negative": negative}, latent_image, sigmas, seed, loop)
         return edited, dict(latent_image, samples=box["inv"].to(latent_image["samples"].dtype))

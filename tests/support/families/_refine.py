@@ -48,8 +48,9 @@ def round_trip(name: str, steps: int, scheduler: str | None = None, refines=(0, 
     with torch.inference_mode():
         for r in refines:
             inv = sampling.DreamDDIMInversion.execute(model, null, lat, steps, scheduler, 1.0, r).result[0]
-            out = sampling.DreamSampler.execute(model, 0, steps, 1.0, scheduler, null, null, inv, 1.0, 0.0,
-                                                "constant").result[0]
+            out = sampling.DreamSampler.execute(model, seed=0, steps=steps, cfg=1.0, scheduler=scheduler, positive=null,
+                                                negative=null, latent_image=inv, denoise=1.0, eta=0.0,
+                                                eta_schedule="constant").result[0]
             errs[r] = float((model.model.process_latent_in(out["samples"]) - x0).abs().max())
     return {"scheduler": scheduler, "errors": errs}
 

@@ -35,10 +35,12 @@ class LanPaintGuider(comfy.samplers.CFGGuider):
         if plain:
             self.last_big = out[0]
             return out[0]
-        self.last_big = comfy.samplers.cfg_function(self.inner_model, out[0], out[1], self.cfg_big, x, timestep,
-                                                    model_options, cond, uncond)
-        return comfy.samplers.cfg_function(self.inner_model, out[0], out[1], self.cfg, x, timestep, model_options,
-                                           cond, uncond)
+        self.last_big = comfy.samplers.cfg_function(self.inner_model, cond_pred=out[0], uncond_pred=out[1],
+                                                    cond_scale=self.cfg_big, x=x, timestep=timestep,
+                                                    model_options=model_options, cond=cond, uncond=uncond)
+        return comfy.samplers.cfg_function(self.inner_model, cond_pred=out[0], uncond_pred=out[1], cond_scale=self.cfg,
+                                           x=x, timestep=timestep, model_options=model_options, cond=cond,
+                                           uncond=uncond)
 
 
 def _scales(ms, sigma: float):
@@ -74,8 +76,8 @@ class LanPaintDenoiser:
             def predict(x_vp):
                 x0 = g(x_vp * r, sigma, model_options=model_options, seed=seed)
                 return x0, g.last_big
-            x_vp = LP.langevin(x / r, abt, known, self.y, predict, n, self.o["lam"], self.o["step_size"],
-                               self.o["beta"], self.gen)
+            x_vp = LP.langevin(x / r, abt=abt, known=known, y=self.y, predict=predict, n_iters=n, lam=self.o["lam"],
+                               step_size=self.o["step_size"], beta=self.o["beta"], gen=self.gen)
             x = x_vp * r
         out = g(x, sigma, model_options=model_options, seed=seed)
         self.x_out = x
@@ -131,9 +133,10 @@ class TestLanPaintKSampler:
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                thinking_steps, lam, step_size, beta, prompt_mode, early_stop):
-        return (lanpaint_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-                                dict(steps=thinking_steps, lam=lam, step_size=step_size, beta=beta,
-                                     early_stop=early_stop), prompt_mode),)
+        opts = dict(steps=thinking_steps, lam=lam, step_size=step_size, beta=beta, early_stop=early_stop)
+        return (lanpaint_sample(model, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler,
+                                positive=positive, negative=negative, latent=latent_image, opts=opts,
+                                prompt_mode=prompt_mode),)
 
 
 def lanpaint_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, opts,
