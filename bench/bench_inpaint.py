@@ -88,7 +88,7 @@ def grids() -> dict:
              dict(of="lanpaint", cfg=5.0, steps=STEPS, n=5, mode="Prompt First"),
              dict(of="dreamx", name="grey hole, paper strength 2", steps=STEPS, preset="paper", strength=2.0,
                   invert="grey")]
-    final += [dict(of="dreamx", name=f"from noise, restore strength 3, eta 1" + (f", resample {r}" if r else ""),
+    final += [dict(of="dreamx", name="from noise, restore strength 3, eta 1" + (f", resample {r}" if r else ""),
                    steps=STEPS, preset="restore", strength=3.0, eta=1.0, resample=r) for r in (0, 1)]
     g["confirm3"] = [dict(f, seed=sd) for f in final for sd in CONFIRM_SEEDS]
     return g
