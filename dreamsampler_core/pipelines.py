@@ -62,7 +62,7 @@ class Run:
         batches the ``extras`` with it).  branches: named guided denoisers (e.g. "source").  extras:
         the regularizers' named predictions.  regularizers: the bound regularizers of the run.
     latent: the input latent (model space).  mask: the latent's own mask on its grid (1 = repaint),
-        or None.  noise: the run's start noise (zeros: start from ``latent`` as it is).
+        or None.
     start(sigmas): the input noised to sigmas[0] with the run's noise (default: the latent as it is).
     time_grid(sigmas) -> (spans, times): the normalized time grid (default: none).
     finish(x): a sampled latent as the host returns it (default: as it is)."""
@@ -75,7 +75,6 @@ class Run:
     extras: Mapping[str, Denoiser] = field(default_factory=dict)
     regularizers: tuple = ()
     mask: Tensor | None = None
-    noise: Tensor | None = None
     seed: int = 0
     host: Host = DEFAULT_HOST
     progress: Callable[[Tensor, Tensor], None] = _no_progress

@@ -376,7 +376,7 @@ class CoreSampler(comfy.samplers.Sampler):
         seed = extra_args.get("seed")
         run = Run(model=base, param=M.run_parameterization(inner), sigmas=sigmas, latent=latent_image,
                   branches=branches, extras=extras,
-                  regularizers=tuple(model_wrap.regularizers) if is_dream else (), mask=denoise_mask, noise=noise,
+                  regularizers=tuple(model_wrap.regularizers) if is_dream else (), mask=denoise_mask,
                   seed=int(seed) if seed is not None else 0, host=host, progress=progress, start=start,
                   time_grid=lambda grid: M.time_grid(ms, grid), finish=finish)
         self.report = None
